@@ -1,0 +1,31 @@
+# The two README commands: `make run` and `make test`. Both create the virtual
+# environment on first use, so a fresh clone needs nothing else.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/default.yaml
+OUT ?= runs/default
+
+.PHONY: run test lint venv clean test-browser bench
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/mfjko run $(CONFIG) --out $(OUT) --overwrite
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_jko.py
+
+clean:
+	rm -rf $(VENV) runs

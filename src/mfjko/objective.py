@@ -1,0 +1,122 @@
+r"""The mean-field objective, its first variation and the seed's classic loss.
+
+A measure is a weighted point set μ = Σ_k p_k δ_{θ_k}: ``thetas`` (K, D) and
+``weights`` (K,). Particles are the case p_k = 1/m; a grid measure is the case of
+fixed θ_k and varying p. With Φ[j, k] = m(θ_k; x_j) (``Parametrization.features``):
+
+    f_μ(x_j) = (Φ p)_j
+    F(μ)     = (1/(2n)) ‖Φp − y‖² + (λ/2) Σ_k p_k V(θ_k)
+    F'(μ)(θ) = (1/n) Σ_j r_j m(θ; x_j) + (λ/2) V(θ),   r = f_μ(X) − y
+    ∇_θ F'(μ)(θ)  (σ'(0) = 0)
+
+Classic network (seed §1), h(x) = Σ_i α_i σ(w_iᵀx):
+
+    L(W, α) = Σ_j (h(x_j) − y_j)² + λ Σ_i (‖w_i‖² + α_i²)
+
+(the weight-decay term counted once, not n times; MATH.md). For the uniform particle
+measure of classic neurons under ``neuron``, f_μ = h/m and
+
+    F(μ_m) = (1/(2n)) Σ_j (h(x_j)/m − y_j)² + (λ/(2m)) Σ_i (‖w_i‖² + α_i²),
+
+i.e. F(μ_m(W, α)) = data_loss(W, α/m)/(2n) + λ·reg(W, α)/(2m), with
+``classic_loss = data_loss + λ reg``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mfjko.parametrizations import Parametrization, relu
+
+Array = jax.Array
+
+__all__ = [
+    "predict",
+    "objective",
+    "data_loss",
+    "residual",
+    "first_variation",
+    "first_variation_grad",
+    "velocity",
+    "particle_objective",
+    "classic_predict",
+    "classic_data_loss",
+    "classic_reg",
+    "classic_loss",
+]
+
+
+def predict(param: Parametrization, thetas: Array, weights: Array, X: Array) -> Array:
+    """f_μ(x_j) = Σ_k p_k m(θ_k; x_j), shape (n,)."""
+    return param.features(thetas, X) @ weights
+
+
+def residual(param, thetas, weights, X, y) -> Array:
+    """r = f_μ(X) − y, shape (n,)."""
+    return predict(param, thetas, weights, X) - y
+
+
+def data_loss(param, thetas, weights, X, y) -> Array:
+    """(1/(2n)) ‖f_μ(X) − y‖² (the data part of F; also the test loss on test data)."""
+    r = residual(param, thetas, weights, X, y)
+    return 0.5 * jnp.mean(r * r)
+
+
+def objective(param, thetas, weights, X, y, lam) -> Array:
+    """F(μ) of MATH.md for μ = Σ_k p_k δ_{θ_k}."""
+    return data_loss(param, thetas, weights, X, y) + 0.5 * lam * jnp.dot(
+        weights, param.potentials(thetas)
+    )
+
+
+def first_variation(param, thetas, weights, X, y, lam, at: Array) -> Array:
+    """F'(μ)(θ) evaluated at the points ``at`` (L, D), shape (L,)."""
+    r = residual(param, thetas, weights, X, y)
+    n = X.shape[0]
+    return param.features(at, X).T @ r / n + 0.5 * lam * param.potentials(at)
+
+
+def _first_variation_given_residual(param, theta, r, X, lam):
+    return jnp.dot(param.output(theta, X), r) / X.shape[0] + 0.5 * lam * param.potential(theta)
+
+
+def first_variation_grad(param, thetas, weights, X, y, lam, at: Array | None = None) -> Array:
+    """∇_θ F'(μ)(θ) (ambient gradient) at ``at`` (default: the support), shape (L, D)."""
+    at = thetas if at is None else at
+    r = residual(param, thetas, weights, X, y)
+    g = jax.grad(_first_variation_given_residual, argnums=1)
+    return jax.vmap(lambda th: g(param, th, r, X, lam))(at)
+
+
+def velocity(param, thetas, weights, X, y, lam) -> Array:
+    """Wasserstein-gradient-flow velocity −∇F'(μ)(θ_k) at each support point,
+    projected on the tangent space of Θ (sphere), shape (K, D)."""
+    return -param.tangent(thetas, first_variation_grad(param, thetas, weights, X, y, lam))
+
+
+def particle_objective(param, thetas, X, y, lam) -> Array:
+    """G(θ_1..θ_m) = F(μ_m) with μ_m uniform. ∇_{θ_i} G = (1/m) ∇F'(μ_m)(θ_i)."""
+    m = thetas.shape[0]
+    return objective(param, thetas, jnp.full((m,), 1.0 / m), X, y, lam)
+
+
+def classic_predict(W: Array, alpha: Array, X: Array) -> Array:
+    """h(x_j) = Σ_i α_i σ(w_iᵀx_j), shape (n,)."""
+    return relu(X @ W.T) @ alpha
+
+
+def classic_data_loss(W, alpha, X, y) -> Array:
+    """Σ_j (h(x_j) − y_j)²."""
+    r = classic_predict(W, alpha, X) - y
+    return jnp.sum(r * r)
+
+
+def classic_reg(W, alpha) -> Array:
+    """Σ_i (‖w_i‖² + α_i²)."""
+    return jnp.sum(W * W) + jnp.sum(alpha * alpha)
+
+
+def classic_loss(W, alpha, X, y, lam) -> Array:
+    """The seed's L(W, α) = Σ_j (h(x_j) − y_j)² + λ Σ_i (‖w_i‖² + α_i²)."""
+    return classic_data_loss(W, alpha, X, y) + lam * classic_reg(W, alpha)

@@ -1,0 +1,58 @@
+"""One result schema for every method: a measure trajectory on the mean-field time axis.
+
+Every dynamics (particle GD, implicit steps, gradient flow, Langevin, grid JKO, peer
+methods) returns a :class:`Trajectory`: at recorded times ``t`` (mean-field time, see
+MATH.md "time scaling"), a weighted point set in Θ of its parametrization.
+
+- particles: ``support`` varies, shape (T, m, D); ``weights`` fixed, shape (m,) = 1/m;
+- grid JKO: ``support`` fixed, shape (N, D); ``weights`` vary, shape (T, N).
+
+``diagnostics`` maps a name to an array whose first axis is T (per recorded time) —
+e.g. Sinkhorn iterations, marginal error, Newton iterations, inner-solver residuals.
+Arrays are NumPy (results live at the edges, outside jit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Trajectory"]
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    method: str
+    param: str
+    t: np.ndarray
+    support: np.ndarray
+    weights: np.ndarray
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        T = len(self.t)
+        if self.support.ndim == 3 and self.support.shape[0] != T:
+            raise ValueError(f"support has {self.support.shape[0]} frames, t has {T}")
+        if self.weights.ndim == 2 and self.weights.shape[0] != T:
+            raise ValueError(f"weights has {self.weights.shape[0]} frames, t has {T}")
+        for k, v in self.diagnostics.items():
+            if len(v) != T:
+                raise ValueError(f"diagnostic {k!r} has {len(v)} entries, t has {T}")
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @property
+    def moving_support(self) -> bool:
+        return self.support.ndim == 3
+
+    def measure(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(support (K, D), weights (K,)) at recorded time index i."""
+        s = self.support[i] if self.support.ndim == 3 else self.support
+        w = self.weights[i] if self.weights.ndim == 2 else self.weights
+        return s, w
+
+    def final(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.measure(len(self.t) - 1)
