@@ -1,0 +1,30 @@
+"""Entropic JKO on fixed grids (MATH.md "Entropic JKO"; Peyré 2015).
+
+- :func:`entropic_jko_step` — dense NumPy reference for one step;
+- :func:`jko_step`, :func:`run_jko` — the production log-domain generalized Sinkhorn on
+  any geometry (jit, warm start, Anderson acceleration, optional ε-scaling);
+- :func:`kl_prox_newton` — the KL-prox of F by Newton on its n-dimensional dual.
+"""
+
+from mfjko.jko.dense import ConvergenceError, entropic_jko_step
+from mfjko.jko.prox import kl_prox_newton
+from mfjko.jko.solver import (
+    JKODiagnostics,
+    JKOSolverOptions,
+    JKOState,
+    grid_objective,
+    jko_step,
+    run_jko,
+)
+
+__all__ = [
+    "ConvergenceError",
+    "entropic_jko_step",
+    "kl_prox_newton",
+    "JKODiagnostics",
+    "JKOSolverOptions",
+    "JKOState",
+    "grid_objective",
+    "jko_step",
+    "run_jko",
+]

@@ -1,0 +1,343 @@
+r"""Production entropic JKO solver on any grid geometry, and the JKO time loop.
+
+One step (MATH.md "Entropic JKO"): p_{k+1} = argmin_{p ∈ simplex} W_ε(p, p_k) + 2τF(p),
+solved by the log-domain generalized Sinkhorn of :mod:`mfjko.jko.sinkhorn` with the
+KL-prox of :mod:`mfjko.jko.prox`. The JKO step τ is a step of mean-field time: k steps
+reach t = kτ, the axis GD with lr = m·h uses.
+
+Public API:
+
+- :class:`JKOSolverOptions` — tolerances, caps, ε-scaling and Anderson settings;
+- :class:`JKOState` — the warm-start state (KL-prox dual g (n,), plus the log-potentials
+  f = ε log a and h = ε log b (N,) of the last plan, for inspection);
+- :func:`jko_step` — one step, returns (p, state, diagnostics);
+- :func:`run_jko` — k = T/τ steps from p0, returns a :class:`~mfjko.trajectory.Trajectory`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mfjko.jko.dense import ConvergenceError
+from mfjko.jko.sinkhorn import generalized_sinkhorn
+from mfjko.trajectory import Trajectory
+
+Array = jax.Array
+
+__all__ = [
+    "JKOSolverOptions",
+    "JKOState",
+    "JKODiagnostics",
+    "jko_step",
+    "run_jko",
+    "grid_objective",
+]
+
+
+@dataclass(frozen=True)
+class JKOSolverOptions:
+    """Settings of the generalized Sinkhorn solver (hashable: static under jit).
+
+    tol: stop when the second-marginal error ‖b ⊙ Kᵀa − q‖₁ ≤ tol.
+    max_iter: Sinkhorn iteration cap (over all ε stages).
+    newton_tol: KL-prox Newton stops at ‖∇H‖₂ ≤ newton_tol·max(1, ‖y‖₂).
+    newton_max_iter: Newton iteration cap per prox.
+    eps_scaling: None, or a factor in (0, 1): within a step, solve for
+        ε_i = max(ε, eps_start_ratio·ε·factor^i) in turn, each stage to ``stage_tol``
+        (a cold-start aid; warm-started steps should not need it).
+    eps_start_ratio: ε_0/ε of the ε-scaling schedule.
+    stage_tol: marginal error at which an intermediate ε stage ends.
+    anderson_depth: m ≥ 2 mixes the last m fixed-point iterates of the KL dual g
+        (Anderson acceleration); 0 gives plain generalized Sinkhorn.
+    on_failure: "raise" (ConvergenceError) or "warn" (warnings.warn + converged=False)
+        when a step misses tol or produces non-finite values.
+    """
+
+    tol: float = 1e-9
+    max_iter: int = 20_000
+    newton_tol: float = 1e-12
+    newton_max_iter: int = 50
+    eps_scaling: float | None = None
+    eps_start_ratio: float = 64.0
+    stage_tol: float = 1e-4
+    anderson_depth: int = 6
+    on_failure: str = "raise"
+
+    def __post_init__(self):
+        if not (self.tol > 0):
+            raise ValueError(f"tol must be positive, got {self.tol}")
+        if self.max_iter < 1 or self.newton_max_iter < 1:
+            raise ValueError("max_iter and newton_max_iter must be ≥ 1")
+        if not (self.newton_tol > 0):
+            raise ValueError(f"newton_tol must be positive, got {self.newton_tol}")
+        if self.eps_scaling is not None and not (0.0 < self.eps_scaling < 1.0):
+            raise ValueError(f"eps_scaling must be None or in (0, 1), got {self.eps_scaling}")
+        if not (self.eps_start_ratio >= 1.0):
+            raise ValueError(f"eps_start_ratio must be ≥ 1, got {self.eps_start_ratio}")
+        if self.anderson_depth < 0:
+            raise ValueError(f"anderson_depth must be ≥ 0, got {self.anderson_depth}")
+        if self.on_failure not in ("raise", "warn"):
+            raise ValueError(f"on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
+
+
+class JKOState(eqx.Module):
+    """Warm-start state carried across JKO steps.
+
+    g: (n,) dual variable of the KL-prox; it determines the a-potential,
+       f = ε log a = −2τ(λv/2 + Φᵀg), independently of ε, hence warm-starts a (and b,
+       which the first half-iteration recomputes exactly from a).
+    f, h: (N,) ε-scaled log-potentials ε log a, ε log b of the last plan (inspection).
+    """
+
+    g: Array
+    f: Array
+    h: Array
+
+
+class JKODiagnostics(eqx.Module):
+    """Per-step figures (scalars).
+
+    sinkhorn_iterations, marginal_error (‖b ⊙ Kᵀa − q‖₁ at exit), newton_total and
+    newton_max (KL-prox Newton iterations), newton_residual (largest final ‖∇H‖),
+    objective F(p), step_objective W_ε(p, q) + 2τF(p), mass_error |Σp − 1| before
+    renormalization, converged (bool).
+    """
+
+    sinkhorn_iterations: Array
+    marginal_error: Array
+    newton_total: Array
+    newton_max: Array
+    newton_residual: Array
+    objective: Array
+    step_objective: Array
+    mass_error: Array
+    converged: Array
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: np.asarray(getattr(self, f.name)).item() for f in fields(self)}
+
+
+def grid_objective(p, phi, y, v, lam):
+    """F(p) = (1/(2n))‖Φp − y‖² + (λ/2) vᵀp."""
+    r = phi @ p - y
+    return 0.5 * jnp.mean(r * r) + 0.5 * lam * jnp.dot(v, p)
+
+
+@eqx.filter_jit
+def _solve(geom, q, phi, y, v, lam, tau, eps, g0, options: JKOSolverOptions):
+    dtype = jnp.float64
+    q = jnp.asarray(q, dtype)
+    log_q = jnp.where(q > 0, jnp.log(jnp.where(q > 0, q, 1.0)), -jnp.inf)
+    shift = 0.5 * lam * v
+    if options.eps_scaling is None:
+        eps_start, factor = eps, 1.0
+    else:
+        eps_start, factor = eps * options.eps_start_ratio, options.eps_scaling
+    res = generalized_sinkhorn(
+        geom.apply_lse,
+        log_q,
+        q,
+        phi,
+        y,
+        shift,
+        tau,
+        eps,
+        g0,
+        tol=options.tol,
+        max_iter=options.max_iter,
+        newton_tol=options.newton_tol,
+        newton_max_iter=options.newton_max_iter,
+        eps_start=eps_start,
+        eps_factor=factor,
+        stage_tol=options.stage_tol,
+        anderson_depth=options.anderson_depth,
+    )
+    p_raw = jnp.exp(res.log_p)
+    mass = jnp.sum(p_raw)
+    p = p_raw / mass
+    f = eps * res.log_a
+    h = jnp.where(res.col > 0, eps * res.log_b, 0.0)
+    # W_ε of the returned plan π = diag(a)K diag(b): since C_kl + ε log π_kl = f_k + h_l,
+    # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, h⟩ − ε Σπ.
+    w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, h) - eps * mass
+    F = grid_objective(p, phi, y, v, lam)
+    finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
+    converged = finite & (res.marginal_error <= options.tol) & (res.final_eps <= eps)
+    diag = JKODiagnostics(
+        sinkhorn_iterations=res.iterations,
+        marginal_error=res.marginal_error,
+        newton_total=res.newton_total,
+        newton_max=res.newton_max,
+        newton_residual=res.newton_residual,
+        objective=F,
+        step_objective=w_eps + 2.0 * tau * F,
+        mass_error=jnp.abs(mass - 1.0),
+        converged=converged,
+    )
+    return p, JKOState(g=res.g, f=f, h=h), diag
+
+
+def _check_step_inputs(geom, q, phi, y, v, lam, tau, eps):
+    N = geom.points.shape[0]
+    if q.shape != (N,):
+        raise ValueError(f"q must have shape (N,) = ({N},), got {q.shape}")
+    if phi.ndim != 2 or phi.shape[1] != N:
+        raise ValueError(f"phi must be (n, N) with N = {N}, got {phi.shape}")
+    if y.shape != (phi.shape[0],):
+        raise ValueError(f"y must have shape (n,) = ({phi.shape[0]},), got {y.shape}")
+    if v.shape != (N,):
+        raise ValueError(f"v must have shape (N,) = ({N},), got {v.shape}")
+    for name, arr in (("q", q), ("phi", phi), ("y", y), ("v", v)):
+        if not bool(jnp.all(jnp.isfinite(arr))):
+            raise ValueError(f"{name} contains NaN or inf")
+    if bool(jnp.any(q < 0)) or abs(float(jnp.sum(q)) - 1.0) > 1e-8:
+        raise ValueError(f"q must be a probability vector (q ≥ 0, sum 1), sums to {jnp.sum(q)}")
+    for name, val, positive in (("tau", tau, True), ("eps", eps, True), ("lam", lam, False)):
+        ok = math.isfinite(val) and (val > 0 if positive else val >= 0)
+        if not ok:
+            raise ValueError(f"{name} must be {'positive' if positive else '≥ 0'}, got {val}")
+
+
+def jko_step(
+    geom,
+    q,
+    phi,
+    y,
+    v,
+    lam: float,
+    tau: float,
+    eps: float,
+    state: JKOState | None = None,
+    options: JKOSolverOptions | None = None,
+) -> tuple[Array, JKOState, JKODiagnostics]:
+    r"""One entropic JKO step p = argmin_{p ∈ simplex} W_ε(p, q) + 2τF(p) on ``geom``.
+
+    Args:
+      geom: a geometry (``points`` (N, D), ``apply_lse(u, eps)``).
+      q: (N,) previous weights (probability vector).
+      phi: (n, N) features Φ[j, k] = m(θ_k; x_j).  y: (n,) targets.
+      v: (N,) weight-decay potential V(θ_k).  lam: λ ≥ 0.
+      tau: JKO step (mean-field time).  eps: entropic ε (units of the cost, θ-distance²).
+      state: warm start from the previous step (None: cold start, g = 0).
+      options: :class:`JKOSolverOptions`.
+
+    Returns:
+      (p (N,) summing to 1, new :class:`JKOState`, :class:`JKODiagnostics`). If the
+      marginal error misses ``options.tol`` or a value is non-finite, raises
+      :class:`ConvergenceError` (on_failure="raise") or warns and sets converged=False.
+    """
+    options = JKOSolverOptions() if options is None else options
+    q = jnp.asarray(q, jnp.float64)
+    phi = jnp.asarray(phi, jnp.float64)
+    y = jnp.asarray(y, jnp.float64)
+    v = jnp.asarray(v, jnp.float64)
+    lam, tau, eps = float(lam), float(tau), float(eps)
+    _check_step_inputs(geom, q, phi, y, v, lam, tau, eps)
+    g0 = jnp.zeros(phi.shape[0]) if state is None else jnp.asarray(state.g, jnp.float64)
+    if g0.shape != (phi.shape[0],):
+        raise ValueError(f"state.g has shape {g0.shape}, expected ({phi.shape[0]},)")
+    p, new_state, diag = _solve(geom, q, phi, y, v, lam, tau, eps, g0, options)
+    if not bool(diag.converged):
+        d = diag.as_dict()
+        msg = (
+            f"entropic JKO step did not converge: marginal error {d['marginal_error']:.3e} "
+            f"(tol {options.tol:.1e}) after {d['sinkhorn_iterations']} Sinkhorn iterations, "
+            f"Newton residual {d['newton_residual']:.3e}, mass error {d['mass_error']:.3e}, "
+            f"finite p: {bool(jnp.all(jnp.isfinite(p)))}"
+        )
+        if options.on_failure == "raise":
+            raise ConvergenceError(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return p, new_state, diag
+
+
+def _features_and_potential(geom, param, X):
+    """Φ (n, N) and V (N,) on the grid. A geometry may provide its own (e.g. a signed
+    split whose components carry a sign); otherwise use the parametrization on the points."""
+    if hasattr(geom, "features") and hasattr(geom, "potentials"):
+        return geom.features(param, X), geom.potentials(param)
+    return param.features(geom.points, X), param.potentials(geom.points)
+
+
+def run_jko(
+    geom,
+    param,
+    p0,
+    X,
+    y,
+    lam: float,
+    tau: float,
+    eps: float,
+    T: float,
+    record_every: int = 1,
+    options: JKOSolverOptions | None = None,
+    callback: Callable | None = None,
+    state: JKOState | None = None,
+    t0: float = 0.0,
+) -> Trajectory:
+    r"""Entropic JKO from p0 for mean-field time T in K = T/τ steps.
+
+    Args:
+      geom: geometry (support ``geom.points`` (N, D)).  param: a Parametrization or its name.
+      p0: (N,) initial weights.  X: (n, d) data (bias column included).  y: (n,).
+      lam, tau, eps: λ, τ, ε.  T: final time; T/τ must be an integer (else ValueError).
+      record_every: record weights and diagnostics every this many steps (and always
+        the first and last time).
+      callback: ``callback(k, t, p, diag_dict)`` after every step (k ≥ 1, t = t0 + kτ).
+      state, t0: resume from a previous run's state at time t0.
+
+    Returns:
+      Trajectory(method="jko", support (N, D), weights (T_rec, N), t = t0 + kτ).
+      diagnostics hold the per-step figures of :class:`JKODiagnostics` at recorded steps
+      (NaN at the initial frame, which no step produced); meta["state"] is the final
+      :class:`JKOState` for resuming.
+    """
+    from mfjko import parametrizations
+
+    options = JKOSolverOptions() if options is None else options
+    param = parametrizations.get(param)
+    if not (math.isfinite(T) and T >= 0):
+        raise ValueError(f"T must be a finite time ≥ 0, got {T}")
+    if not (tau > 0):
+        raise ValueError(f"tau must be positive, got {tau}")
+    n_steps = round(T / tau)
+    if abs(n_steps * tau - T) > 1e-9 * max(1.0, T):
+        raise ValueError(f"T = {T} is not a multiple of tau = {tau} (T/tau = {T / tau})")
+    if record_every < 1:
+        raise ValueError(f"record_every must be ≥ 1, got {record_every}")
+    X = jnp.asarray(X, jnp.float64)
+    y = jnp.asarray(y, jnp.float64)
+    phi, v = _features_and_potential(geom, param, X)
+    p = jnp.asarray(p0, jnp.float64)
+
+    names = [f.name for f in fields(JKODiagnostics)]
+    times, frames = [t0], [np.asarray(p)]
+    records: dict[str, list] = {k: [np.nan] for k in names}
+    for k in range(1, n_steps + 1):
+        p, state, diag = jko_step(geom, p, phi, y, v, lam, tau, eps, state, options)
+        t = t0 + k * tau
+        d = diag.as_dict()
+        if callback is not None:
+            callback(k, t, p, d)
+        if k % record_every == 0 or k == n_steps:
+            times.append(t)
+            frames.append(np.asarray(p))
+            for key in names:
+                records[key].append(d[key])
+    return Trajectory(
+        method="jko",
+        param=param.name,
+        t=np.asarray(times),
+        support=np.asarray(geom.points),
+        weights=np.stack(frames),
+        diagnostics={k: np.asarray(v_, dtype=float) for k, v_ in records.items()},
+        meta={"lam": lam, "tau": tau, "eps": eps, "state": state, "options": options},
+    )
