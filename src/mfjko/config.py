@@ -1,0 +1,446 @@
+r"""Run configuration: YAML files validated with pydantic v2 (unknown keys are errors).
+
+A run compares every listed method with particle gradient descent (GD) on one data set,
+one initial law and one mean-field time axis t (MATH.md: GD with step h advances t by h,
+i.e. lr = m·h; a JKO step advances t by τ). Layout of a config::
+
+    name: default                 # free text, shown in reports
+    description: one line for `mfjko examples`
+    data:  {name: regression_1d, kwargs: {n_train: 20, seed: 0}}   # or name: file, path: x.npz
+    model: {parametrization: neuron, lam: 0.01}
+    init:  {law: gaussian, scale: 0.5, m: 1000}                    # or balanced, or file + path
+    methods:
+      gd:       {h: 0.01}                                          # the reference (required)
+      flow:     {rtol: 1.0e-8, atol: 1.0e-10}
+      implicit: {h: 0.05}
+      langevin: {h: 0.01, match_jko: true}                         # D = ε/(4τ) of jko, or D: 0.01
+      jko:      {tau: 0.05, eps: 0.01, grid: {kind: cartesian, ranges: [...], sizes: [...]}}
+    T: 2.0                # mean-field horizon
+    record_every: 0.2     # recording cadence, in mean-field time
+    seed: 0
+    out: runs/default
+    metrics: {sinkhorn_eps: 0.05, max_support: 3000, particles_saved: 300}
+
+Static checks (here): types, unknown keys, λ ≥ 0, T a positive multiple of record_every,
+record_every a multiple of every step h and τ, Langevin's D given exactly one way.
+Checks that need the data and the grid (the initial mass outside the grid, ε versus the
+grid spacing) are :func:`check_grid` — the runner calls it before any dynamics run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "DataConfig",
+    "ModelConfig",
+    "InitConfig",
+    "GridSpec",
+    "JKOConfig",
+    "MethodsConfig",
+    "MetricsConfig",
+    "load_config",
+    "parse_config",
+    "apply_overrides",
+    "check_grid",
+    "is_multiple",
+    "MAX_MASS_OUTSIDE",
+    "EPS_SAFETY",
+    "METHOD_ORDER",
+]
+
+#: largest fraction of the initial law allowed to fall outside the JKO grid
+MAX_MASS_OUTSIDE = 0.05
+#: ε must be at least EPS_SAFETY · h² (h = grid spacing): below, a neighbour's kernel entry
+#: exp(−h²/ε) < e^{−100} is lost next to the diagonal's 1 in float64 (resolution 1e-16), so
+#: the Gibbs kernel acts as the identity and no mass can move
+EPS_SAFETY = 1e-2
+#: order in which methods run and appear (GD first: it is every other method's reference)
+METHOD_ORDER = ("gd", "flow", "implicit", "frobenius", "langevin", "w2", "sliced", "jko")
+
+
+class ConfigError(ValueError):
+    """An invalid run configuration; the message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class DataConfig(_Strict):
+    """The data set: a generator of :func:`mfjko.data.make_dataset` or a user file."""
+
+    name: Literal["regression_1d", "teacher", "orthogonal", "digits", "file"] = "regression_1d"
+    path: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _path_iff_file(self):
+        if self.name == "file" and not self.path:
+            raise ValueError("data.name = file needs data.path (a .npz with X, y or a .csv)")
+        if self.name != "file" and self.path:
+            raise ValueError(f"data.path is only used with data.name = file (got {self.name})")
+        return self
+
+
+class ModelConfig(_Strict):
+    parametrization: Literal["neuron", "signed", "pm", "sphere"] = "neuron"
+    lam: float = Field(0.01, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _lam_nonnegative(self):
+        if self.lam < 0:
+            raise ValueError(f"model.lam must be ≥ 0 (weight decay), got {self.lam}")
+        return self
+
+
+class InitConfig(_Strict):
+    """Initial law of classic neurons (mfjko.initial), shared by particles and grids."""
+
+    law: Literal["gaussian", "balanced", "file"] = "gaussian"
+    scale: PositiveFloat = 1.0
+    path: str | None = None
+    m: Annotated[int, Field(ge=1)] = 1000
+
+    @model_validator(mode="after")
+    def _path_iff_file(self):
+        if self.law == "file" and not self.path:
+            raise ValueError("init.law = file needs init.path (.npz with W, alpha or .csv)")
+        if self.law != "file" and self.path:
+            raise ValueError(f"init.path is only used with init.law = file (got {self.law})")
+        return self
+
+
+class GridSpec(_Strict):
+    r"""Support of the JKO grid measure, in Θ of the parametrization.
+
+    - ``cartesian`` (neuron): box ``ranges`` [[lo, hi], ...] × ``sizes`` over all D = d + 1
+      coordinates (w_1..w_d, α);
+    - ``signed`` / ``pm``: box over w (d coordinates), two components (positive/negative);
+    - ``sphere_line`` (sphere): ``n_dirs`` directions on S^{d−1} × ``n_beta`` values of β in
+      ``beta_range``;
+    - ``scales``: optional multi-scale copies of the grid's points (research note §2.3.1).
+    """
+
+    kind: Literal["cartesian", "signed", "pm", "sphere_line"] = "cartesian"
+    ranges: list[tuple[float, float]] | None = None
+    sizes: list[Annotated[int, Field(ge=2)]] | None = None
+    n_dirs: Annotated[int, Field(ge=3)] | None = None
+    beta_range: tuple[float, float] | None = None
+    n_beta: Annotated[int, Field(ge=2)] | None = None
+    scales: list[PositiveFloat] | None = None
+    discretize_samples: Annotated[int, Field(ge=1000)] = 200_000
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.kind == "sphere_line":
+            for key in ("n_dirs", "beta_range", "n_beta"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"grid kind sphere_line needs grid.{key}")
+            if self.ranges is not None or self.sizes is not None:
+                raise ValueError("grid kind sphere_line takes n_dirs/beta_range/n_beta, "
+                                 "not ranges/sizes")
+            lo, hi = self.beta_range
+            if not lo < hi:
+                raise ValueError(f"grid.beta_range must have lo < hi, got {self.beta_range}")
+        else:
+            if self.ranges is None or self.sizes is None:
+                raise ValueError(f"grid kind {self.kind} needs grid.ranges and grid.sizes")
+            if len(self.ranges) != len(self.sizes):
+                raise ValueError(f"grid.ranges has {len(self.ranges)} axes but grid.sizes has "
+                                 f"{len(self.sizes)}")
+            for i, (lo, hi) in enumerate(self.ranges):
+                if not lo < hi:
+                    raise ValueError(f"grid.ranges[{i}] must have lo < hi, got {(lo, hi)}")
+            for key in ("n_dirs", "beta_range", "n_beta"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"grid.{key} is only used with kind sphere_line")
+        return self
+
+
+class StepConfig(_Strict):
+    """A particle method with a time step h (mean-field time)."""
+
+    h: PositiveFloat = 0.01
+
+
+class ImplicitConfig(StepConfig):
+    tol: PositiveFloat = 1e-10
+
+
+class FlowConfig(_Strict):
+    rtol: PositiveFloat = 1e-8
+    atol: PositiveFloat = 1e-10
+
+
+class LangevinConfig(StepConfig):
+    """Mean-field Langevin dθ = −∇F'(μ)(θ) dt + √(2D) dB: give D, or ``match_jko: true`` for
+    D = ε/(4τ) of the jko method (MATH.md: the diffusion entropic JKO adds)."""
+
+    D: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    match_jko: bool = False
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if (self.D is None) == (not self.match_jko):
+            raise ValueError("methods.langevin: give exactly one of D: <value> or "
+                             "match_jko: true")
+        return self
+
+
+class SlicedConfig(StepConfig):
+    n_projections: Annotated[int, Field(ge=1)] = 50
+    tol: PositiveFloat = 1e-8
+
+
+class W2Config(StepConfig):
+    tol: PositiveFloat = 1e-10
+
+
+class JKOConfig(_Strict):
+    """Entropic JKO on a fixed grid: p_{k+1} = argmin W_ε(p, p_k) + 2τF(p)."""
+
+    tau: PositiveFloat = 0.05
+    eps: PositiveFloat = 0.01
+    grid: GridSpec
+    tol: PositiveFloat = 1e-9
+    max_iter: Annotated[int, Field(ge=1)] = 20_000
+    eps_scaling: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+
+def _none_to_empty(value):
+    """``methods: [gd, flow]`` or ``methods: {gd: , flow: }`` enable methods with defaults."""
+    if isinstance(value, list | tuple):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("methods as a list must be method names, e.g. [gd, flow]")
+        return {v: {} for v in value}
+    if isinstance(value, dict):
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    return value
+
+
+class MethodsConfig(_Strict):
+    gd: StepConfig | None = None
+    flow: FlowConfig | None = None
+    implicit: ImplicitConfig | None = None
+    frobenius: ImplicitConfig | None = None
+    langevin: LangevinConfig | None = None
+    w2: W2Config | None = None
+    sliced: SlicedConfig | None = None
+    jko: JKOConfig | None = None
+
+    _normalize = model_validator(mode="before")(_none_to_empty)
+
+    def enabled(self) -> list[str]:
+        """Names of the configured methods, GD first (METHOD_ORDER)."""
+        return [name for name in METHOD_ORDER if getattr(self, name) is not None]
+
+    @model_validator(mode="after")
+    def _gd_required(self):
+        if self.gd is None:
+            raise ValueError("methods.gd is required: GD is the reference every method is "
+                             "compared with (add `gd: {h: 0.01}`)")
+        if self.langevin is not None and self.langevin.match_jko and self.jko is None:
+            raise ValueError("methods.langevin.match_jko needs a jko method (its ε and τ give "
+                             "D = ε/(4τ)); or set methods.langevin.D")
+        return self
+
+
+class MetricsConfig(_Strict):
+    """How gaps are measured. ``sinkhorn_eps`` is the absolute ε of the Sinkhorn divergence
+    (squared Θ-distance units), fixed for the whole run."""
+
+    sinkhorn_eps: PositiveFloat = 0.05
+    max_support: Annotated[int, Field(ge=16)] = 3000
+    particles_saved: Annotated[int, Field(ge=1)] = 300
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    description: str = ""
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    init: InitConfig = Field(default_factory=InitConfig)
+    methods: MethodsConfig
+    T: PositiveFloat
+    record_every: PositiveFloat
+    seed: Annotated[int, Field(ge=0)] = 0
+    out: str = "runs/run"
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @model_validator(mode="after")
+    def _time_axis(self):
+        if not is_multiple(self.T, self.record_every):
+            raise ValueError(
+                f"T = {self.T} is not a multiple of record_every = {self.record_every}: "
+                f"set T to a multiple (e.g. {round_up(self.T, self.record_every):g})"
+            )
+        for name in self.methods.enabled():
+            mc = getattr(self.methods, name)
+            step, key = (mc.tau, "tau") if name == "jko" else (getattr(mc, "h", None), "h")
+            if step is None:
+                continue
+            if not is_multiple(self.record_every, step):
+                raise ValueError(
+                    f"record_every = {self.record_every} is not a multiple of "
+                    f"methods.{name}.{key} = {step}, so T = {self.T} is not reached on the "
+                    f"recording grid: choose methods.{name}.{key} dividing record_every "
+                    f"(e.g. {self.record_every / max(1, round(self.record_every / step)):g})"
+                )
+        return self
+
+    def langevin_D(self) -> float | None:
+        """The Langevin diffusion D (ε/(4τ) of jko when matched), or None without Langevin."""
+        lc = self.methods.langevin
+        if lc is None:
+            return None
+        if lc.match_jko:
+            return self.methods.jko.eps / (4.0 * self.methods.jko.tau)
+        return lc.D
+
+    def steps_per_record(self, name: str) -> int:
+        """Steps of method ``name`` per recording interval (1 for the adaptive flow)."""
+        mc = getattr(self.methods, name)
+        step = mc.tau if name == "jko" else getattr(mc, "h", None)
+        return 1 if step is None else int(round(self.record_every / step))
+
+    @property
+    def n_segments(self) -> int:
+        return int(round(self.T / self.record_every))
+
+
+def is_multiple(a: float, b: float, rel: float = 1e-9) -> bool:
+    """Whether a = k·b for an integer k ≥ 1, up to relative rounding ``rel``."""
+    k = round(a / b)
+    return k >= 1 and abs(a - k * b) <= rel * max(abs(a), abs(b))
+
+
+def round_up(a: float, b: float) -> float:
+    return math.ceil(a / b - 1e-9) * b
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parent = ".".join(str(p) for p in e["loc"][:-1]) or "top level"
+            lines.append(f"  {loc}: unknown key (not allowed under {parent}); "
+                         "check its spelling against the documented keys")
+        elif e["type"] == "missing":
+            lines.append(f"  {loc}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {loc or 'config'}: {msg}{got_s}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict, source: str = "<dict>") -> RunConfig:
+    """Validate a config dict; raise :class:`ConfigError` naming each bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {source} must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``key=value`` overrides with dotted keys (``methods.jko.eps=0.01``); values are
+    parsed as YAML scalars/flow collections (``[11, 11]``, ``true``, ``1e-3``)."""
+    raw = _deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. methods.jko.eps=0.01")
+        key, text = item.split("=", 1)
+        parts = [p for p in key.strip().split(".")]
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: empty component in key {key!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e})") from None
+        node = raw
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return raw
+
+
+def _deepcopy(x):
+    if isinstance(x, dict):
+        return {k: _deepcopy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deepcopy(v) for v in x]
+    return x
+
+
+def _resolve_path(path: str | None, base: Path) -> str | None:
+    """A relative path is taken from the working directory if it exists there, else from
+    the config file's folder (so shipped configs can reference files beside them)."""
+    if path is None:
+        return None
+    p = Path(os.path.expanduser(path))
+    if p.is_absolute() or p.exists():
+        return str(p.resolve())
+    return str((base / p).resolve())
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML config, apply ``--set`` overrides, validate (:class:`ConfigError`)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist (see `mfjko examples`)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    raw = apply_overrides(raw, overrides)
+    cfg = parse_config(raw, str(path))
+    base = path.resolve().parent
+    data = cfg.data.model_copy(update={"path": _resolve_path(cfg.data.path, base)})
+    init = cfg.init.model_copy(update={"path": _resolve_path(cfg.init.path, base)})
+    return cfg.model_copy(update={"data": data, "init": init})
+
+
+def check_grid(cfg: RunConfig, spacing: float, mass_outside: float) -> None:
+    """Checks that need the built grid: raise :class:`ConfigError` if more than
+    MAX_MASS_OUTSIDE of the initial law falls outside it, or if ε < EPS_SAFETY · spacing²
+    (the Gibbs kernel exp(−C/ε) would be the identity to float64: no transport at all)."""
+    jc = cfg.methods.jko
+    if jc is None:
+        return
+    if mass_outside > MAX_MASS_OUTSIDE:
+        key = "jko.grid.beta_range" if jc.grid.kind == "sphere_line" else "jko.grid.ranges"
+        raise ConfigError(
+            f"methods.{key}: the grid misses {100 * mass_outside:.1f} % of the initial law "
+            f"(init.{cfg.init.law}, scale {cfg.init.scale}); at most "
+            f"{100 * MAX_MASS_OUTSIDE:.0f} % is allowed: widen methods.{key} or reduce "
+            "init.scale"
+        )
+    safe = EPS_SAFETY * spacing**2
+    if jc.eps < safe:
+        raise ConfigError(
+            f"methods.jko.eps = {jc.eps:g} is too small for the grid spacing h = {spacing:.4g}: "
+            f"a neighbour's kernel entry exp(-h²/ε) is below float64 resolution, no mass "
+            f"can move. Use methods.jko.eps ≥ {safe:.3g} "
+            f"(= {EPS_SAFETY:g}·h²), or refine the grid"
+        )

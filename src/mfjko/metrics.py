@@ -1,0 +1,178 @@
+r"""Metrics that compare a method's measure with gradient descent's at equal mean-field time.
+
+For a measure μ = Σ_k p_k δ_{θ_k} (a grid measure or uniform particles) on data (X, y):
+
+- ``loss``       F(μ) = (1/(2n))‖f_μ(X) − y‖² + (λ/2) Σ_k p_k V(θ_k)   (MATH.md);
+- ``data_loss``  (1/(2n))‖f_μ(X) − y‖²; ``test_loss`` the same on the test set;
+- ``loss_gap``   |F(μ) − F(μ_GD)|;
+- ``pred_gap``   ‖f_μ − f_GD‖ = sqrt(mean_j (f_μ(x_j) − f_GD(x_j))²) on the training points
+  (``pred_gap_test`` on the test points);
+- ``measure_gap`` the debiased Sinkhorn divergence (Feydy et al. 2019)
+
+      S_ε(μ, ν) = OT_ε(μ, ν) − ½ OT_ε(μ, μ) − ½ OT_ε(ν, ν),
+      OT_ε(μ, ν) = min_{π ∈ Π(a, b)} ⟨C, π⟩ + ε KL(π | a ⊗ b),
+
+  computed with OTT-JAX (``PointCloud``, dense cost, no ``batch_size`` online mode) for the
+  cost C = ‖θ − θ'‖² (``"sqeuclidean"``) or, on Θ = S^{d−1} × ℝ, the squared geodesic
+  distance C = arccos(sᵀs')² + (β − β')² (``"sphere_line"``). S_ε ≥ 0, S_ε(μ, μ) = 0, it is
+  symmetric, and it has units of squared distance in Θ. The ε of a run is fixed in its
+  config (``metrics.sinkhorn_eps``) so gaps are comparable along t.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from ott.geometry import costs, pointcloud
+from ott.tools import sinkhorn_divergence as ott_divergence
+
+from mfjko import objective
+from mfjko.parametrizations import Parametrization
+
+__all__ = [
+    "SphereLineCost",
+    "sinkhorn_divergence",
+    "prune_measure",
+    "pred_gap",
+    "measure_losses",
+    "COSTS",
+]
+
+
+@jtu.register_pytree_node_class
+class SphereLineCost(costs.CostFn):
+    """Squared geodesic cost on S^{d−1} × ℝ: c((s, β), (s', β')) = arccos(sᵀs')² + (β − β')².
+
+    Points are stored as (s_1..s_d, β) with ‖s‖ = 1 (``Sphere`` parametrization)."""
+
+    def __call__(self, x, y):
+        cos = jnp.clip(jnp.dot(x[:-1], y[:-1]), -1.0, 1.0)
+        return jnp.arccos(cos) ** 2 + (x[-1] - y[-1]) ** 2
+
+    def all_pairs(self, x, y):
+        cos = jnp.clip(x[:, :-1] @ y[:, :-1].T, -1.0, 1.0)
+        return jnp.arccos(cos) ** 2 + (x[:, -1:] - y[None, :, -1]) ** 2
+
+
+COSTS = {"sqeuclidean": costs.SqEuclidean, "sphere_line": SphereLineCost}
+
+
+@partial(jax.jit, static_argnames=("cost", "max_iterations"))
+def _divergence(x, a, y, b, eps, cost, threshold, max_iterations):
+    value, _ = ott_divergence.sinkhorn_divergence(
+        pointcloud.PointCloud,
+        x,
+        y,
+        a=a,
+        b=b,
+        cost_fn=COSTS[cost](),
+        epsilon=eps,
+        solve_kwargs={"threshold": threshold, "max_iterations": max_iterations, "lse_mode": True},
+    )
+    return value
+
+
+def _check_measure(name, pts, w):
+    pts = np.asarray(pts, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    if pts.ndim != 2 or w.shape != (pts.shape[0],) or pts.shape[0] == 0:
+        raise ValueError(f"{name}: need points (K, D) and weights (K,), got {pts.shape}, {w.shape}")
+    if not (np.isfinite(pts).all() and np.isfinite(w).all()):
+        raise ValueError(f"{name}: points or weights contain NaN or inf")
+    if np.any(w < 0):
+        raise ValueError(f"{name}: weights must be nonnegative")
+    total = w.sum()
+    if not abs(total - 1.0) <= 1e-6:
+        raise ValueError(f"{name}: weights must sum to 1 (a probability measure), sum to {total}")
+    return pts, w / total
+
+
+def _pad_to_bucket(pts, w):
+    """Pad with zero-weight copies of the first point to a power-of-two size, so that
+    measures of varying support size reuse a few compiled Sinkhorn solvers."""
+    k = pts.shape[0]
+    size = 1 << max(int(np.ceil(np.log2(k))), 3)
+    if size == k:
+        return pts, w
+    pad = size - k
+    return (np.concatenate([pts, np.repeat(pts[:1], pad, axis=0)]),
+            np.concatenate([w, np.zeros(pad)]))
+
+
+def sinkhorn_divergence(x, a, y, b, eps: float, cost: str = "sqeuclidean",
+                        threshold: float = 1e-9, max_iterations: int = 20_000) -> float:
+    r"""Debiased Sinkhorn divergence S_ε(Σ a_i δ_{x_i}, Σ b_j δ_{y_j}) (module docstring).
+
+    x (K, D), a (K,), y (L, D), b (L,): two probability measures on Θ; ``eps`` is the absolute
+    entropic regularization (units of the cost: squared distance); ``cost`` one of
+    ``"sqeuclidean"`` or ``"sphere_line"``; Sinkhorn stops when the marginal error is below
+    ``threshold``. Zero-weight points are allowed. Returns a float ≥ 0 (clipped at 0 where
+    the three terms cancel to rounding).
+    """
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; choose one of {sorted(COSTS)}")
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be positive, got {eps}")
+    x, a = _check_measure("first measure", x, a)
+    y, b = _check_measure("second measure", y, b)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"measures live in different dimensions: {x.shape[1]} vs {y.shape[1]}")
+    x, a = _pad_to_bucket(x, a)
+    y, b = _pad_to_bucket(y, b)
+    value = float(_divergence(jnp.asarray(x), jnp.asarray(a), jnp.asarray(y), jnp.asarray(b),
+                              float(eps), cost, float(threshold), int(max_iterations)))
+    if not np.isfinite(value):
+        raise FloatingPointError(
+            f"Sinkhorn divergence is {value} at eps = {eps}: raise metrics.sinkhorn_eps"
+        )
+    return max(value, 0.0)
+
+
+def prune_measure(points, weights, max_points: int, keep_mass: float = 1.0 - 1e-9):
+    """Drop the lightest points of a grid measure so that at most ``max_points`` remain
+    and at least ``keep_mass`` of the mass is kept when the cap allows; renormalize.
+
+    Used before the Sinkhorn divergence, whose dense cost is quadratic in the support.
+    Returns (points, weights, dropped_mass) — the dropped mass is reported, never hidden."""
+    points = np.asarray(points)
+    weights = np.asarray(weights, dtype=np.float64)
+    order = np.argsort(weights)[::-1]
+    cum = np.cumsum(weights[order])
+    k = int(np.searchsorted(cum, keep_mass * cum[-1]) + 1)
+    k = min(max(k, 1), max_points, len(weights))
+    keep = np.sort(order[:k])
+    kept = weights[keep]
+    dropped = float(max(1.0 - kept.sum() / weights.sum(), 0.0))
+    return points[keep], kept / kept.sum(), dropped
+
+
+def pred_gap(f, f_ref) -> float:
+    """‖f − f_ref‖ = sqrt(mean_j (f_j − f_ref_j)²), the L2(data) distance of two predictors."""
+    f = np.asarray(f, dtype=np.float64)
+    f_ref = np.asarray(f_ref, dtype=np.float64)
+    if f.shape != f_ref.shape:
+        raise ValueError(f"predictions have different shapes {f.shape} and {f_ref.shape}")
+    return float(np.sqrt(np.mean((f - f_ref) ** 2)))
+
+
+def measure_losses(param: Parametrization, points, weights, X, y, X_test, y_test, lam) -> dict:
+    """Losses and predictions of μ = Σ_k p_k δ_{θ_k}: dict with ``loss`` F(μ), ``data_loss``,
+    ``test_loss`` (floats) and ``pred_train`` (n,), ``pred_test`` (n_test,) arrays."""
+    pts = jnp.asarray(points)
+    w = jnp.asarray(weights)
+    f_train = objective.predict(param, pts, w, jnp.asarray(X))
+    f_test = objective.predict(param, pts, w, jnp.asarray(X_test))
+    data = 0.5 * jnp.mean((f_train - jnp.asarray(y)) ** 2)
+    test = 0.5 * jnp.mean((f_test - jnp.asarray(y_test)) ** 2)
+    reg = 0.5 * lam * jnp.dot(w, param.potentials(pts))
+    return {
+        "loss": float(data + reg),
+        "data_loss": float(data),
+        "test_loss": float(test),
+        "pred_train": np.asarray(f_train),
+        "pred_test": np.asarray(f_test),
+    }
