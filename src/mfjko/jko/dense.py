@@ -61,9 +61,9 @@ def _check_inputs(cost, q, phi, y, v, lam, tau, eps):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf")
     if np.any(q < 0):
-        raise ValueError("q has negative entries; it must be a probability vector")
-    if abs(q.sum() - 1.0) > 1e-8:
-        raise ValueError(f"q must sum to 1, sums to {q.sum():.17g}")
+        raise ValueError("q has negative entries; weights must be nonnegative")
+    if not q.sum() > 0:
+        raise ValueError("q has no mass")
     if not (np.isfinite(tau) and tau > 0):
         raise ValueError(f"tau must be a positive time step, got {tau}")
     if not (np.isfinite(eps) and eps > 0):
@@ -123,7 +123,8 @@ def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200
     Parameters
     ----------
     cost : (N, N) ground cost C_kl (symmetric or not; K = exp(−C/ε)).
-    q : (N,) previous grid weights, a probability vector.
+    q : (N,) previous grid weights (nonnegative; usually a probability vector, and p
+        gets the same mass, since πᵀ1 = q fixes Σp = Σq).
     phi : (n, N) features Φ[j, k] = m(θ_k; x_j).
     y : (n,) targets.  v : (N,) weight-decay potential V(θ_k).
     lam : weight decay λ ≥ 0.  tau : JKO step of mean-field time.  eps : entropic ε.
@@ -131,8 +132,8 @@ def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200
 
     Returns
     -------
-    p : (N,) new weights (the prox output a ⊙ Kb, renormalized; its mass error before
-    renormalization is ≤ tol). Raises :class:`ConvergenceError` (a RuntimeError) with the
+    p : (N,) new weights (the prox output a ⊙ Kb, rescaled to the mass of q; the mass
+    error before rescaling is ≤ tol). Raises :class:`ConvergenceError` (a RuntimeError) with the
     achieved marginal error if tol is not reached within ``max_iter`` iterations.
     """
     cost, q, phi, y, v = _check_inputs(cost, q, phi, y, v, lam, tau, eps)
@@ -154,7 +155,7 @@ def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200
         err = np.abs(col - q).sum()
         if err <= tol:
             p = np.exp(log_p)
-            return p / p.sum()
+            return p * (q.sum() / p.sum())
     raise ConvergenceError(
         f"entropic_jko_step: marginal error {err:.3e} > tol {tol:.1e} after {max_iter} "
         "Sinkhorn iterations"

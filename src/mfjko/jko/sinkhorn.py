@@ -74,7 +74,6 @@ class _Carry(NamedTuple):
     hist_x: Array  # (m, n) evaluation points g_j
     hist_t: Array  # (m, n) their images T(g_j)
     hist_len: Array
-    hist_pos: Array
     last_res: Array
 
 
@@ -152,7 +151,6 @@ def generalized_sinkhorn(
         hist_x=jnp.zeros((m, n), dtype),
         hist_t=jnp.zeros((m, n), dtype),
         hist_len=jnp.asarray(0),
-        hist_pos=jnp.asarray(0),
         last_res=jnp.asarray(jnp.inf, dtype),
     )
 
@@ -218,7 +216,6 @@ def generalized_sinkhorn(
             hist_x=hist_x,
             hist_t=hist_t,
             hist_len=hist_len,
-            hist_pos=c.hist_pos,
             last_res=res_norm,
         )
 

@@ -108,7 +108,7 @@ class JKODiagnostics(eqx.Module):
     sinkhorn_iterations, marginal_error (‖b ⊙ Kᵀa − q‖₁ at exit), newton_total and
     newton_max (KL-prox Newton iterations), newton_residual (largest final ‖∇H‖),
     objective F(p), step_objective W_ε(p, q) + 2τF(p), mass_error |Σp − 1| before
-    renormalization, converged (bool).
+    renormalization relative to Σq, converged (bool).
     """
 
     sinkhorn_iterations: Array
@@ -139,10 +139,18 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, options: JKOSolverOptions):
     shift = 0.5 * lam * v
     if options.eps_scaling is None:
         eps_start, factor = eps, 1.0
+        # ε is fixed: build the kernel operator (e.g. the factor kernels) once, outside
+        # the Sinkhorn while_loop.
+        if hasattr(geom, "lse_operator"):
+            op = geom.lse_operator(eps)
+            apply_lse = lambda u, e: op(u)
+        else:
+            apply_lse = geom.apply_lse
     else:
         eps_start, factor = eps * options.eps_start_ratio, options.eps_scaling
+        apply_lse = geom.apply_lse  # ε changes along the schedule
     res = generalized_sinkhorn(
-        geom.apply_lse,
+        apply_lse,
         log_q,
         q,
         phi,
@@ -162,7 +170,8 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, options: JKOSolverOptions):
     )
     p_raw = jnp.exp(res.log_p)
     mass = jnp.sum(p_raw)
-    p = p_raw / mass
+    q_mass = jnp.sum(q)
+    p = p_raw * (q_mass / mass)  # πᵀ1 = q fixes the mass: Σp = Σq
     f = eps * res.log_a
     h = jnp.where(res.col > 0, eps * res.log_b, 0.0)
     # W_ε of the returned plan π = diag(a)K diag(b): since C_kl + ε log π_kl = f_k + h_l,
@@ -179,7 +188,7 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, options: JKOSolverOptions):
         newton_residual=res.newton_residual,
         objective=F,
         step_objective=w_eps + 2.0 * tau * F,
-        mass_error=jnp.abs(mass - 1.0),
+        mass_error=jnp.abs(mass - q_mass) / q_mass,
         converged=converged,
     )
     return p, JKOState(g=res.g, f=f, h=h), diag
@@ -198,8 +207,8 @@ def _check_step_inputs(geom, q, phi, y, v, lam, tau, eps):
     for name, arr in (("q", q), ("phi", phi), ("y", y), ("v", v)):
         if not bool(jnp.all(jnp.isfinite(arr))):
             raise ValueError(f"{name} contains NaN or inf")
-    if bool(jnp.any(q < 0)) or abs(float(jnp.sum(q)) - 1.0) > 1e-8:
-        raise ValueError(f"q must be a probability vector (q ≥ 0, sum 1), sums to {jnp.sum(q)}")
+    if bool(jnp.any(q < 0)) or not float(jnp.sum(q)) > 0:
+        raise ValueError(f"q must be nonnegative with positive mass, sums to {jnp.sum(q)}")
     for name, val, positive in (("tau", tau, True), ("eps", eps, True), ("lam", lam, False)):
         ok = math.isfinite(val) and (val > 0 if positive else val >= 0)
         if not ok:
@@ -222,15 +231,18 @@ def jko_step(
 
     Args:
       geom: a geometry (``points`` (N, D), ``apply_lse(u, eps)``).
-      q: (N,) previous weights (probability vector).
+      q: (N,) previous weights (nonnegative).
       phi: (n, N) features Φ[j, k] = m(θ_k; x_j).  y: (n,) targets.
       v: (N,) weight-decay potential V(θ_k).  lam: λ ≥ 0.
       tau: JKO step (mean-field time).  eps: entropic ε (units of the cost, θ-distance²).
       state: warm start from the previous step (None: cold start, g = 0).
       options: :class:`JKOSolverOptions`.
 
+    q need not sum to 1 (``signed`` grids carry mass E|α|): p has the mass of q, since
+    the transport constraint πᵀ1 = q fixes Σp = Σq.
+
     Returns:
-      (p (N,) summing to 1, new :class:`JKOState`, :class:`JKODiagnostics`). If the
+      (p (N,) with Σp = Σq, new :class:`JKOState`, :class:`JKODiagnostics`). If the
       marginal error misses ``options.tol`` or a value is non-finite, raises
       :class:`ConvergenceError` (on_failure="raise") or warns and sets converged=False.
     """
@@ -244,7 +256,9 @@ def jko_step(
     g0 = jnp.zeros(phi.shape[0]) if state is None else jnp.asarray(state.g, jnp.float64)
     if g0.shape != (phi.shape[0],):
         raise ValueError(f"state.g has shape {g0.shape}, expected ({phi.shape[0]},)")
-    p, new_state, diag = _solve(geom, q, phi, y, v, lam, tau, eps, g0, options)
+    # Scalars travel as arrays so that new (λ, τ, ε) values do not trigger recompilation.
+    scalars = (jnp.asarray(lam), jnp.asarray(tau), jnp.asarray(eps))
+    p, new_state, diag = _solve(geom, q, phi, y, v, *scalars, g0, options)
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (
@@ -257,14 +271,6 @@ def jko_step(
             raise ConvergenceError(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
     return p, new_state, diag
-
-
-def _features_and_potential(geom, param, X):
-    """Φ (n, N) and V (N,) on the grid. A geometry may provide its own (e.g. a signed
-    split whose components carry a sign); otherwise use the parametrization on the points."""
-    if hasattr(geom, "features") and hasattr(geom, "potentials"):
-        return geom.features(param, X), geom.potentials(param)
-    return param.features(geom.points, X), param.potentials(geom.points)
 
 
 def run_jko(
@@ -315,7 +321,8 @@ def run_jko(
         raise ValueError(f"record_every must be ≥ 1, got {record_every}")
     X = jnp.asarray(X, jnp.float64)
     y = jnp.asarray(y, jnp.float64)
-    phi, v = _features_and_potential(geom, param, X)
+    # grid points live in Θ of ``param`` (mfjko.grids), so Φ and V are evaluated there
+    phi, v = param.features(geom.points, X), param.potentials(geom.points)
     p = jnp.asarray(p0, jnp.float64)
 
     names = [f.name for f in fields(JKODiagnostics)]
