@@ -64,6 +64,8 @@ MAX_MASS_OUTSIDE = 0.05
 #: the Gibbs kernel acts as the identity and no mass can move
 EPS_SAFETY = 1e-2
 #: order in which methods run and appear (GD first: it is every other method's reference)
+#: the grid kind each parametrization's Θ needs
+GRID_KIND = {"neuron": "cartesian", "signed": "signed", "pm": "pm", "sphere": "sphere_line"}
 METHOD_ORDER = ("gd", "flow", "implicit", "frobenius", "langevin", "w2", "sliced", "jko")
 
 
@@ -278,6 +280,17 @@ class RunConfig(_Strict):
     seed: Annotated[int, Field(ge=0)] = 0
     out: str = "runs/run"
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @model_validator(mode="after")
+    def _grid_matches_parametrization(self):
+        jc = self.methods.jko
+        want = GRID_KIND[self.model.parametrization]
+        if jc is not None and jc.grid.kind != want:
+            raise ValueError(
+                f"methods.jko.grid.kind = {jc.grid.kind} does not fit model.parametrization = "
+                f"{self.model.parametrization}: use kind {want}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _time_axis(self):
