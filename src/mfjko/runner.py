@@ -170,14 +170,9 @@ def prepare(cfg: RunConfig) -> Setup:
                    else "jko.grid.ranges")
             raise ConfigError(f"methods.{key}: {e}") from None
         check_grid(cfg, float(geom.spacing), float(outside))
+        # p0 sums to 1, except for `signed` where the grid points carry |α| = 1 and p0
+        # sums to E|α| (grids.discretize); the JKO step preserves that mass.
         p0 = np.asarray(p0, dtype=np.float64)
-        total = p0.sum()
-        if abs(total - 1.0) > 1e-8:
-            raise ConfigError(
-                f"methods.jko: the initial grid weights sum to {total:.6g}, not 1 (the "
-                f"{param.name} discretization does not give a probability vector), so the "
-                "JKO step, defined on the simplex, cannot start from them"
-            )
         setup.geom, setup.p0, setup.mass_outside = geom, p0, float(outside)
     setup.F_star, setup.F_star_note = _reference_value(cfg, dataset)
     return setup
