@@ -131,14 +131,28 @@ def grid_objective(p, phi, y, v, lam):
     return 0.5 * jnp.mean(r * r) + 0.5 * lam * jnp.dot(v, p)
 
 
+def _numeric(options: JKOSolverOptions) -> dict:
+    """The options that may be traced (changing them does not recompile)."""
+    factor = 1.0 if options.eps_scaling is None else options.eps_scaling
+    ratio = 1.0 if options.eps_scaling is None else options.eps_start_ratio
+    return {
+        "tol": jnp.asarray(options.tol),
+        "max_iter": jnp.asarray(options.max_iter),
+        "newton_tol": jnp.asarray(options.newton_tol),
+        "newton_max_iter": jnp.asarray(options.newton_max_iter),
+        "eps_factor": jnp.asarray(factor),
+        "eps_start_ratio": jnp.asarray(ratio),
+        "stage_tol": jnp.asarray(options.stage_tol),
+    }
+
+
 @eqx.filter_jit
-def _solve(geom, q, phi, y, v, lam, tau, eps, g0, options: JKOSolverOptions):
+def _solve(geom, q, phi, y, v, lam, tau, eps, g0, numeric, eps_scaling: bool, depth: int):
     dtype = jnp.float64
     q = jnp.asarray(q, dtype)
     log_q = jnp.where(q > 0, jnp.log(jnp.where(q > 0, q, 1.0)), -jnp.inf)
     shift = 0.5 * lam * v
-    if options.eps_scaling is None:
-        eps_start, factor = eps, 1.0
+    if not eps_scaling:
         # ε is fixed: build the kernel operator (e.g. the factor kernels) once, outside
         # the Sinkhorn while_loop.
         if hasattr(geom, "lse_operator"):
@@ -147,8 +161,8 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, options: JKOSolverOptions):
         else:
             apply_lse = geom.apply_lse
     else:
-        eps_start, factor = eps * options.eps_start_ratio, options.eps_scaling
         apply_lse = geom.apply_lse  # ε changes along the schedule
+    tol = numeric["tol"]
     res = generalized_sinkhorn(
         apply_lse,
         log_q,
@@ -159,14 +173,14 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, options: JKOSolverOptions):
         tau,
         eps,
         g0,
-        tol=options.tol,
-        max_iter=options.max_iter,
-        newton_tol=options.newton_tol,
-        newton_max_iter=options.newton_max_iter,
-        eps_start=eps_start,
-        eps_factor=factor,
-        stage_tol=options.stage_tol,
-        anderson_depth=options.anderson_depth,
+        tol=tol,
+        max_iter=numeric["max_iter"],
+        newton_tol=numeric["newton_tol"],
+        newton_max_iter=numeric["newton_max_iter"],
+        eps_start=eps * numeric["eps_start_ratio"],
+        eps_factor=numeric["eps_factor"],
+        stage_tol=numeric["stage_tol"],
+        anderson_depth=depth,
     )
     p_raw = jnp.exp(res.log_p)
     mass = jnp.sum(p_raw)
@@ -179,7 +193,7 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, options: JKOSolverOptions):
     w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, h) - eps * mass
     F = grid_objective(p, phi, y, v, lam)
     finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
-    converged = finite & (res.marginal_error <= options.tol) & (res.final_eps <= eps)
+    converged = finite & (res.marginal_error <= tol) & (res.final_eps <= eps)
     diag = JKODiagnostics(
         sinkhorn_iterations=res.iterations,
         marginal_error=res.marginal_error,
@@ -258,7 +272,8 @@ def jko_step(
         raise ValueError(f"state.g has shape {g0.shape}, expected ({phi.shape[0]},)")
     # Scalars travel as arrays so that new (λ, τ, ε) values do not trigger recompilation.
     scalars = (jnp.asarray(lam), jnp.asarray(tau), jnp.asarray(eps))
-    p, new_state, diag = _solve(geom, q, phi, y, v, *scalars, g0, options)
+    p, new_state, diag = _solve(geom, q, phi, y, v, *scalars, g0, _numeric(options),
+                                options.eps_scaling is not None, options.anderson_depth)
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (
