@@ -39,6 +39,7 @@ Initial laws onto grids: :func:`discretize`.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -275,13 +276,33 @@ class _ChunkedLSE(eqx.Module):
     cost_kind: str = eqx.field(static=True)
 
     def __call__(self, u: Array) -> Array:
-        cost_fn = _point_cost(self.cost_kind)
-        n = self.points.shape[0]
-        rows = _row_blocks(self.points, self.block_size)
-        out = lax.map(
-            lambda r: logsumexp(-cost_fn(r, self.points) / self.eps + u[None, :], axis=1), rows
-        )
-        return out.reshape(-1)[:n]
+        return _chunked_lse(self.points, self.eps, u, self.block_size, self.cost_kind)
+
+
+def _chunked_rows(points: Array, block_size: int, cost_kind: str, per_block):
+    """Apply ``per_block(C_block)`` to each (block, N) slab of the cost, diagonal set to
+    exactly 0 (the ‖x‖² + ‖z‖² − 2xᵀz formula leaves ~1e-16‖x‖² there, which ε⁻¹
+    would amplify), and stack the rows back to (N, ...)."""
+    cost_fn = _point_cost(cost_kind)
+    n = points.shape[0]
+    rows = _row_blocks(points, block_size)
+    starts = jnp.arange(rows.shape[0]) * block_size
+
+    def one(args):
+        r, start = args
+        gi = start + jnp.arange(block_size)
+        c = jnp.where(gi[:, None] == jnp.arange(n)[None, :], 0.0, cost_fn(r, points))
+        return per_block(c)
+
+    out = lax.map(one, (rows, starts))
+    return out.reshape((-1,) + out.shape[2:])[:n]
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _chunked_lse(points: Array, eps: Array, u: Array, block_size: int, cost_kind: str) -> Array:
+    return _chunked_rows(
+        points, block_size, cost_kind, lambda c: logsumexp(-c / eps + u[None, :], axis=1)
+    )
 
 
 class ChunkedGeometry(eqx.Module):
@@ -316,7 +337,7 @@ class ChunkedGeometry(eqx.Module):
         return self.points.shape[0]
 
     def cost_matrix(self) -> Array:
-        return _point_cost(self.cost_kind)(self.points, self.points)
+        return _chunked_rows(self.points, self.block_size, self.cost_kind, lambda c: c)
 
     def lse_operator(self, eps) -> _ChunkedLSE:
         _check_eps(eps)
@@ -327,10 +348,9 @@ class ChunkedGeometry(eqx.Module):
         return self.lse_operator(eps)(u)
 
     def apply_kernel(self, v: Array, eps) -> Array:
-        cost_fn = _point_cost(self.cost_kind)
-        rows = _row_blocks(self.points, self.block_size)
-        out = lax.map(lambda r: jnp.exp(-cost_fn(r, self.points) / eps) @ v, rows)
-        return out.reshape(-1)[: self.size]
+        return _chunked_rows(
+            self.points, self.block_size, self.cost_kind, lambda c: jnp.exp(-c / eps) @ v
+        )
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
         """Nearest support point in this geometry's cost; every θ counts as inside."""
@@ -382,7 +402,9 @@ class Factor(eqx.Module):
             idx = jnp.clip(jnp.searchsorted(edges[1:-1], x, side="right"), 0, self.size - 1)
             return idx, (x >= edges[0]) & (x <= edges[-1])
         if self.kind == "angle":
-            idx = _nearest_index(coords[:, :1], self.points, squared_periodic)
+            # angle factors are uniform φ_i = 2πi/n (angle_factor): nearest by rounding
+            n = self.size
+            idx = jnp.mod(jnp.round(coords[:, 0] * n / (2.0 * jnp.pi)), n).astype(jnp.int32)
         elif self.kind == "sphere":
             unit = coords / jnp.linalg.norm(coords, axis=1, keepdims=True)
             idx = _nearest_index(unit, self.points)  # chord order = geodesic order
@@ -529,16 +551,22 @@ def _axis_lse(U: Array, kernel: Array, cost_over_eps: Array, axis: int) -> Array
     )
 
 
+@functools.partial(jax.jit, static_argnums=3)
+def _product_lse(kernels: tuple, costs_over_eps: tuple, u: Array, shape: tuple) -> Array:
+    # jitted so that eager calls compile once per grid shape (inlined under an outer jit)
+    U = u.reshape(shape)
+    for axis, (k, c) in enumerate(zip(kernels, costs_over_eps, strict=True)):
+        U = _axis_lse(U, k, c, axis)
+    return U.reshape(-1)
+
+
 class _ProductLSE(eqx.Module):
     kernels: tuple
     costs_over_eps: tuple
     shape: tuple = eqx.field(static=True)
 
     def __call__(self, u: Array) -> Array:
-        U = u.reshape(self.shape)
-        for axis, (k, c) in enumerate(zip(self.kernels, self.costs_over_eps, strict=True)):
-            U = _axis_lse(U, k, c, axis)
-        return U.reshape(-1)
+        return _product_lse(self.kernels, self.costs_over_eps, u, self.shape)
 
 
 def _product_index_grids(shape: tuple[int, ...]) -> list[Array]:
