@@ -95,7 +95,7 @@ def _pad_to_bucket(pts, w):
     """Pad with zero-weight copies of the first point to a power-of-two size, so that
     measures of varying support size reuse a few compiled Sinkhorn solvers."""
     k = pts.shape[0]
-    size = 1 << max(int(np.ceil(np.log2(k))), 3)
+    size = 1 << max(int(np.ceil(np.log2(k))), 4)
     if size == k:
         return pts, w
     pad = size - k

@@ -1,0 +1,139 @@
+"""Metrics against independent references: the Sinkhorn divergence against POT (an
+independent Sinkhorn, entropic cost evaluated from its plan), losses against NumPy."""
+
+import numpy as np
+import ot
+import pytest
+
+import mfjko  # noqa: F401  (float64)
+from mfjko import metrics, parametrizations
+
+
+def _ot_eps_pot(x, a, y, b, eps, cost):
+    """OT_ε = ⟨C, π⟩ + ε KL(π | a⊗b) with π from POT's log-domain Sinkhorn."""
+    M = cost(x, y)
+    P = ot.sinkhorn(a, b, M, eps, stopThr=1e-12, numItermax=20_000)
+    ab = np.outer(a, b)
+    pos = P > 0
+    return float((P * M).sum() + eps * (P[pos] * np.log(P[pos] / ab[pos])).sum())
+
+
+def _divergence_pot(x, a, y, b, eps, cost):
+    return (_ot_eps_pot(x, a, y, b, eps, cost) - 0.5 * _ot_eps_pot(x, a, x, a, eps, cost)
+            - 0.5 * _ot_eps_pot(y, b, y, b, eps, cost))
+
+
+def _sqeuclid(x, y):
+    return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+
+
+def _sphere_line(x, y):
+    cos = np.clip(x[:, :-1] @ y[:, :-1].T, -1, 1)
+    return np.arccos(cos) ** 2 + (x[:, -1:] - y[None, :, -1]) ** 2
+
+
+def _random_measures(rng, k, l, D, sphere=False):
+    x, y = rng.normal(size=(k, D)), rng.normal(size=(l, D)) + 0.3
+    if sphere:
+        x[:, :-1] /= np.linalg.norm(x[:, :-1], axis=1, keepdims=True)
+        y[:, :-1] /= np.linalg.norm(y[:, :-1], axis=1, keepdims=True)
+    a, b = rng.random(k) + 0.1, rng.random(l) + 0.1
+    return x, a / a.sum(), y, b / b.sum()
+
+
+@pytest.mark.parametrize("eps", [0.1, 1.0])
+def test_sinkhorn_divergence_matches_pot_sqeuclidean(eps):
+    rng = np.random.default_rng(1)
+    errs = []
+    for k, l in [(7, 11), (15, 6)]:
+        x, a, y, b = _random_measures(rng, k, l, 3)
+        ours = metrics.sinkhorn_divergence(x, a, y, b, eps, "sqeuclidean", threshold=1e-12)
+        ref = _divergence_pot(x, a, y, b, eps, _sqeuclid)
+        errs.append(abs(ours - ref) / ref)
+    print(f"eps={eps}: relative errors vs POT {errs}")
+    assert max(errs) < 1e-7
+
+
+def test_sinkhorn_divergence_matches_pot_sphere_line():
+    rng = np.random.default_rng(2)
+    x, a, y, b = _random_measures(rng, 9, 12, 3, sphere=True)
+    ours = metrics.sinkhorn_divergence(x, a, y, b, 0.2, "sphere_line", threshold=1e-12)
+    ref = _divergence_pot(x, a, y, b, 0.2, _sphere_line)
+    assert abs(ours - ref) <= 1e-7 * ref
+    # the geodesic cost differs from the chordal one: a wrong cost would not match
+    chordal = _divergence_pot(x, a, y, b, 0.2, _sqeuclid)
+    assert abs(chordal - ref) > 1e-3 * ref
+
+
+def test_sinkhorn_divergence_properties():
+    rng = np.random.default_rng(3)
+    x, a, y, b = _random_measures(rng, 10, 8, 2)
+    assert metrics.sinkhorn_divergence(x, a, x, a, 0.3) <= 1e-10
+    d_xy = metrics.sinkhorn_divergence(x, a, y, b, 0.3, threshold=1e-12)
+    d_yx = metrics.sinkhorn_divergence(y, b, x, a, 0.3, threshold=1e-12)
+    assert d_xy > 1e-3
+    assert abs(d_xy - d_yx) <= 1e-9 * d_xy
+    # a translation by δ of a measure: S_ε → |δ|² as ε → 0; S_ε ≤ |δ|² always
+    delta = np.array([0.5, 0.0])
+    d_shift = metrics.sinkhorn_divergence(x, a, x + delta, a, 0.01, threshold=1e-12)
+    assert 0.2 < d_shift <= 0.25 + 1e-9
+
+
+def test_zero_weight_points_do_not_change_the_divergence():
+    rng = np.random.default_rng(4)
+    x, a, y, b = _random_measures(rng, 6, 5, 2)
+    base = metrics.sinkhorn_divergence(x, a, y, b, 0.5, threshold=1e-12)
+    x2 = np.concatenate([x, rng.normal(size=(3, 2)) * 5])
+    a2 = np.concatenate([a, np.zeros(3)])
+    padded = metrics.sinkhorn_divergence(x2, a2, y, b, 0.5, threshold=1e-12)
+    assert abs(padded - base) <= 1e-9 * base
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"a": np.full(4, 0.2)}, "sum to 1"),
+        ({"a": np.array([0.5, 0.5, -0.5, 0.5])}, "nonnegative"),
+        ({"eps": 0.0}, "eps must be positive"),
+        ({"cost": "manhattan"}, "unknown cost"),
+        ({"x": np.full((4, 2), np.nan)}, "NaN"),
+    ],
+)
+def test_sinkhorn_divergence_rejects_bad_input(kwargs, match):
+    args = {"x": np.zeros((4, 2)), "a": np.full(4, 0.25), "y": np.ones((3, 2)),
+            "b": np.full(3, 1 / 3), "eps": 0.1}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        metrics.sinkhorn_divergence(**args)
+
+
+def test_prune_measure_keeps_heaviest_points_and_reports_dropped_mass():
+    w = np.array([0.5, 0.3, 0.15, 0.05])
+    pts = np.arange(8.0).reshape(4, 2)
+    kept_pts, kept_w, dropped = metrics.prune_measure(pts, w, max_points=2)
+    np.testing.assert_array_equal(kept_pts, pts[:2])
+    np.testing.assert_allclose(kept_w, [0.625, 0.375])
+    assert dropped == pytest.approx(0.2)
+    _, all_w, none_dropped = metrics.prune_measure(pts, w, max_points=10)
+    np.testing.assert_allclose(all_w, w)
+    assert none_dropped == pytest.approx(0.0, abs=1e-15)
+
+
+def test_pred_gap_and_losses_match_numpy():
+    rng = np.random.default_rng(5)
+    assert metrics.pred_gap([1.0, 2.0, 3.0], [1.0, 0.0, 3.0]) == pytest.approx(np.sqrt(4 / 3))
+    X = np.concatenate([rng.normal(size=(7, 1)), np.ones((7, 1))], axis=1)
+    y = rng.normal(size=7)
+    Xt, yt = X[:3] * 2, y[:3]
+    th = rng.normal(size=(5, 3))
+    w = rng.random(5)
+    w /= w.sum()
+    lam = 0.3
+    res = metrics.measure_losses(parametrizations.get("neuron"), th, w, X, y, Xt, yt, lam)
+    f = np.maximum(X @ th[:, :2].T, 0) @ (w * th[:, 2])
+    ft = np.maximum(Xt @ th[:, :2].T, 0) @ (w * th[:, 2])
+    data = 0.5 * np.mean((f - y) ** 2)
+    assert res["data_loss"] == pytest.approx(data, rel=1e-13)
+    assert res["test_loss"] == pytest.approx(0.5 * np.mean((ft - yt) ** 2), rel=1e-13)
+    assert res["loss"] == pytest.approx(data + 0.5 * lam * w @ (th**2).sum(1), rel=1e-13)
+    np.testing.assert_allclose(res["pred_train"], f, rtol=1e-13)
