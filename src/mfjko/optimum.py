@@ -29,7 +29,10 @@ Two solvers
 (a) :func:`optimum_directions` / :func:`optimum_circle`: restrict ν to a finite direction
     set (a fine circle grid for d = 2, quasi-uniform sphere points otherwise). This is a
     Lasso, solved by FISTA with gradient-based adaptive restart (soft thresholding is the
-    prox of λ‖·‖₁), polished by an exact active-set solve. The returned ``duality_gap``
+    prox of λ‖·‖₁). On fine grids neighbouring columns are nearly collinear and FISTA
+    alone stalls (measured: certified gap 1.3e-5 after 2·10⁵ iterations with 10⁴
+    directions), so it is followed by gap-safe screening and an exact interior-point
+    solve (Clarabel) of the Lasso on the surviving columns. The returned ``duality_gap``
     certifies the *discretized* problem; its value is an upper bound on F* (any ν on the
     grid is a feasible measure) whose error is the grid's approximation error, of second
     order in the grid spacing when the optimal atoms lie inside activation cells (measured
