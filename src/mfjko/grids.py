@@ -99,10 +99,16 @@ DENSE_MAX = 4000
 # --------------------------------------------------------------------------- costs
 
 
+def _xp(*arrays):
+    """numpy for numpy inputs (grid construction: no XLA compile per shape), else jax."""
+    return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
+
+
 def squared_euclidean(x: Array, z: Array) -> Array:
     """C_kl = ‖x_k − z_l‖², shape (len(x), len(z))."""
-    d2 = jnp.sum(x * x, 1)[:, None] + jnp.sum(z * z, 1)[None, :] - 2.0 * x @ z.T
-    return jnp.maximum(d2, 0.0)
+    xp = _xp(x, z)
+    d2 = xp.sum(x * x, 1)[:, None] + xp.sum(z * z, 1)[None, :] - 2.0 * x @ z.T
+    return xp.maximum(d2, 0.0)
 
 
 def squared_geodesic_sphere(s: Array, t: Array) -> Array:
@@ -111,15 +117,17 @@ def squared_geodesic_sphere(s: Array, t: Array) -> Array:
     Computed as (2 arcsin(‖s_k − t_l‖/2))², which stays accurate for nearby points where
     arccos of a dot product close to 1 loses half the digits.
     """
-    chord = jnp.sqrt(squared_euclidean(s, t))
-    angle = 2.0 * jnp.arcsin(jnp.minimum(0.5 * chord, 1.0))
+    xp = _xp(s, t)
+    chord = xp.sqrt(squared_euclidean(s, t))
+    angle = 2.0 * xp.arcsin(xp.minimum(0.5 * chord, 1.0))
     return angle * angle
 
 
 def squared_periodic(a: Array, b: Array, period: float = 2.0 * math.pi) -> Array:
     """C_kl = min(|a_k − b_l|, P − |a_k − b_l|)² for angles (mod P), shape (len(a), len(b))."""
-    diff = jnp.mod(jnp.abs(a.reshape(-1)[:, None] - b.reshape(-1)[None, :]), period)
-    dist = jnp.minimum(diff, period - diff)
+    xp = _xp(a, b)
+    diff = xp.mod(xp.abs(a.reshape(-1)[:, None] - b.reshape(-1)[None, :]), period)
+    dist = xp.minimum(diff, period - diff)
     return dist * dist
 
 
@@ -382,23 +390,23 @@ class Factor(eqx.Module):
     def spacing(self) -> float:
         if self.size < 2:
             return math.inf
-        off = self.cost + jnp.diag(jnp.full(self.size, jnp.inf))
-        return float(jnp.sqrt(jnp.min(off)))
+        off = np.asarray(self.cost) + np.diag(np.full(self.size, np.inf))
+        return float(np.sqrt(np.min(off)))
 
-    def cell_edges(self) -> np.ndarray:
-        """Edges (n+1,) of the 1-D cells of a "line" factor."""
+    def cell_edges(self) -> Array:
+        """Edges (n+1,) of the 1-D cells of a "line" factor (jit-compatible)."""
         if self.kind != "line":
             raise ValueError(f"cell edges are defined for line factors, not {self.kind!r}")
-        x = np.asarray(self.points[:, 0])
-        mids = 0.5 * (x[1:] + x[:-1])
-        return np.concatenate([[x[0] - (x[1] - x[0]) / 2], mids, [x[-1] + (x[-1] - x[-2]) / 2]])
+        x = self.points[:, 0]
+        first, last = x[:1] - (x[1:2] - x[:1]) / 2, x[-1:] + (x[-1:] - x[-2:-1]) / 2
+        return jnp.concatenate([first, 0.5 * (x[1:] + x[:-1]), last])
 
     def locate(self, coords: Array) -> tuple[Array, Array]:
         """Cell index (q,) of coordinates (q, d_k) and whether they are inside the factor's
         range (only a "line" has a boundary)."""
         if self.kind == "line":
             x = coords[:, 0]
-            edges = jnp.asarray(self.cell_edges())
+            edges = self.cell_edges()
             idx = jnp.clip(jnp.searchsorted(edges[1:-1], x, side="right"), 0, self.size - 1)
             return idx, (x >= edges[0]) & (x <= edges[-1])
         if self.kind == "angle":
@@ -422,28 +430,29 @@ def line_factor(values, weight: float = 1.0) -> Factor:
         raise ValueError("line factor values must be strictly increasing")
     if not np.isfinite(x).all():
         raise ValueError("line factor values must be finite")
-    pts = jnp.asarray(x[:, None])
-    return Factor(points=pts, cost=weight * squared_euclidean(pts, pts), kind="line")
+    pts = x[:, None]
+    cost = weight * (pts - pts.T) ** 2
+    return Factor(points=jnp.asarray(pts), cost=jnp.asarray(cost), kind="line")
 
 
 def angle_factor(n: int) -> Factor:
     """n uniform angles φ_i = 2πi/n on the circle with periodic (geodesic) squared cost."""
     if n < 3:
         raise ValueError(f"an angle factor needs at least 3 angles, got {n}")
-    phi = jnp.asarray(2.0 * np.pi * np.arange(n) / n)[:, None]
-    return Factor(points=phi, cost=squared_periodic(phi, phi), kind="angle")
+    phi = (2.0 * np.pi * np.arange(n) / n)[:, None]
+    return Factor(points=jnp.asarray(phi), cost=jnp.asarray(squared_periodic(phi, phi)),
+                  kind="angle")
 
 
 def sphere_factor(directions) -> Factor:
     """Unit vectors (n, d) with the squared geodesic cost (diagonal exactly 0)."""
-    s = jnp.asarray(directions, dtype=jnp.float64)
+    s = np.asarray(directions, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] < 2:
         raise ValueError(f"directions must have shape (n ≥ 2, d), got {s.shape}")
-    norms = jnp.linalg.norm(s, axis=1)
-    if not bool(jnp.all(jnp.abs(norms - 1.0) < 1e-10)):
+    if not np.all(np.abs(np.linalg.norm(s, axis=1) - 1.0) < 1e-10):
         raise ValueError("sphere factor directions must be unit vectors")
-    cost = squared_geodesic_sphere(s, s) * (1.0 - jnp.eye(s.shape[0]))
-    return Factor(points=s, cost=cost, kind="sphere")
+    cost = squared_geodesic_sphere(s, s) * (1.0 - np.eye(s.shape[0]))
+    return Factor(points=jnp.asarray(s), cost=jnp.asarray(cost), kind="sphere")
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -466,12 +475,13 @@ class CircleEmbed:
     """(φ, rest) ↦ (cos φ, sin φ, rest): the angle factor of ``sphere`` in d = 2."""
 
     def __call__(self, coords: Array) -> Array:
-        phi = coords[:, :1]
-        return jnp.concatenate([jnp.cos(phi), jnp.sin(phi), coords[:, 1:]], axis=1)
+        xp, phi = _xp(coords), coords[:, :1]
+        return xp.concatenate([xp.cos(phi), xp.sin(phi), coords[:, 1:]], axis=1)
 
     def inverse(self, theta: Array) -> Array:
-        phi = jnp.mod(jnp.arctan2(theta[:, 1], theta[:, 0]), 2.0 * jnp.pi)
-        return jnp.concatenate([phi[:, None], theta[:, 2:]], axis=1)
+        xp = _xp(theta)
+        phi = xp.mod(xp.arctan2(theta[:, 1], theta[:, 0]), 2.0 * np.pi)
+        return xp.concatenate([phi[:, None], theta[:, 2:]], axis=1)
 
 
 @dataclass(frozen=True)
@@ -486,7 +496,7 @@ class ScaledEmbed:
         theta, s = self.base(coords[:, :-1]), coords[:, -1:]
         if self.which == "all":
             return s * theta
-        return jnp.concatenate([theta[:, :-1], s * theta[:, -1:]], axis=1)
+        return _xp(theta).concatenate([theta[:, :-1], s * theta[:, -1:]], axis=1)
 
     def inverse(self, theta: Array):
         return None
@@ -499,7 +509,8 @@ class AppendConstant:
     value: float
 
     def __call__(self, coords: Array) -> Array:
-        return jnp.concatenate([coords, jnp.full((coords.shape[0], 1), self.value)], axis=1)
+        xp = _xp(coords)
+        return xp.concatenate([coords, xp.full((coords.shape[0], 1), self.value)], axis=1)
 
     def inverse(self, theta: Array) -> Array:
         return theta[:, :-1]
@@ -513,7 +524,7 @@ class ZeroPad:
     after: int
 
     def __call__(self, coords: Array) -> Array:
-        return jnp.pad(coords, ((0, 0), (self.before, self.after)))
+        return _xp(coords).pad(coords, ((0, 0), (self.before, self.after)))
 
     def inverse(self, theta: Array) -> Array:
         return theta[:, self.before : theta.shape[1] - self.after]
@@ -569,11 +580,6 @@ class _ProductLSE(eqx.Module):
         return _product_lse(self.kernels, self.costs_over_eps, u, self.shape)
 
 
-def _product_index_grids(shape: tuple[int, ...]) -> list[Array]:
-    """Per-factor index of every grid point in row-major (C) order, each (N,)."""
-    return [g.reshape(-1) for g in jnp.meshgrid(*[jnp.arange(n) for n in shape], indexing="ij")]
-
-
 class ProductGeometry(eqx.Module):
     """Cartesian product of factors with additive cost C = Σ_k C_k (the separable engine).
 
@@ -596,9 +602,11 @@ class ProductGeometry(eqx.Module):
         self.factors = factors
         self.embed = Identity() if embed is None else embed
         self.shape = tuple(int(f.size) for f in factors)
-        grids = _product_index_grids(self.shape)
-        coords = jnp.concatenate([f.points[g] for f, g in zip(factors, grids, strict=True)], 1)
-        self.points = self.embed(coords)
+        grids = np.indices(self.shape).reshape(len(factors), -1)
+        coords = np.concatenate(
+            [np.asarray(f.points)[g] for f, g in zip(factors, grids, strict=True)], axis=1
+        )
+        self.points = jnp.asarray(self.embed(coords))
         self.spacing = min(f.spacing for f in factors)
 
     @property
@@ -630,10 +638,11 @@ class ProductGeometry(eqx.Module):
 
     def cost_matrix(self) -> Array:
         """Dense C = Σ_k C_k[i_k, j_k] (N×N; tests and small grids only)."""
-        grids = _product_index_grids(self.shape)
-        return sum(
-            f.cost[g[:, None], g[None, :]] for f, g in zip(self.factors, grids, strict=True)
-        )
+        grids = np.indices(self.shape).reshape(len(self.factors), -1)
+        return jnp.asarray(sum(
+            np.asarray(f.cost)[g[:, None], g[None, :]]
+            for f, g in zip(self.factors, grids, strict=True)
+        ))
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
         """Cell of each θ (q, D): per-factor cells of the inverse-embedded coordinates
@@ -685,10 +694,10 @@ class ComponentGeometry(eqx.Module):
                              f"{len(embeds)} embeddings")
         self.blocks, self.embeds = blocks, embeds
         self.sizes = tuple(int(b.size) for b in blocks)
-        pts = [e(b.points) for b, e in zip(blocks, embeds, strict=True)]
+        pts = [e(np.asarray(b.points)) for b, e in zip(blocks, embeds, strict=True)]
         if len({p.shape[1] for p in pts}) != 1:
             raise ValueError(f"embedded blocks have different dimensions {[p.shape for p in pts]}")
-        self.points = jnp.concatenate(pts, axis=0)
+        self.points = jnp.asarray(np.concatenate(pts, axis=0))
         self.spacing = min(b.spacing for b in blocks)
 
     @property
@@ -713,10 +722,10 @@ class ComponentGeometry(eqx.Module):
 
     def cost_matrix(self) -> Array:
         """Block-diagonal dense cost, +∞ off the diagonal blocks."""
-        C = jnp.full((self.size, self.size), jnp.inf)
+        C = np.full((self.size, self.size), np.inf)
         for b, o, n in zip(self.blocks, self.offsets, self.sizes, strict=True):
-            C = C.at[o : o + n, o : o + n].set(b.cost_matrix())
-        return C
+            C[o : o + n, o : o + n] = np.asarray(b.cost_matrix())
+        return jnp.asarray(C)
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
         """Each θ goes to the block whose embedded image is closest (e.g. the sign of α
@@ -728,9 +737,9 @@ class ComponentGeometry(eqx.Module):
             dists.append(jnp.sum((theta - e(c)) ** 2, axis=1))
             i, ok = b.locate(c)
             cells.append((i + o, ok))
-        which = jnp.argmin(jnp.stack(dists), axis=0)
-        idx = jnp.choose(which, [i for i, _ in cells])
-        inside = jnp.choose(which, [ok for _, ok in cells])
+        which = jnp.argmin(jnp.stack(dists), axis=0)[None, :]
+        idx = jnp.take_along_axis(jnp.stack([i for i, _ in cells]), which, axis=0)[0]
+        inside = jnp.take_along_axis(jnp.stack([ok for _, ok in cells]), which, axis=0)[0]
         return idx, inside
 
 
@@ -765,15 +774,16 @@ def point_set(points, *, cost: str = "sqeuclidean", dense_max: int = DENSE_MAX,
               block_size: int = 256):
     """Arbitrary points (N, D) with cost ``cost`` ("sqeuclidean", "sphere", "sphere_line"):
     a :class:`DenseGeometry` for N ≤ dense_max, else a :class:`ChunkedGeometry`."""
-    points = jnp.asarray(points, dtype=jnp.float64)
+    points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] < 2:
         raise ValueError(f"points must have shape (N ≥ 2, D), got {points.shape}")
-    if not bool(jnp.all(jnp.isfinite(points))):
+    if not np.isfinite(points).all():
         raise ValueError("points contain NaN or inf")
     cost_fn = _point_cost(cost)
     if points.shape[0] <= dense_max:
-        C = cost_fn(points, points) * (1.0 - jnp.eye(points.shape[0]))
-        return DenseGeometry.from_points(points, C)
+        C = cost_fn(points, points)
+        np.fill_diagonal(C, 0.0)
+        return DenseGeometry(points=jnp.asarray(points), cost=jnp.asarray(C))
     return ChunkedGeometry(points, block_size=block_size, cost_kind=cost)
 
 
@@ -891,14 +901,15 @@ def multiscale(geom, scales, *, which: str = "all", separable: bool = False):
     if separable:
         if not isinstance(geom, ProductGeometry):
             raise ValueError("separable multiscale needs a ProductGeometry base")
-        pts = geom.points if which == "all" else geom.points[:, -1:]
-        rho2 = float(jnp.mean(jnp.sum(pts * pts, axis=1)))
+        pts = np.asarray(geom.points if which == "all" else geom.points[:, -1:])
+        rho2 = float(np.mean(np.sum(pts * pts, axis=1)))
         order = np.argsort(s)
         scale = line_factor(s[order], weight=rho2)
         return ProductGeometry([*geom.factors, scale], ScaledEmbed(geom.embed, which))
-    P = geom.points
-    copies = [P * c if which == "all" else P.at[:, -1].multiply(c) for c in s]
-    return point_set(jnp.concatenate(copies, axis=0), cost=_cost_kind_of(geom))
+    P = np.asarray(geom.points)
+    scale_cols = np.ones(P.shape[1]) if which == "all" else np.eye(P.shape[1])[-1]
+    copies = [P * np.where(scale_cols > 0, c, 1.0) for c in s]
+    return point_set(np.concatenate(copies, axis=0), cost=_cost_kind_of(geom))
 
 
 def grid_for(param, d: int, *, size: int = 16, radius: float = 3.0, n_dirs: int | None = None,
@@ -994,7 +1005,7 @@ def discretize(law, param, geom, key: Array, n_samples: int = 200_000,
 
 def _cell_masses(law, geom: ProductGeometry) -> tuple[Array, float]:
     """(p0 normalized, fraction of mass inside the box) by cell integration."""
-    edges = [f.cell_edges() for f in geom.factors]
+    edges = [np.asarray(f.cell_edges()) for f in geom.factors]
     if isinstance(law, GaussianLaw):
         per_axis = [np.diff(ndtr(e / law.scale)) for e in edges]
         inside = math.prod(float(np.sum(m)) for m in per_axis)
@@ -1031,11 +1042,17 @@ def _histogram(law, param, geom, key, d: int, n_samples: int) -> tuple[Array, fl
     else:
         weights = jnp.ones_like(alpha)
         theta = param.project(param.from_classic(W, alpha))
-    idx, inside = geom.locate(theta)
-    w_in = jnp.where(inside, weights, 0.0)
-    hist = jnp.zeros(geom.size).at[idx].add(w_in)
-    total, kept = float(jnp.sum(weights)), float(jnp.sum(w_in))
+    hist, kept = _weighted_histogram(geom, theta, weights)
+    total, kept = float(jnp.sum(weights)), float(kept)
     if not (total > 0 and kept > 0):
         return jnp.zeros(geom.size), 0.0
     mass = total / weights.shape[0] if param.name == "signed" else 1.0
     return hist / kept * mass, kept / total
+
+
+@eqx.filter_jit
+def _weighted_histogram(geom, theta: Array, weights: Array) -> tuple[Array, Array]:
+    """Σ of the weights of the θ inside each cell (N,), and the total weight inside."""
+    idx, inside = geom.locate(theta)
+    w_in = jnp.where(inside, weights, 0.0)
+    return jnp.zeros(geom.size).at[idx].add(w_in), jnp.sum(w_in)
