@@ -158,3 +158,19 @@ def test_bad_inputs(setup):
         peers.sliced_prox(param, th0[:, :2], X, y, LAM, 0.1, 0.1)
     with pytest.raises(ValueError, match="multiple"):
         peers.w2_prox(param, th0, X, y, LAM, 0.3, 1.0)
+
+
+def test_sliced_prox_on_sphere_keeps_unit_directions():
+    """``sphere``: the step stays on S^{d−1} × ℝ (norm penalty + retraction), F decreases,
+    and the W₂ prox still equals the Frobenius one."""
+    ds = data.regression_1d(n_train=10)
+    param = get("sphere")
+    th0 = np.asarray(initial.sample_particles(initial.BalancedLaw(1.0), param,
+                                              jax.random.PRNGKey(0), 12, 2))
+    sl = peers.sliced_prox(param, th0, ds.X, ds.y, LAM, 0.01, 0.03, tol=1e-9, n_projections=32)
+    assert np.all(sl.diagnostics["converged"] == 1.0)
+    assert np.max(np.abs(np.linalg.norm(sl.support[:, :, :-1], axis=2) - 1.0)) < 1e-12
+    assert np.all(np.diff(sl.diagnostics["objective"]) < 0)
+    w2 = peers.w2_prox(param, th0, ds.X, ds.y, LAM, 0.01, 0.03, tol=1e-10)
+    fr = peers.frobenius_prox(param, th0, ds.X, ds.y, LAM, 0.01, 0.03, tol=1e-10)
+    assert np.max(np.abs(w2.support - fr.support)) < 1e-8
