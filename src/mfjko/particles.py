@@ -152,15 +152,16 @@ def _record_loop(advance, theta, n_steps: int, record_every: int, diag_names=())
 
 
 @partial(jax.jit, static_argnames=("param",))
-def _objective_frames(param, frames, X, y, lam):
-    m = frames.shape[1]
-    w = jnp.full((m,), 1.0 / m)
-    return jax.vmap(lambda th: objective(param, th, w, X, y, lam))(frames)
+def _particle_objective(param, theta, X, y, lam):
+    m = theta.shape[0]
+    return objective(param, theta, jnp.full((m,), 1.0 / m), X, y, lam)
 
 
 def _trajectory(method, param, t, frames, X, y, lam, diagnostics, meta) -> Trajectory:
     m = frames.shape[1]
-    obj = np.asarray(_objective_frames(param, jnp.asarray(frames), X, y, lam))
+    # One frame per call: a fixed shape, so the number of records never recompiles.
+    ll = jnp.float64(lam)
+    obj = np.array([float(_particle_objective(param, jnp.asarray(f), X, y, ll)) for f in frames])
     return Trajectory(
         method=method,
         param=param.name,
@@ -190,13 +191,11 @@ def _gd_step(param, theta, X, y, lam, h):
     return param.project(theta + h * particle_velocity(param, theta, X, y, lam))
 
 
-@partial(jax.jit, static_argnames=("param", "n"))
+# The step count n is a traced argument (fori_loop lowers to a while loop): one compiled
+# program serves every interval length, so runs of any length never recompile.
+@partial(jax.jit, static_argnames=("param",))
 def _gd_advance(param, theta, X, y, lam, h, n):
-    def body(th, _):
-        return _gd_step(param, th, X, y, lam, h), None
-
-    theta, _ = lax.scan(body, theta, None, length=n)
-    return theta
+    return lax.fori_loop(0, n, lambda i, th: _gd_step(param, th, X, y, lam, h), theta)
 
 
 def gradient_descent(
@@ -216,7 +215,7 @@ def gradient_descent(
     hh, ll = jnp.float64(h), jnp.float64(lam)
 
     def advance(th, done, n):
-        return _gd_advance(param, th, X, y, ll, hh, n), {}
+        return _gd_advance(param, th, X, y, ll, hh, jnp.int32(n)), {}
 
     _, frames, steps, diags = _record_loop(advance, theta, K, r)
     meta = dict(h=h, lam=lam, m=theta.shape[0], record_every=r, n_steps=K, t0=float(t0),
@@ -229,17 +228,16 @@ def gradient_descent(
 # ---------------------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnames=("param", "n"))
+@partial(jax.jit, static_argnames=("param",))
 def _langevin_advance(param, theta, X, y, lam, h, diffusion, key, k_start, n):
     scale = jnp.sqrt(2.0 * diffusion * h)
 
-    def body(th, i):
+    def body(i, th):
         xi = jax.random.normal(jax.random.fold_in(key, k_start + i), th.shape, th.dtype)
         drift = h * particle_velocity(param, th, X, y, lam)
-        return param.project(th + drift + scale * param.tangent(th, xi)), None
+        return param.project(th + drift + scale * param.tangent(th, xi))
 
-    theta, _ = lax.scan(body, theta, jnp.arange(n))
-    return theta
+    return lax.fori_loop(0, n, body, theta)
 
 
 def langevin(
@@ -278,7 +276,8 @@ def langevin(
     hh, ll, DD = jnp.float64(h), jnp.float64(lam), jnp.float64(diffusion)
 
     def advance(th, done, n):
-        return _langevin_advance(param, th, X, y, ll, hh, DD, key, k0 + done, n), {}
+        k = jnp.int32(k0 + done)
+        return _langevin_advance(param, th, X, y, ll, hh, DD, key, k, jnp.int32(n)), {}
 
     _, frames, steps, diags = _record_loop(advance, theta, K, r)
     meta = dict(h=h, lam=lam, m=theta.shape[0], record_every=r, n_steps=K, t0=float(t0),
@@ -392,19 +391,23 @@ def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
         r_new = jnp.where(failed, r1, r_new)
         return z_new, g_new, r_new, it + 1
 
-    z, g, _, it = lax.while_loop(cond, body, (z0, g0, r0, 0))
+    z, g, _, it = lax.while_loop(cond, body, (z0, g0, r0, jnp.zeros((), jnp.int32)))
     theta = jax.vmap(lambda zi: _embed(param, zi))(z)
     return theta, it, jnp.max(jnp.abs(g))
 
 
-@partial(jax.jit, static_argnames=("param", "n", "max_iter"))
+@partial(jax.jit, static_argnames=("param",))
 def _implicit_advance(param, theta, X, y, lam, h, tol, n, max_iter):
-    def body(th, _):
+    def body(i, state):
+        th, it_max, it_sum, res_max = state
         th_new, it, res = _implicit_solve(param, th, X, y, lam, h, tol, max_iter)
-        return th_new, (it, res)
+        return th_new, jnp.maximum(it_max, it), it_sum + it, jnp.maximum(res_max, res)
 
-    theta, (its, res) = lax.scan(body, theta, None, length=n)
-    return theta, jnp.max(its), jnp.sum(its), jnp.max(res), jnp.all(res <= tol)
+    zero = jnp.zeros((), jnp.int32)
+    theta, it_max, it_sum, res = lax.fori_loop(
+        0, n, body, (theta, zero, zero, jnp.zeros((), theta.dtype))
+    )
+    return theta, it_max, it_sum, res, res <= tol
 
 
 def implicit_steps(
@@ -441,7 +444,9 @@ def implicit_steps(
     hh, ll, tt = jnp.float64(h), jnp.float64(lam), jnp.float64(tol)
 
     def advance(th, done, n):
-        th, it_max, it_sum, res, ok = _implicit_advance(param, th, X, y, ll, hh, tt, n, max_iter)
+        th, it_max, it_sum, res, ok = _implicit_advance(
+            param, th, X, y, ll, hh, tt, jnp.int32(n), jnp.int32(max_iter)
+        )
         return th, dict(
             inner_iterations_max=float(it_max),
             inner_iterations_total=float(it_sum),
@@ -583,17 +588,19 @@ def gradient_flow(
 # ---------------------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnames=("n",))
+_classic_loss_jit = jax.jit(classic_loss)
+
+
+@jax.jit
 def _classic_advance(W, alpha, X, y, lam, lr, n):
     grad = jax.grad(classic_loss, argnums=(0, 1))
 
-    def body(state, _):
+    def body(i, state):
         W, a = state
         gW, ga = grad(W, a, X, y, lam)
-        return (W - lr * gW, a - lr * ga), None
+        return W - lr * gW, a - lr * ga
 
-    (W, alpha), _ = lax.scan(body, (W, alpha), None, length=n)
-    return W, alpha
+    return lax.fori_loop(0, n, body, (W, alpha))
 
 
 def classic_gd(
@@ -628,14 +635,12 @@ def classic_gd(
     d = X.shape[1]
 
     def advance(theta, done, n):
-        W1, a1 = _classic_advance(theta[:, :d], theta[:, d], X, y, ll, lrr, n)
+        W1, a1 = _classic_advance(theta[:, :d], theta[:, d], X, y, ll, lrr, jnp.int32(n))
         return jnp.concatenate([W1, a1[:, None]], axis=1), {}
 
     theta = jnp.concatenate([W, alpha[:, None]], axis=1)
     _, frames, done, _ = _record_loop(advance, theta, int(steps), r)
-    loss = np.asarray(
-        jax.vmap(lambda f: classic_loss(f[:, :d], f[:, d], X, y, ll))(jnp.asarray(frames))
-    )
+    loss = np.array([float(_classic_loss_jit(f[:, :d], f[:, d], X, y, ll)) for f in frames])
     meta = dict(lr=lr, lam=lam, m=W.shape[0], record_every=r, n_steps=int(steps),
                 t0=float(t0), time_axis="classic: t = k·lr")
     return _trajectory("classic_gd", param, t0 + done * lr, frames, X, y, lam,
