@@ -337,6 +337,7 @@ def optimum_directions(
     tol: float = 1e-9,
     max_iter: int = 3000,
     patterns: np.ndarray | None = None,
+    finish: bool = True,
 ) -> OptimumResult:
     """Minimize P(ν) over ν supported on ``directions`` (K, d) unit vectors, to a certified
     grid duality gap below ``tol`` (absolute, in units of F).
@@ -348,7 +349,8 @@ def optimum_directions(
     |φ_kᵀg| + ‖φ_k‖√(2·gap/n) < λ carries no mass at the optimum — then the Lasso on the
     surviving columns is solved exactly by Clarabel and certified again on the full grid.
     With ``patterns`` (all chamber patterns of X) the result also carries a certified
-    lower bound on the continuous F*."""
+    lower bound on the continuous F*. ``finish=False`` skips stage 2 (then the result may
+    miss ``tol``; meta["converged"] says so)."""
     X, y = _check_data(X, y, lam)
     S = _check_directions(directions, X.shape[1])
     if tol <= 0:
@@ -361,7 +363,7 @@ def optimum_directions(
                             tol, max_iter)
     nu, iters, gap = np.asarray(nu_j), int(k), float(gap_j)
     screened = S.shape[0]
-    if gap > tol:
+    if gap > tol and finish:
         r = Phi @ nu - y
         g = r / n
         sup = np.max(np.abs(Phi.T @ g))
@@ -619,7 +621,7 @@ def optimum_exact(
 
 def optimum_refined(
     X, y, lam: float, directions, tol: float = 1e-6, max_iter: int = 3000,
-    max_patterns: int = 2000, max_rounds: int = 6,
+    max_patterns: int = 2000, max_rounds: int = 12,
 ) -> OptimumResult:
     """(a) followed by the exact program restricted to the chambers met by the grid's
     near-active directions — for d > 2, where the chambers are too many to enumerate.
@@ -635,7 +637,7 @@ def optimum_refined(
     whole sphere); meta["sampled_dual"] is the dual value with the sup taken over the met
     chambers only (a lower bound *if* they contain the maximizers)."""
     X, y = _check_data(X, y, lam)
-    grid = optimum_directions(X, y, lam, directions, tol, max_iter)
+    grid = optimum_directions(X, y, lam, directions, tol, max_iter, finish=False)
     n = X.shape[0]
     Phi = direction_features(X, grid.directions)
     g = (Phi @ grid.nu - y) / n
@@ -648,12 +650,17 @@ def optimum_refined(
     # adds whatever else is needed, and small cone programs are fast.
     near = near[np.argsort(eta[near])[-100:]]
     patterns = np.unique(X @ grid.directions[near].T >= 0, axis=1).T
-    known = {p.tobytes() for p in patterns}
+    # Chambers met by the grid, each with one grid direction inside it (a witness).
+    grid_patterns, first = np.unique(X @ grid.directions.T >= 0, axis=1, return_index=True)
+    grid_patterns, witnesses = grid_patterns.T, grid.directions[first]
     n_rounds, total_iters = 0, 0
     best = None
-    # Local column generation: re-solve, then add every chamber next to an atom (one
-    # activation flipped where the atom sits on that chamber wall) or met by a grid
-    # direction whose exact cone sup of |η| exceeds λ, until none violates the dual bound.
+    thr = lam * (1 + 1e-7)
+    # Local column generation: re-solve; price every chamber met by a grid direction and
+    # every pattern one activation away from a chamber carrying mass by the sup of |η| over
+    # its cone; add the (at most 50) most violating ones (sup > λ); stop when none
+    # violates. Pricing is exact (NNLS cone projection) except where cheap bounds decide:
+    # sup ≤ ‖a‖ (a = Xᵀ D g) and sup ≥ |aᵀs| for a witness s in the chamber.
     for _ in range(max_rounds):
         n_rounds += 1
         nu, dirs, status, iters, _, used = _solve_on_patterns(X, y, lam, patterns)
@@ -663,34 +670,37 @@ def optimum_refined(
         if best is None or primal < best[0]:
             best = (primal, nu, dirs, status)
         g = r / n
-        cand = []
-        Xn = np.linalg.norm(X, axis=1)
-        for s in dirs:
-            z = X @ s
-            base = z >= 0
-            for j in np.flatnonzero(np.abs(z) <= 1e-7 * Xn):
-                flip = base.copy()
-                flip[j] = ~flip[j]
-                cand.append(flip)
-        eta = np.abs(Phi.T @ g)
-        top = np.argsort(eta)[-min(len(eta), 200):]
-        cand.extend((X @ grid.directions[top].T >= 0).T)
-        added = []
-        for D in cand:
+        flips = [np.repeat(D[None, :], n, axis=0) ^ np.eye(n, dtype=bool) for D in used]
+        cand = np.concatenate([grid_patterns] + flips) if flips else grid_patterns
+        wit = np.concatenate([witnesses, np.full((len(cand) - len(witnesses), X.shape[1]),
+                                                 np.nan)])
+        current = {p.tobytes() for p in patterns}
+        fresh = np.asarray([D.any() and D.tobytes() not in current for D in cand], dtype=bool)
+        cand, wit = cand[fresh], wit[fresh]
+        a_all = (cand * g) @ X  # (C, d): η(u) = a·u on each cone
+        upper = np.linalg.norm(a_all, axis=1)
+        lower = np.abs(np.nan_to_num(np.sum(a_all * wit, axis=1), nan=0.0))
+        scored = []
+        seen = set()
+        for D, a, ub, lb in zip(cand, a_all, upper, lower, strict=True):
             key = D.tobytes()
-            if key in known:
+            if ub <= thr or key in seen:
                 continue
-            known.add(key)
+            seen.add(key)
+            if lb > thr:
+                scored.append((lb, D))
+                continue
             A = np.where(D, 1.0, -1.0)[:, None] * X
-            a = X.T @ (D * g)
-            if max(_cone_sup(A, a), _cone_sup(A, -a)) > lam * (1 + 1e-7):
-                added.append(D)
-        if not added:
+            v = max(_cone_sup(A, a), _cone_sup(A, -a))
+            if v > thr:
+                scored.append((v, D))
+        if not scored:
             break
-        # Keep only the chambers that carry mass (the others are priced again if needed):
-        # the cone program stays small.
-        patterns = np.unique(np.concatenate([used, np.asarray(added)]), axis=0)[:max_patterns]
-        known = {p.tobytes() for p in patterns} | known
+        scored.sort(key=lambda t: -t[0])
+        added = np.asarray([D for _, D in scored[:50]])
+        # Keep only the chambers that carry mass plus the new ones: the cone program
+        # stays small (dropped chambers are priced again next round).
+        patterns = np.unique(np.concatenate([used, added]), axis=0)[:max_patterns]
     primal, nu, dirs, status = best
     if primal > grid.value:  # numerical safety: never worse than the grid solution
         return OptimumResult(**{**grid.__dict__, "method": "refined",
