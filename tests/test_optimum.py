@@ -220,3 +220,20 @@ def test_bad_inputs():
         optimum.optimum_circle(np.ones((5, 3)), y, 0.1)
     with pytest.raises(ValueError, match="unit"):
         optimum.optimum_directions(X, y, 0.1, 2 * optimum.circle_directions(10))
+
+
+def test_reference_value_refined_teacher():
+    """teacher (d = 5 with bias, n = 30): too many chambers (55682) for (b); the refined
+    solver's value is below the grid's and does not depend on the grid (1024 vs 2048
+    directions agree to 1e-8 relative)."""
+    ds = data.make_dataset("teacher", d_in=4, n_train=30)
+    assert optimum.chamber_count_bound(ds.X) == 55682
+    t = time.perf_counter()
+    ref = optimum.reference_value(ds, 0.01)
+    dt = time.perf_counter() - t
+    other = optimum.reference_value(ds, 0.01, n_sphere_dirs=1024)
+    print(f"\nteacher: F*={ref.value:.12g} ({ref.method}, {dt:.2f}s), with 1024 dirs "
+          f"{other.value:.12g}, grid value {ref.result.meta['grid_value']:.6g}")
+    assert ref.method == "refined"
+    assert ref.value <= ref.result.meta["grid_value"]
+    assert abs(ref.value - other.value) < 1e-8 * ref.value
