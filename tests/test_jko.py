@@ -157,16 +157,17 @@ def test_zero_objective_is_gibbs_blur(use_product):
     """F = 0: p = K (q ⊘ K1) (K symmetric) in closed form."""
     rng = np.random.default_rng(5)
     if use_product:
-        geom = grids.cartesian_grid([(-1, 1), (-1, 1)], [9, 7])
+        geom = run_problem()[0]  # same shapes as the run tests: one compilation
     else:
         geom = grids.DenseGeometry.from_points(rng.normal(size=(N_, 2)))
-    N, eps = geom.size, 0.3
+    N, eps = geom.size, 0.6
     C = np.asarray(geom.cost_matrix())
     K = np.exp(-C / eps)
     q = rng.random(N)
     q /= q.sum()
     blur = K @ (q / (K @ np.ones(N)))
-    phi, y, v = np.zeros((n_, N)), np.zeros(n_), rng.random(N)
+    n = 8 if use_product else n_
+    phi, y, v = np.zeros((n, N)), np.zeros(n), rng.random(N)
     p_ref = entropic_jko_step(C, q, phi, y, v, 0.0, 0.7, eps)
     p, _, diag = jko_step(geom, q, phi, y, v, 0.0, 0.7, eps)
     assert np.abs(p_ref - blur).max() < 1e-13

@@ -57,7 +57,10 @@ def _check_inputs(cost, q, phi, y, v, lam, tau, eps):
         raise ValueError(f"y must be (n,) = ({phi.shape[0]},), got {y.shape}")
     if v.shape != (N,):
         raise ValueError(f"v must be (N,) = ({N},), got {v.shape}")
-    for name, arr in (("cost", cost), ("q", q), ("phi", phi), ("y", y), ("v", v)):
+    # +inf costs are allowed (no transport between those points, e.g. signed components)
+    if np.any(np.isnan(cost)) or np.any(cost == -np.inf):
+        raise ValueError("cost contains NaN or -inf")
+    for name, arr in (("q", q), ("phi", phi), ("y", y), ("v", v)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf")
     if np.any(q < 0):
@@ -122,7 +125,7 @@ def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200
 
     Parameters
     ----------
-    cost : (N, N) ground cost C_kl (symmetric or not; K = exp(−C/ε)).
+    cost : (N, N) ground cost C_kl (symmetric or not; K = exp(−C/ε); +inf = no transport).
     q : (N,) previous grid weights (nonnegative; usually a probability vector, and p
         gets the same mass, since πᵀ1 = q fixes Σp = Σq).
     phi : (n, N) features Φ[j, k] = m(θ_k; x_j).
