@@ -90,13 +90,13 @@ def test_exact_against_nonconvex_multistart():
 
 
 def test_circle_converges_to_exact_second_order(exact0):
-    """(a) → (b) as the circle grid refines. Error e(N) = value_grid − F* averaged over 4
+    """(a) → (b) as the circle grid refines. Error e(N) = value_grid − F* averaged over 3
     rotations of the grid (the error of one grid depends on where its points fall).
-    With the chamber-boundary (kink) directions included, slope ≈ 2 (measured 2.00);
-    without them, optimal atoms sitting on a kink cost first order (measured ≈ 1.2)."""
+    With the chamber-boundary (kink) directions included, slope ≈ 2 (measured 2.01);
+    without them, optimal atoms sitting on a kink cost first order (measured 1.21)."""
     X, y, ex = exact0
     Ns = np.array([250, 500, 1000, 2000])
-    offsets = 0.3 + np.arange(4) * np.pi / 2
+    offsets = 0.3 + np.arange(3) * 2 * np.pi / 3
     slopes = {}
     for kinks in (True, False):
         errs = []
