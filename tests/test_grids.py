@@ -21,9 +21,16 @@ from mfjko.initial import BalancedLaw, GaussianLaw
 from mfjko.objective import classic_predict, predict
 
 
+@jax.jit
 def dense_lse(cost, u, eps):
     """Reference: log Σ_l exp(−C_kl/ε + u_l) by the broadcasted logsumexp."""
     return logsumexp(-cost / eps + u[None, :], axis=1)
+
+
+@jax.jit
+def ott_lse(ott_grid, u, eps):
+    """OTT: eps·log Σ_l exp((f_k + g_l − C_kl)/eps) − f_k with f = 0, g = eps·u, over ε."""
+    return ott_grid.apply_lse_kernel(jnp.zeros_like(u), eps * u, eps, axis=1)[0] / eps
 
 
 def rel_err(a, b):
@@ -139,9 +146,7 @@ def test_agrees_with_ott_grid_lse_and_kernel():
     u = random_u(g.size, 3)
     for eps in (0.05, 0.7):
         ott_grid = Grid(x=axes, epsilon=eps)
-        # OTT: eps·log Σ_l exp((f_k + g_l − C_kl)/eps) − f_k; with f = 0, g = eps·u
-        ref, _ = ott_grid.apply_lse_kernel(jnp.zeros(g.size), eps * u, eps, axis=1)
-        assert rel_err(g.apply_lse(u, eps), ref / eps) < 1e-12
+        assert rel_err(g.apply_lse(u, eps), ott_lse(ott_grid, u, eps)) < 1e-12
         v = jnp.exp(u)
         np.testing.assert_allclose(
             g.apply_kernel(v, eps), ott_grid.apply_kernel(v, eps, axis=0), rtol=1e-12
@@ -155,8 +160,7 @@ def test_agrees_with_ott_grid_lse_and_kernel():
         epsilon=eps,
     )
     u = random_u(s.size, 4)
-    ref, _ = ott_grid.apply_lse_kernel(jnp.zeros(s.size), eps * u, eps, axis=1)
-    assert rel_err(s.apply_lse(u, eps), ref / eps) < 1e-12
+    assert rel_err(s.apply_lse(u, eps), ott_lse(ott_grid, u, eps)) < 1e-12
 
 
 # --------------------------------------------------------------------------- stability
@@ -373,16 +377,26 @@ def test_discretized_moments_converge_at_order_two():
     assert 1.9 < slope_var < 2.1, (slope_var, errs_var)
 
 
+PRED_SCALE = 0.6
+PRED_X = jnp.array([[1.0, 1.0], [-0.5, 1.0], [2.0, 1.0], [0.3, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def law_predictor():
+    """E[α σ(wᵀx)] and E[|α| σ(wᵀx)] on PRED_X by Monte Carlo with 400k classic neurons."""
+    W, a = GaussianLaw(PRED_SCALE).sample_classic(jax.random.key(42), 400_000, 2)
+    return classic_predict(W, a, PRED_X) / W.shape[0], classic_predict(W, jnp.abs(a), PRED_X) / (
+        W.shape[0]
+    )
+
+
 @pytest.mark.parametrize("name", ["signed", "pm", "sphere"])
-def test_discretize_predictor_matches_particles(name):
+def test_discretize_predictor_matches_particles(name, law_predictor):
     # the grid measure's predictor must match the law's mean-field predictor
     # E[α σ(wᵀx)] (Monte Carlo with many particles), up to grid resolution
-    d, scale = 2, 0.6
+    d, scale, X = 2, PRED_SCALE, PRED_X
     law = GaussianLaw(scale)
-    X = jnp.array([[1.0, 1.0], [-0.5, 1.0], [2.0, 1.0], [0.3, 1.0]])
-    W, a = law.sample_classic(jax.random.key(42), 400_000, d)
-    f_ref = classic_predict(W, a, X) / W.shape[0]
-    f_abs = classic_predict(W, jnp.abs(a), X) / W.shape[0]  # scale of the two cancelling parts
+    f_ref, f_abs = law_predictor  # f_abs: scale of the two cancelling parts
     if name == "sphere":
         geom = G.grid_for(name, d, size=48, radius=2.5, n_beta=41)
     else:
