@@ -34,9 +34,11 @@ Two solvers
     directions), so it is followed by gap-safe screening and an exact interior-point
     solve (Clarabel) of the Lasso on the surviving columns. The returned ``duality_gap``
     certifies the *discretized* problem; its value is an upper bound on F* (any ν on the
-    grid is a feasible measure) whose error is the grid's approximation error, of second
-    order in the grid spacing when the optimal atoms lie inside activation cells (measured
-    in tests/test_optimum.py). When the activation patterns can be enumerated
+    grid is a feasible measure) whose error is the grid's approximation error: of first
+    order in the spacing when an optimal atom sits on a chamber wall (a kink at a data
+    point, common), of second order once those wall directions are in the grid
+    (``optimum_circle(include_kinks=True)``, the default; rates measured in
+    tests/test_optimum.py). When the activation patterns can be enumerated
     (always for d = 2), ``lower_bound`` is additionally a certified lower bound on the
     *continuous* F* (exact dual sup over the whole sphere, see :func:`dual_sup`).
 (b) :func:`optimum_exact`: the exact convex reformulation of Pilanci & Ergen (2020). The
@@ -55,8 +57,14 @@ Two solvers
     with margin 1 on both sides; the count grows like 2 Σ_{k<d} C(n−1, k), hence
     ``max_patterns``. Guarantee for d > 2: every chamber whose cone contains a point u
     with |x_jᵀu| ≥ 1 for all j and ‖u‖_∞ ≤ 1e6 is found (HiGHS feasibility tolerance).
+(c) :func:`optimum_refined`, for d > 2 with too many chambers: (a) on quasi-uniform
+    sphere points, then (b) restricted to the chambers met by near-active directions,
+    grown by local column generation (chambers priced by their exact cone sup of |η|).
+    A feasible value (upper bound on F*), exact when the optimal chambers are found; no
+    certificate over the whole sphere.
 
-:func:`reference_value` picks (b) when the chamber count is small, otherwise (a).
+:func:`reference_value` picks (b) when the chamber count is small, otherwise (a) for
+d = 2 and (c) for d > 2, and says which.
 
 Orthogonal inputs (Boursier, Pillaud-Vivien & Flammarion 2022)
 --------------------------------------------------------------
