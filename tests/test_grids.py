@@ -430,3 +430,24 @@ def test_discretize_sphere_tail_and_locate():
     # balanced law is singular in (w, α): histogram path, mass still conserved
     p0, _ = G.discretize(BalancedLaw(0.5), "sphere", geom, jax.random.key(7), n_samples=50_000)
     assert float(jnp.sum(p0)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_grid_for_dispatch_and_multiscale_components():
+    for name, D in (("neuron", 3), ("signed", 3), ("pm", 4), ("sphere", 3)):
+        geom = G.grid_for(name, 2, size=5, radius=1.0)
+        assert geom.points.shape[1] == D == P.get(name).dim(2)
+    # signed with scales: each component scaled on w only, components still apart
+    g = G.grid_for("signed", 2, size=3, radius=1.0, scales=[1.0, 3.0])
+    assert isinstance(g, G.ComponentGeometry) and g.size == 2 * 2 * 9
+    pts = np.asarray(g.points)
+    np.testing.assert_array_equal(np.abs(pts[:, -1]), 1.0)
+    assert np.isclose(np.abs(pts[:, :2]).max(), 3.0)
+    C = np.asarray(g.cost_matrix())
+    assert np.isinf(C[:18, 18:]).all() and np.isfinite(C[:18, :18]).all()
+    # sphere with scales: only β scaled, the direction factor untouched
+    s = G.grid_for("sphere", 2, size=4, radius=1.0, scales=[1.0, 10.0], separable_scales=True)
+    assert isinstance(s, G.ProductGeometry) and s.shape == (4, 4, 2)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(s.points)[:, :2], axis=1), 1.0)
+    assert np.isclose(np.abs(np.asarray(s.points)[:, 2]).max(), 10.0)
+    with pytest.raises(ValueError, match="cells"):
+        G.discretize(GaussianLaw(1.0), "sphere", s, jax.random.key(0), method="cells")
