@@ -33,6 +33,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.scipy.linalg import cho_solve
 
 from mfjko.jko.prox import kl_prox_newton
 
@@ -90,7 +91,7 @@ def _anderson_mix(hist_x, hist_t, hist_len, reg):
     gram = dR @ dR.T
     scale = jnp.trace(gram) + 1e-300
     gram = gram + reg * scale * jnp.eye(m - 1) + jnp.diag(jnp.where(valid[1:], 0.0, 1.0))
-    gamma = jnp.linalg.solve(gram, -(dR @ R[0]))
+    gamma = cho_solve((jnp.linalg.cholesky(gram), True), -(dR @ R[0]))  # SPD
     return hist_t[0] + gamma @ dT
 
 
