@@ -133,9 +133,7 @@ def squared_periodic(a: Array, b: Array, period: float = 2.0 * math.pi) -> Array
 
 def _squared_sphere_line(x: Array, z: Array) -> Array:
     """Cost on S^{d−1} × ℝ: squared geodesic on the direction + squared β difference."""
-    return squared_geodesic_sphere(x[:, :-1], z[:, :-1]) + squared_euclidean(
-        x[:, -1:], z[:, -1:]
-    )
+    return squared_geodesic_sphere(x[:, :-1], z[:, :-1]) + squared_euclidean(x[:, -1:], z[:, -1:])
 
 
 _POINT_COSTS = {
@@ -349,8 +347,9 @@ class ChunkedGeometry(eqx.Module):
 
     def lse_operator(self, eps) -> _ChunkedLSE:
         _check_eps(eps)
-        return _ChunkedLSE(self.points, jnp.asarray(eps, jnp.float64), self.block_size,
-                           self.cost_kind)
+        return _ChunkedLSE(
+            self.points, jnp.asarray(eps, jnp.float64), self.block_size, self.cost_kind
+        )
 
     def apply_lse(self, u: Array, eps) -> Array:
         return self.lse_operator(eps)(u)
@@ -440,8 +439,9 @@ def angle_factor(n: int) -> Factor:
     if n < 3:
         raise ValueError(f"an angle factor needs at least 3 angles, got {n}")
     phi = (2.0 * np.pi * np.arange(n) / n)[:, None]
-    return Factor(points=jnp.asarray(phi), cost=jnp.asarray(squared_periodic(phi, phi)),
-                  kind="angle")
+    return Factor(
+        points=jnp.asarray(phi), cost=jnp.asarray(squared_periodic(phi, phi)), kind="angle"
+    )
 
 
 def sphere_factor(directions) -> Factor:
@@ -557,9 +557,7 @@ def _axis_lse(U: Array, kernel: Array, cost_over_eps: Array, axis: int) -> Array
     W = jnp.moveaxis(jnp.tensordot(kernel, V, axes=([1], [axis])), 0, axis)
     bad = ((W < UNDERFLOW) | ~jnp.isfinite(W)) & finite_line
     fast = jnp.log(W) + m_safe
-    return lax.cond(
-        jnp.any(bad), lambda: _axis_lse_exact(U, cost_over_eps, axis), lambda: fast
-    )
+    return lax.cond(jnp.any(bad), lambda: _axis_lse_exact(U, cost_over_eps, axis), lambda: fast)
 
 
 @functools.partial(jax.jit, static_argnums=3)
@@ -639,10 +637,12 @@ class ProductGeometry(eqx.Module):
     def cost_matrix(self) -> Array:
         """Dense C = Σ_k C_k[i_k, j_k] (N×N; tests and small grids only)."""
         grids = np.indices(self.shape).reshape(len(self.factors), -1)
-        return jnp.asarray(sum(
-            np.asarray(f.cost)[g[:, None], g[None, :]]
-            for f, g in zip(self.factors, grids, strict=True)
-        ))
+        return jnp.asarray(
+            sum(
+                np.asarray(f.cost)[g[:, None], g[None, :]]
+                for f, g in zip(self.factors, grids, strict=True)
+            )
+        )
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
         """Cell of each θ (q, D): per-factor cells of the inverse-embedded coordinates
@@ -690,8 +690,10 @@ class ComponentGeometry(eqx.Module):
     def __init__(self, blocks, embeds):
         blocks, embeds = tuple(blocks), tuple(embeds)
         if len(blocks) < 1 or len(blocks) != len(embeds):
-            raise ValueError(f"need one embedding per block, got {len(blocks)} blocks and "
-                             f"{len(embeds)} embeddings")
+            raise ValueError(
+                f"need one embedding per block, got {len(blocks)} blocks and "
+                f"{len(embeds)} embeddings"
+            )
         self.blocks, self.embeds = blocks, embeds
         self.sizes = tuple(int(b.size) for b in blocks)
         pts = [e(np.asarray(b.points)) for b, e in zip(blocks, embeds, strict=True)]
@@ -749,8 +751,9 @@ class ComponentGeometry(eqx.Module):
 def _check_ranges(ranges, sizes, what: str = "ranges") -> list[tuple[float, float, int]]:
     ranges, sizes = list(ranges), list(sizes)
     if len(ranges) == 0 or len(ranges) != len(sizes):
-        raise ValueError(f"need one size per range, got {len(ranges)} {what} and "
-                         f"{len(sizes)} sizes")
+        raise ValueError(
+            f"need one size per range, got {len(ranges)} {what} and {len(sizes)} sizes"
+        )
     out = []
     for k, (r, n) in enumerate(zip(ranges, sizes, strict=True)):
         lo, hi = (float(v) for v in r)
@@ -770,8 +773,9 @@ def cartesian_grid(ranges, sizes) -> ProductGeometry:
     return ProductGeometry([line_factor(np.linspace(lo, hi, n)) for lo, hi, n in axes])
 
 
-def point_set(points, *, cost: str = "sqeuclidean", dense_max: int = DENSE_MAX,
-              block_size: int = 256):
+def point_set(
+    points, *, cost: str = "sqeuclidean", dense_max: int = DENSE_MAX, block_size: int = 256
+):
     """Arbitrary points (N, D) with cost ``cost`` ("sqeuclidean", "sphere", "sphere_line"):
     a :class:`DenseGeometry` for N ≤ dense_max, else a :class:`ChunkedGeometry`."""
     points = np.asarray(points, dtype=np.float64)
@@ -823,8 +827,9 @@ def quasi_uniform_sphere(d: int, n: int, *, seed: int = 0, steps: int = 50) -> A
     return jnp.asarray(x)
 
 
-def sphere_line_grid(d: int, n_dirs: int, beta_range, n_beta: int, *, seed: int = 0,
-                     repulsion_steps: int = 50) -> ProductGeometry:
+def sphere_line_grid(
+    d: int, n_dirs: int, beta_range, n_beta: int, *, seed: int = 0, repulsion_steps: int = 50
+) -> ProductGeometry:
     """Grid on S^{d−1} × ℝ for ``sphere`` (θ = (s, β)), separable in (direction, β).
 
     d = 2: ``n_dirs`` uniform angles φ with periodic cost min(|Δφ|, 2π − |Δφ|)², points
@@ -912,8 +917,17 @@ def multiscale(geom, scales, *, which: str = "all", separable: bool = False):
     return point_set(np.concatenate(copies, axis=0), cost=_cost_kind_of(geom))
 
 
-def grid_for(param, d: int, *, size: int = 16, radius: float = 3.0, n_dirs: int | None = None,
-             n_beta: int | None = None, scales=None, separable_scales: bool = False):
+def grid_for(
+    param,
+    d: int,
+    *,
+    size: int = 16,
+    radius: float = 3.0,
+    n_dirs: int | None = None,
+    n_beta: int | None = None,
+    scales=None,
+    separable_scales: bool = False,
+):
     """A default grid for parametrization ``param`` and input dimension ``d`` (bias
     included), every axis of every box over [−radius, radius] with ``size`` points:
 
@@ -954,17 +968,23 @@ def _input_dim(param, D: int) -> int:
     for d in (D - 1, D // 2):
         if d >= 1 and param.dim(d) == D:
             return d
-    raise ValueError(f"grid points have dimension {D}, which no input dimension gives "
-                     f"for parametrization {param.name!r}")
+    raise ValueError(
+        f"grid points have dimension {D}, which no input dimension gives "
+        f"for parametrization {param.name!r}"
+    )
 
 
 def _is_box(geom) -> bool:
-    return (isinstance(geom, ProductGeometry) and isinstance(geom.embed, Identity)
-            and all(f.kind == "line" for f in geom.factors))
+    return (
+        isinstance(geom, ProductGeometry)
+        and isinstance(geom.embed, Identity)
+        and all(f.kind == "line" for f in geom.factors)
+    )
 
 
-def discretize(law, param, geom, key: Array, n_samples: int = 200_000,
-               method: str = "auto") -> tuple[Array, float]:
+def discretize(
+    law, param, geom, key: Array, n_samples: int = 200_000, method: str = "auto"
+) -> tuple[Array, float]:
     r"""Grid weights p0 (N,) of an initial law, and the fraction of its mass outside the grid.
 
     ``method="cells"`` (``neuron`` on a Cartesian box, law with a density): p0_k is the
@@ -989,8 +1009,10 @@ def discretize(law, param, geom, key: Array, n_samples: int = 200_000,
     d = _input_dim(param, geom.points.shape[1])
     cells_ok = param.name == "neuron" and _is_box(geom) and hasattr(law, "log_density_classic")
     if method == "cells" and not cells_ok:
-        raise ValueError("method='cells' needs the neuron parametrization, a Cartesian box "
-                         "grid and a law with a density (log_density_classic)")
+        raise ValueError(
+            "method='cells' needs the neuron parametrization, a Cartesian box "
+            "grid and a law with a density (log_density_classic)"
+        )
     if method == "cells" or (method == "auto" and cells_ok):
         p, inside = _cell_masses(law, geom)
     else:
@@ -998,8 +1020,10 @@ def discretize(law, param, geom, key: Array, n_samples: int = 200_000,
     mass_outside = float(min(max(1.0 - inside, 0.0), 1.0))
     total = float(jnp.sum(p))
     if not (total > 0) or mass_outside > 1.0 - 1e-9:
-        raise ValueError(f"essentially all the initial mass ({mass_outside:.6g}) falls outside "
-                         "the grid; enlarge the grid's box or shrink the law's scale")
+        raise ValueError(
+            f"essentially all the initial mass ({mass_outside:.6g}) falls outside "
+            "the grid; enlarge the grid's box or shrink the law's scale"
+        )
     return p, mass_outside
 
 
