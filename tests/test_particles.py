@@ -205,6 +205,26 @@ def test_implicit_step_is_the_proximal_point(name):
         np.testing.assert_allclose(step.support[-1], np.asarray(theta + h * v1), atol=1e-11)
 
 
+def test_implicit_step_sticks_on_a_relu_kink_closed_form():
+    """One neuron, one data point x = 1, y = −5, θ_k = (w, α) = (0.01, 1), h = 0.1: the
+    data term pushes w down (r α ≈ 5 > w_k/h = 0.1) and nothing pushes it back below 0,
+    so the proximal point is ON the kink: w* = 0, α* = α_k/(1 + λh) (σ(0) = 0). The
+    backward Euler equation has no solution there; the step must still converge."""
+    lam, h = 0.3, 0.1
+    tr = P.implicit_steps(NEURON, jnp.array([[0.01, 1.0]]), np.array([[1.0]]),
+                          np.array([-5.0]), lam, h, h)
+    w, a = tr.support[-1, 0]
+    assert abs(w) < 1e-13
+    np.testing.assert_allclose(a, 1.0 / (1.0 + lam * h), rtol=1e-13)
+    assert tr.diagnostics["converged"][-1] == 1.0
+    assert tr.diagnostics["inner_residual"][-1] <= 1e-10
+    # the plain (σ'(0) = 0) backward Euler residual (w − w_k)/h + ∂_w F' is far from 0
+    # there: the gradient jump (1/n) r α is what the Clarke test accounts for
+    g = obj.first_variation_grad(NEURON, tr.support[-1], np.ones(1), np.array([[1.0]]),
+                                 np.array([-5.0]), lam)
+    assert abs(float(g[0, 0]) + (w - 0.01) / h) > 0.05
+
+
 def test_implicit_unconverged_step_warns_and_flags():
     theta = _theta0()
     with pytest.warns(RuntimeWarning, match="missed tol"):

@@ -325,89 +325,151 @@ def _merit_grad(param, z, theta_prev, X, y, lam, h):
     thetas = jax.vmap(lambda zi: _embed(param, zi))(z)
     m = z.shape[0]
     r = residual(param, thetas, jnp.full((m,), 1.0 / m), X, y)
-    g = jax.vmap(jax.grad(_local_merit, argnums=1), in_axes=(None, 0, 0, None, None, None, None))(
-        param, z, theta_prev, r, X, lam, h
-    )
-    return g, r
+    return _local_grads(param, z, theta_prev, r, X, lam, h), r
 
 
-def _newton_direction(param, z, theta_prev, r, g, X, lam, h):
+def _newton_direction(param, z, theta_prev, r, g, X, lam, h, free):
+    """Newton direction of the free particles (frozen ones excluded from the coupled
+    system: Δ_i = 0) and the per-particle Hessian blocks B (m, D, D)."""
     m, D = z.shape
     n = X.shape[0]
     hess = jax.hessian(_local_merit, argnums=1)
     B = jax.vmap(hess, in_axes=(None, 0, 0, None, None, None, None))(
         param, z, theta_prev, r, X, lam, h
     )  # (m, D, D)
+    eye_D = jnp.eye(D)
+    Bf = jnp.where(free[:, None, None], B, eye_D)
+    gf = jnp.where(free[:, None], g, 0.0)
     # J3[i, j, :] = ∇_{z_i} m(θ(z_i); x_j)
     J3 = jax.vmap(jax.jacfwd(lambda zi: param.output(_embed(param, zi), X)))(z)  # (m, n, D)
+    J3 = jnp.where(free[:, None, None], J3, 0.0)
     if n < m * D:
-        Bi_g = jnp.linalg.solve(B, g[..., None])[..., 0]  # (m, D)
-        Bi_Jt = jnp.linalg.solve(B, jnp.swapaxes(J3, 1, 2))  # (m, D, n)
+        Bi_g = jnp.linalg.solve(Bf, gf[..., None])[..., 0]  # (m, D)
+        Bi_Jt = jnp.linalg.solve(Bf, jnp.swapaxes(J3, 1, 2))  # (m, D, n)
         cap = n * m * jnp.eye(n) + jnp.einsum("ijd,idk->jk", J3, Bi_Jt)
         JBg = jnp.einsum("ijd,id->j", J3, Bi_g)
-        return Bi_g - jnp.einsum("idk,k->id", Bi_Jt, jnp.linalg.solve(cap, JBg))
+        return Bi_g - jnp.einsum("idk,k->id", Bi_Jt, jnp.linalg.solve(cap, JBg)), B
     J = jnp.transpose(J3, (1, 0, 2)).reshape(n, m * D)
     eye_m = jnp.eye(m)
-    H = (B[:, :, None, :] * eye_m[:, None, :, None]).reshape(m * D, m * D) + J.T @ J / (n * m)
-    return jnp.linalg.solve(H, g.reshape(-1)).reshape(m, D)
+    H = (Bf[:, :, None, :] * eye_m[:, None, :, None]).reshape(m * D, m * D) + J.T @ J / (n * m)
+    return jnp.linalg.solve(H, gf.reshape(-1)).reshape(m, D), B
+
+
+def _local_grads(param, z, theta_prev, r, X, lam, h):
+    """∇ψ_i(z_i; r) for every particle, with the residual r frozen, shape (m, D)."""
+    g = jax.grad(_local_merit, argnums=1)
+    return jax.vmap(g, in_axes=(None, 0, 0, None, None, None, None))(
+        param, z, theta_prev, r, X, lam, h
+    )
 
 
 def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
-    """One backward Euler step from theta_prev; returns (θ, iterations, residual ∞-norm)."""
+    """One backward Euler step from theta_prev; returns (θ, iterations, residual ∞-norm,
+    fraction of particles with residual ≤ tol).
+
+    Newton's method on ∇Ψ = 0 with a kink treatment. A particle whose Newton step
+    crosses a ReLU kink (detected as a jump: its gradient at the trial point, r frozen,
+    departs from the quadratic model g − BΔ by more than ‖g‖/2) is moved to the kink
+    by bisection along the step (45 halvings) and then moves only along the kink
+    (Newton restricted to the tangent space of the kink, whose normal is the direction
+    of the gradient jump — a ReLU kink wᵀx_j = 0 is a hyperplane of Θ). Its residual is
+    the Clarke one: the smallest ∞-norm of (1 − t) g_near + t g_far, t ∈ [0, 1], with
+    g_far sampled just across the kink. If that minimum is at t = 0 or 1 and still
+    above tol, the particle is released from the kink (for t ≥ 1, onto the far side).
+    """
+    m, D = theta_prev.shape
     # Predictor: the explicit Euler step, O(h²) from the solution.
     z0 = param.project(theta_prev + h * particle_velocity(param, theta_prev, X, y, lam))
     g0, r0 = _merit_grad(param, z0, theta_prev, X, y, lam, h)
+    res0 = jnp.max(jnp.abs(g0), axis=1)
+    frozen0 = jnp.zeros(m, bool)
+    normal0 = jnp.zeros((m, D))
+    scale = 1.0 + jnp.max(jnp.abs(theta_prev))
+    eta = 1e-13 * scale  # sampling offset across a kink (error O(η/h) ≪ tol)
 
     def cond(state):
-        _, g, _, it = state
-        return (jnp.max(jnp.abs(g)) > tol) & (it < max_iter)
+        res, it = state[3], state[6]
+        return (jnp.max(res) > tol) & (it < max_iter)
 
     def body(state):
-        z, g, r, it = state
-        delta = _newton_direction(param, z, theta_prev, r, g, X, lam, h)
-        gnorm = jnp.sqrt(jnp.sum(g * g))
+        z, g, r, res, frozen, normal, it = state
+        free = ~frozen
+        delta, B = _newton_direction(param, z, theta_prev, r, g, X, lam, h, free)
+        # Tangent Newton for particles on a kink: (P B P + n nᵀ) Δ = P g, so n·Δ = 0.
+        P = jnp.eye(D)[None] - normal[:, :, None] * normal[:, None, :]
+        Bt = P @ B @ P + normal[:, :, None] * normal[:, None, :]
+        delta_t = jnp.linalg.solve(Bt, jnp.einsum("ide,ie->id", P, g)[..., None])[..., 0]
+        delta = jnp.where(frozen[:, None], delta_t, delta)
 
-        # Backtrack on ‖∇Ψ‖ (Ψ's kinks make pure Newton cycle occasionally); if no
-        # halving decreases it, take the full step and let max_iter bound the loop.
-        def try_step(s):
-            z_new = z - s * delta
-            g_new, r_new = _merit_grad(param, z_new, theta_prev, X, y, lam, h)
-            return z_new, g_new, r_new
+        # Kink crossing test for the free particles (model error vs jump).
+        BD = jnp.einsum("ide,ie->id", B, delta)
+        gnorm = jnp.linalg.norm(g, axis=1)
 
-        def bt_cond(bs):
-            k, _, g_new, _ = bs
-            return (k < 12) & ~(jnp.sqrt(jnp.sum(g_new * g_new)) < gnorm)
+        def discrepancy(s):
+            g_loc = _local_grads(param, z - s[:, None] * delta, theta_prev, r, X, lam, h)
+            return jnp.linalg.norm(g_loc - (g - s[:, None] * BD), axis=1)
 
-        def bt_body(bs):
-            k, _, _, _ = bs
-            z_new, g_new, r_new = try_step(0.5 ** (k + 1))
-            return k + 1, z_new, g_new, r_new
+        ones = jnp.ones(m)
+        crosses = free & (res > tol) & (discrepancy(ones) > 0.5 * gnorm)
 
-        z1, g1, r1 = try_step(1.0)
-        k, z_new, g_new, r_new = lax.while_loop(bt_cond, bt_body, (0, z1, g1, r1))
-        failed = ~(jnp.sqrt(jnp.sum(g_new * g_new)) < gnorm)
-        z_new = jnp.where(failed, z1, z_new)
-        g_new = jnp.where(failed, g1, g_new)
-        r_new = jnp.where(failed, r1, r_new)
-        return z_new, g_new, r_new, it + 1
+        def bisect(_, lohi):
+            lo, hi = lohi
+            mid = 0.5 * (lo + hi)
+            jumped = discrepancy(mid) > 0.25 * gnorm
+            return jnp.where(jumped, lo, mid), jnp.where(jumped, mid, hi)
 
-    z, g, _, it = lax.while_loop(cond, body, (z0, g0, r0, jnp.zeros((), jnp.int32)))
+        lo, hi = lax.fori_loop(0, 45, bisect, (jnp.zeros(m), ones))
+        step = jnp.where(crosses, lo, 1.0)
+        z_new = z - step[:, None] * delta
+        # Normal of a newly met kink: from the near side towards the far side.
+        g_near = _local_grads(param, z - lo[:, None] * delta, theta_prev, r, X, lam, h)
+        g_far = _local_grads(param, z - hi[:, None] * delta, theta_prev, r, X, lam, h)
+        jump = g_far - g_near
+        n_new = jump / jnp.maximum(jnp.linalg.norm(jump, axis=1, keepdims=True), 1e-300)
+        n_new = n_new * jnp.sign(jnp.sum(-delta * n_new, axis=1, keepdims=True) + 1e-300)
+        normal = jnp.where(crosses[:, None], n_new, normal)
+        frozen = frozen | crosses
+
+        g_new, r_new = _merit_grad(param, z_new, theta_prev, X, y, lam, h)
+        # Clarke residual of particles on a kink.
+        g_across = _local_grads(param, z_new + eta * normal, theta_prev, r_new, X, lam, h)
+        J = g_across - g_new
+        t = -jnp.sum(g_new * J, axis=1) / jnp.maximum(jnp.sum(J * J, axis=1), 1e-300)
+        t_c = jnp.clip(t, 0.0, 1.0)
+        clarke = jnp.max(jnp.abs(g_new + t_c[:, None] * J), axis=1)
+        plain = jnp.max(jnp.abs(g_new), axis=1)
+        res_new = jnp.where(frozen, jnp.minimum(clarke, plain), plain)
+        release = frozen & (res_new > tol) & ((t <= 0.0) | (t >= 1.0))
+        # t ≥ 1: the far side is where the solution lies; step just across the kink so
+        # the next Newton step is taken from there (and does not cross back).
+        to_far = release & (t >= 1.0)
+        z_new = jnp.where(to_far[:, None], z_new + 2.0 * eta * normal, z_new)
+        g_new, r_new = _merit_grad(param, z_new, theta_prev, X, y, lam, h)
+        res_new = jnp.where(to_far, jnp.max(jnp.abs(g_new), axis=1), res_new)
+        frozen = frozen & ~release
+        normal = jnp.where(release[:, None], 0.0, normal)
+        return z_new, g_new, r_new, res_new, frozen, normal, it + 1
+
+    state0 = (z0, g0, r0, res0, frozen0, normal0, jnp.zeros((), jnp.int32))
+    z, _, _, res, _, _, it = lax.while_loop(cond, body, state0)
     theta = jax.vmap(lambda zi: _embed(param, zi))(z)
-    return theta, it, jnp.max(jnp.abs(g))
+    return theta, it, jnp.max(res), jnp.mean(res <= tol)
 
 
 @partial(jax.jit, static_argnames=("param",))
 def _implicit_advance(param, theta, X, y, lam, h, tol, n, max_iter):
     def body(i, state):
-        th, it_max, it_sum, res_max = state
-        th_new, it, res = _implicit_solve(param, th, X, y, lam, h, tol, max_iter)
-        return th_new, jnp.maximum(it_max, it), it_sum + it, jnp.maximum(res_max, res)
+        th, it_max, it_sum, res_max, frac_min = state
+        th_new, it, res, frac = _implicit_solve(param, th, X, y, lam, h, tol, max_iter)
+        return (th_new, jnp.maximum(it_max, it), it_sum + it, jnp.maximum(res_max, res),
+                jnp.minimum(frac_min, frac))
 
     zero = jnp.zeros((), jnp.int32)
-    theta, it_max, it_sum, res = lax.fori_loop(
-        0, n, body, (theta, zero, zero, jnp.zeros((), theta.dtype))
+    one = jnp.ones((), theta.dtype)
+    theta, it_max, it_sum, res, frac = lax.fori_loop(
+        0, n, body, (theta, zero, zero, jnp.zeros((), theta.dtype), one)
     )
-    return theta, it_max, it_sum, res, res <= tol
+    return theta, it_max, it_sum, res, res <= tol, frac
 
 
 def implicit_steps(
@@ -434,7 +496,18 @@ def implicit_steps(
 
     diagnostics (per record, over the steps of the interval): ``inner_iterations_max``,
     ``inner_iterations_total``, ``inner_residual`` (max final residual), ``converged``
-    (1.0 if every step met ``tol``). A step that misses ``tol`` triggers a warning.
+    (1.0 if every step met ``tol``), ``particles_converged`` (smallest fraction, over the
+    interval's steps, of particles whose own residual met ``tol``). A step that misses
+    ``tol`` triggers a warning.
+
+    ReLU kinks: σ is not differentiable at 0 and the proximal minimizer of a particle
+    often sits exactly on a kink (wᵀx_j = 0 pushed from both sides), where the
+    backward Euler equation has no solution. Such particles are moved onto the kink
+    and solved there in the Clarke sense (see ``_implicit_solve``); their residual is
+    the distance of 0 to the segment of one-sided gradients. Cases this does not
+    resolve (several kinks at once on one particle, the cone-shaped kinks ‖u‖ = 0 of
+    'pm' or β = 0 of 'sphere') end at ``max_iter``, are flagged and warned about, and
+    ``particles_converged`` < 1 says for how many particles.
     """
     param, theta, X, y, lam = _check_inputs(param, theta0, X, y, lam)
     h = _check_positive(h, "h")
@@ -444,7 +517,7 @@ def implicit_steps(
     hh, ll, tt = jnp.float64(h), jnp.float64(lam), jnp.float64(tol)
 
     def advance(th, done, n):
-        th, it_max, it_sum, res, ok = _implicit_advance(
+        th, it_max, it_sum, res, ok, frac = _implicit_advance(
             param, th, X, y, ll, hh, tt, jnp.int32(n), jnp.int32(max_iter)
         )
         return th, dict(
@@ -452,11 +525,14 @@ def implicit_steps(
             inner_iterations_total=float(it_sum),
             inner_residual=float(res),
             converged=float(bool(ok)),
+            particles_converged=float(frac),
         )
 
-    names = ("inner_iterations_max", "inner_iterations_total", "inner_residual", "converged")
+    names = ("inner_iterations_max", "inner_iterations_total", "inner_residual", "converged",
+             "particles_converged")
     _, frames, steps, diags = _record_loop(advance, theta, K, r, names)
     diags["converged"][0] = 1.0
+    diags["particles_converged"][0] = 1.0
     if K > 0 and not diags["converged"][1:].all():
         bad = np.flatnonzero(diags["converged"][1:] == 0.0)
         warnings.warn(
