@@ -346,6 +346,10 @@ def test_bad_inputs_raise_clear_errors():
         P.gradient_flow(NEURON, theta, X, y[:-1], LAM, 0.1)
     with pytest.raises(ValueError, match="unknown parametrization"):
         P.gradient_descent("polar", theta, X, y, LAM, 0.1, 0.1)
+    with pytest.raises(ValueError, match="max_iter"):
+        P.implicit_steps(NEURON, theta, X, y, LAM, 0.1, 0.1, max_iter=0)
+    with pytest.raises(ValueError, match="steps"):
+        P.classic_gd(theta[:, :2], theta[:, 2], X, y, LAM, 0.1, -1)
 
 
 # -------------------------------------------------------------------------- m-invariance

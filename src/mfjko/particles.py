@@ -36,6 +36,7 @@ autonomous), so segmentation does not change the result either.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from functools import partial
 
@@ -124,10 +125,16 @@ def _step_count(T, h) -> int:
     return K
 
 
+def _check_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral | float) or (
+        int(value) != value or value < minimum
+    ):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def _check_record_every(record_every) -> int:
-    if isinstance(record_every, bool) or int(record_every) != record_every or record_every < 1:
-        raise ValueError(f"record_every must be an integer >= 1, got {record_every!r}")
-    return int(record_every)
+    return _check_int(record_every, "record_every")
 
 
 def _record_loop(advance, theta, n_steps: int, record_every: int, diag_names=()):
@@ -268,8 +275,8 @@ def langevin(
     if not math.isfinite(diffusion) or diffusion < 0:
         raise ValueError(f"diffusion D must be finite and >= 0, got {diffusion}")
     K, r = _step_count(T, h), _check_record_every(record_every)
-    if isinstance(key, int):
-        key = jax.random.PRNGKey(key)
+    if isinstance(key, numbers.Integral):
+        key = jax.random.PRNGKey(int(key))
     k0 = int(round(float(t0) / h))
     if abs(k0 * h - float(t0)) > 1e-9 * max(abs(float(t0)), h):
         raise ValueError(f"t0 = {t0} is not a multiple of h = {h}: cannot index the noise")
@@ -512,7 +519,7 @@ def implicit_steps(
     param, theta, X, y, lam = _check_inputs(param, theta0, X, y, lam)
     h = _check_positive(h, "h")
     tol = _check_positive(tol, "tol")
-    max_iter = _check_record_every(max_iter) if max_iter else 1
+    max_iter = _check_int(max_iter, "max_iter")
     K, r = _step_count(T, h), _check_record_every(record_every)
     hh, ll, tt = jnp.float64(h), jnp.float64(lam), jnp.float64(tol)
 
@@ -633,7 +640,7 @@ def gradient_flow(
             times = np.concatenate([times, [t0 + T]])
         durations = list(np.diff(times))
     rtol, atol = _check_positive(rtol, "rtol"), _check_positive(atol, "atol")
-    max_steps = _check_record_every(max_steps)
+    max_steps = _check_int(max_steps, "max_steps")
     ll = jnp.float64(lam)
     frames = [np.asarray(theta)]
     stats = {"solver_steps": [0], "accepted_steps": [0], "rejected_steps": [0]}
@@ -703,8 +710,7 @@ def classic_gd(
     if not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be finite and >= 0, got {lam}")
     lr = _check_positive(lr, "lr")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    steps = _check_int(steps, "steps", minimum=0)
     r = _check_record_every(record_every)
     param = _params.get("neuron")
     ll, lrr = jnp.float64(lam), jnp.float64(lr)
