@@ -431,7 +431,9 @@ def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
         # Normal of a newly met kink: from the near side towards the far side.
         g_near = _local_grads(param, z - lo[:, None] * delta, theta_prev, r, X, lam, h)
         g_far = _local_grads(param, z - hi[:, None] * delta, theta_prev, r, X, lam, h)
-        jump = g_far - g_near
+        # remove the smooth part of the change (exact for piecewise-quadratic merits),
+        # so that the normal is the kink's to rounding, not O(bisection width / h)
+        jump = g_far - g_near + (hi - lo)[:, None] * BD
         n_new = jump / jnp.maximum(jnp.linalg.norm(jump, axis=1, keepdims=True), 1e-300)
         n_new = n_new * jnp.sign(jnp.sum(-delta * n_new, axis=1, keepdims=True) + 1e-300)
         normal = jnp.where(crosses[:, None], n_new, normal)
@@ -440,13 +442,18 @@ def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
         g_new, r_new = _merit_grad(param, z_new, theta_prev, X, y, lam, h)
         # Clarke residual of particles on a kink.
         g_across = _local_grads(param, z_new + eta * normal, theta_prev, r_new, X, lam, h)
-        J = g_across - g_new
+        J = g_across - g_new - eta * jnp.einsum("ide,ie->id", B, normal)
         t = -jnp.sum(g_new * J, axis=1) / jnp.maximum(jnp.sum(J * J, axis=1), 1e-300)
         t_c = jnp.clip(t, 0.0, 1.0)
         clarke = jnp.max(jnp.abs(g_new + t_c[:, None] * J), axis=1)
         plain = jnp.max(jnp.abs(g_new), axis=1)
         res_new = jnp.where(frozen, jnp.minimum(clarke, plain), plain)
-        release = frozen & (res_new > tol) & ((t <= 0.0) | (t >= 1.0))
+        # Release only once the particle is stationary ALONG the kink (otherwise t is
+        # not yet meaningful and the particle would cross straight back).
+        g_tan = g_new - jnp.sum(g_new * normal, axis=1, keepdims=True) * normal
+        g_nrm = jnp.abs(jnp.sum(g_new * normal, axis=1))
+        settled = jnp.max(jnp.abs(g_tan), axis=1) <= jnp.maximum(tol, 1e-3 * g_nrm)
+        release = frozen & settled & (res_new > tol) & ((t <= 0.0) | (t >= 1.0))
         # t ≥ 1: the far side is where the solution lies; step just across the kink so
         # the next Newton step is taken from there (and does not cross back).
         to_far = release & (t >= 1.0)
