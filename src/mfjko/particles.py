@@ -502,8 +502,8 @@ def implicit_steps(
     """Proximal point steps θ_{k+1} = argmin_θ G(θ) + ‖θ − θ_k‖²/(2 m h) (backward Euler).
 
     Each step advances mean-field time by h. The inner problem is solved by a jitted
-    damped Newton method (exact Hessian, block-diagonal + rank-n structure, predictor
-    = explicit Euler step) until the ∞-norm of the scaled gradient
+    Newton method (exact Hessian, block-diagonal + rank-n structure, predictor
+    = explicit Euler step, kink handling below) until the ∞-norm of the scaled gradient
     (θ − θ_k)/h − v(θ) (sphere: its tangent part; velocity units) is ≤ ``tol``, or
     ``max_iter`` Newton iterations. For ``sphere`` the proximal term uses the chordal
     distance in the ambient space and the minimization is over the sphere.
@@ -515,13 +515,15 @@ def implicit_steps(
     ``tol`` triggers a warning.
 
     ReLU kinks: σ is not differentiable at 0 and the proximal minimizer of a particle
-    often sits exactly on a kink (wᵀx_j = 0 pushed from both sides), where the
-    backward Euler equation has no solution. Such particles are moved onto the kink
-    and solved there in the Clarke sense (see ``_implicit_solve``); their residual is
-    the distance of 0 to the segment of one-sided gradients. Cases this does not
-    resolve (several kinks at once on one particle, the cone-shaped kinks ‖u‖ = 0 of
-    'pm' or β = 0 of 'sphere') end at ``max_iter``, are flagged and warned about, and
-    ``particles_converged`` < 1 says for how many particles.
+    often sits exactly on a kink (wᵀx_j = 0 pushed from both sides, or β = 0 for
+    'sphere'), where the backward Euler equation has no solution. Such particles are
+    moved onto the kink and solved there in the Clarke sense (see ``_implicit_solve``);
+    their residual is the distance of 0 to the segment of one-sided gradients. Cases
+    this does not resolve (several kinks at once on one particle, e.g. the point
+    ‖u‖ = 0 of 'pm' where all data kinks and the norm's kink meet) end at ``max_iter``,
+    are flagged and warned about, and ``particles_converged`` < 1 says for how many
+    particles. Measured (regression_1d, m = 1000, λ = 0.01, h = 0.01, t ∈ [0, 1]): the
+    share of steps meeting tol = 1e-10 is 99 % (neuron), 98 % (sphere), 80 % (pm).
     """
     param, theta, X, y, lam = _check_inputs(param, theta0, X, y, lam)
     h = _check_positive(h, "h")
