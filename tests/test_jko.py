@@ -293,3 +293,13 @@ def test_non_convergence_raises_or_warns_with_figures():
     assert np.all(np.isfinite(np.asarray(p)))
     with pytest.raises(ConvergenceError, match="marginal error"):
         entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, max_iter=2)
+
+
+def test_non_finite_kernel_is_flagged_not_returned():
+    """A NaN in the cost propagates to the marginal error: the step raises, never
+    returns NaN weights silently."""
+    N, n, tau, eps, lam = CASES[1]
+    pts, cost, q, phi, y, v = random_instance(N, n, seed=N + n)
+    bad = grids.DenseGeometry.from_points(pts, jnp.asarray(cost).at[3, 5].set(jnp.nan))
+    with pytest.raises(ConvergenceError, match="finite p: False|marginal error nan"):
+        jko_step(bad, q, phi, y, v, lam, tau, eps)
