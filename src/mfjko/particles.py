@@ -617,6 +617,16 @@ def gradient_flow(
     diagnostics (per record, for the segment ending there): ``solver_steps``,
     ``accepted_steps``, ``rejected_steps``. A segment that fails (e.g. more than
     ``max_steps`` steps) raises RuntimeError.
+
+    Sliding on kinks: v is discontinuous across the ReLU kinks wᵀx_j = 0 (and the kinks
+    of V at β = 0 / ‖u‖ = 0 for 'sphere' / 'pm'). Where the field points into a kink
+    from both sides, the true (Filippov) flow slides along it, but the ODE with
+    σ'(0) = 0 chatters across it, and the adaptive solver pays ~1/tol steps to
+    resolve the chattering. Measured (regression_1d, neuron, m = 1000, λ = 0.01,
+    t ∈ [0, 1], 4 segments): rtol = atol = 1e-6: ~45 steps per segment; 1e-8: 400 to
+    2000; 1e-10: more than 100 000 steps on [0.5, 0.75] (fails). For many particles and
+    long horizons use tolerances ~1e-8, or implicit_steps (whose proximal steps slide
+    correctly) with a small h, as the reference.
     """
     param, theta, X, y, lam = _check_inputs(param, theta0, X, y, lam)
     T = float(T)
