@@ -107,16 +107,25 @@ def test_sinkhorn_divergence_rejects_bad_input(kwargs, match):
         metrics.sinkhorn_divergence(**args)
 
 
-def test_prune_measure_keeps_heaviest_points_and_reports_dropped_mass():
+def test_compress_measure_keeps_heavy_points_and_moments():
     w = np.array([0.5, 0.3, 0.15, 0.05])
     pts = np.arange(8.0).reshape(4, 2)
-    kept_pts, kept_w, dropped = metrics.prune_measure(pts, w, max_points=2)
+    kept_pts, kept_w, tv = metrics.compress_measure(pts, w, max_points=2)
     np.testing.assert_array_equal(kept_pts, pts[:2])
-    np.testing.assert_allclose(kept_w, [0.625, 0.375])
-    assert dropped == pytest.approx(0.2)
-    _, all_w, none_dropped = metrics.prune_measure(pts, w, max_points=10)
-    np.testing.assert_allclose(all_w, w)
-    assert none_dropped == pytest.approx(0.0, abs=1e-15)
+    np.testing.assert_allclose(kept_w, [0.5, 0.5])
+    assert tv == pytest.approx(0.2)  # ½(|0.3 − 0.5| + 0.15 + 0.05)
+    same_pts, same_w, zero = metrics.compress_measure(pts, w, max_points=10)
+    np.testing.assert_allclose(same_w, w)
+    assert zero == 0.0
+    # a fine 1-D grid of N(0.3, 0.5²) compressed 20x: mean and variance kept to ~1/M
+    grid = np.linspace(-3, 3, 20_001)[:, None]
+    p = np.exp(-0.5 * ((grid[:, 0] - 0.3) / 0.5) ** 2)
+    p /= p.sum()
+    c_pts, c_w, _ = metrics.compress_measure(grid, p, max_points=1000)
+    assert len(c_w) <= 1000 and c_w.sum() == pytest.approx(1.0)
+    mean = c_w @ c_pts[:, 0]
+    var = c_w @ (c_pts[:, 0] - mean) ** 2
+    assert abs(mean - 0.3) < 1e-3 and abs(var - 0.25) < 1e-3
 
 
 def test_pred_gap_and_losses_match_numpy():

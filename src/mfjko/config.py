@@ -19,7 +19,7 @@ i.e. lr = m·h; a JKO step advances t by τ). Layout of a config::
     record_every: 0.2     # recording cadence, in mean-field time
     seed: 0
     out: runs/default
-    metrics: {sinkhorn_eps: 0.05, max_support: 3000, particles_saved: 300}
+    metrics: {sinkhorn_eps: 0.05, max_support: 600, particles_saved: 300}
 
 Static checks (here): types, unknown keys, λ ≥ 0, T a positive multiple of record_every,
 record_every a multiple of every step h and τ, Langevin's D given exactly one way.
@@ -261,10 +261,19 @@ class MethodsConfig(_Strict):
 
 class MetricsConfig(_Strict):
     """How gaps are measured. ``sinkhorn_eps`` is the absolute ε of the Sinkhorn divergence
-    (squared Θ-distance units), fixed for the whole run."""
+    (squared Θ-distance units), fixed for the whole run; its Sinkhorn solves stop at an
+    L1 marginal error ``sinkhorn_threshold``. ``max_support``: particle measures use their
+    first max_support particles (an iid subsample, the same indices for GD), grid measures
+    with more than max_grid_support points are compressed to that many by systematic
+    resampling (:func:`mfjko.metrics.compress_measure`; the moved mass is reported as
+    measure_gap_grid_tv). ``particles_saved``:
+    particles per record kept in trajectories.zarr."""
 
     sinkhorn_eps: PositiveFloat = 0.05
-    max_support: Annotated[int, Field(ge=16)] = 3000
+    sinkhorn_threshold: PositiveFloat = 1e-6
+    sinkhorn_max_iterations: Annotated[int, Field(ge=10)] = 5000
+    max_support: Annotated[int, Field(ge=16)] = 600
+    max_grid_support: Annotated[int, Field(ge=16)] = 1500
     particles_saved: Annotated[int, Field(ge=1)] = 300
 
 

@@ -35,7 +35,7 @@ __all__ = ["RunStore", "METRIC_COLUMNS", "read_metrics", "atomic_write_text"]
 #: columns of metrics.csv, in order
 METRIC_COLUMNS = (
     "method", "t", "loss", "data_loss", "test_loss", "loss_gap", "pred_gap", "pred_gap_test",
-    "measure_gap", "measure_gap_dropped_mass", "F_star", "loss_minus_F_star",
+    "measure_gap", "measure_gap_grid_tv", "F_star", "loss_minus_F_star",
 )
 
 
@@ -139,12 +139,13 @@ class RunStore:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, method: str, *, segments: int, state: dict, rows: list[dict],
-                        seconds: float, n_steps: int) -> None:
+                        seconds: float, n_steps: int, notes: list[str] = ()) -> None:
         payload = {f"state__{k}": np.asarray(v) for k, v in state.items()}
         payload["segments"] = np.asarray(segments)
         payload["seconds"] = np.asarray(seconds)
         payload["n_steps"] = np.asarray(n_steps)
         payload["rows"] = np.asarray(json.dumps(rows))
+        payload["notes"] = np.asarray(json.dumps(list(notes)))
         tmp = self.state_dir / f"{method}.tmp.npz"
         np.savez(tmp, **payload)
         os.replace(tmp, self.state_dir / f"{method}.npz")
@@ -161,6 +162,7 @@ class RunStore:
                 "seconds": float(z["seconds"]),
                 "n_steps": int(z["n_steps"]),
                 "rows": json.loads(str(z["rows"])),
+                "notes": json.loads(str(z["notes"])) if "notes" in z.files else [],
                 "state": state,
             }
 

@@ -21,6 +21,7 @@ For a measure μ = Σ_k p_k δ_{θ_k} (a grid measure or uniform particles) on d
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import jax
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 from ott.geometry import costs, pointcloud
+from ott.solvers.linear import acceleration
 from ott.tools import sinkhorn_divergence as ott_divergence
 
 from mfjko import objective
@@ -36,7 +38,7 @@ from mfjko.parametrizations import Parametrization
 __all__ = [
     "SphereLineCost",
     "sinkhorn_divergence",
-    "prune_measure",
+    "compress_measure",
     "pred_gap",
     "measure_losses",
     "COSTS",
@@ -61,9 +63,17 @@ class SphereLineCost(costs.CostFn):
 COSTS = {"sqeuclidean": costs.SqEuclidean, "sphere_line": SphereLineCost}
 
 
-@partial(jax.jit, static_argnames=("cost", "max_iterations"))
-def _divergence(x, a, y, b, eps, cost, threshold, max_iterations):
-    value, _ = ott_divergence.sinkhorn_divergence(
+@partial(jax.jit, static_argnames=("cost", "max_iterations", "accel"))
+def _divergence(x, a, y, b, eps, cost, threshold, max_iterations, accel):
+    # Two accelerations, tried in turn by sinkhorn_divergence (measured on 300–600-particle
+    # measures at ε = 0.05): Anderson mixing of the potentials needs ~9x fewer iterations
+    # than plain Sinkhorn on well-separated measures but can stall on nearly identical ones;
+    # adaptive momentum (started once the error is below 1e-2) converges on both.
+    if accel == "anderson":
+        kw = {"anderson": acceleration.AndersonAcceleration(memory=5)}
+    else:
+        kw = {"momentum": acceleration.Momentum(start=20, error_threshold=1e-2)}
+    value, out = ott_divergence.sinkhorn_divergence(
         pointcloud.PointCloud,
         x,
         y,
@@ -71,9 +81,10 @@ def _divergence(x, a, y, b, eps, cost, threshold, max_iterations):
         b=b,
         cost_fn=COSTS[cost](),
         epsilon=eps,
-        solve_kwargs={"threshold": threshold, "max_iterations": max_iterations, "lse_mode": True},
+        solve_kwargs={"threshold": threshold, "max_iterations": max_iterations,
+                      "lse_mode": True, **kw},
     )
-    return value
+    return value, jnp.all(jnp.asarray(out.converged)), jnp.max(jnp.asarray(out.n_iters))
 
 
 def _check_measure(name, pts, w):
@@ -92,10 +103,11 @@ def _check_measure(name, pts, w):
 
 
 def _pad_to_bucket(pts, w):
-    """Pad with zero-weight copies of the first point to a power-of-two size, so that
-    measures of varying support size reuse a few compiled Sinkhorn solvers."""
+    """Pad with zero-weight copies of the first point to a size in a few buckets (16, 32,
+    64, then multiples of 64), so that measures of varying support size reuse a few
+    compiled Sinkhorn solvers."""
     k = pts.shape[0]
-    size = 1 << max(int(np.ceil(np.log2(k))), 4)
+    size = 1 << max(int(np.ceil(np.log2(k))), 4) if k <= 64 else 64 * int(np.ceil(k / 64))
     if size == k:
         return pts, w
     pad = size - k
@@ -104,14 +116,18 @@ def _pad_to_bucket(pts, w):
 
 
 def sinkhorn_divergence(x, a, y, b, eps: float, cost: str = "sqeuclidean",
-                        threshold: float = 1e-9, max_iterations: int = 20_000) -> float:
+                        threshold: float = 1e-9, max_iterations: int = 20_000,
+                        return_info: bool = False):
     r"""Debiased Sinkhorn divergence S_ε(Σ a_i δ_{x_i}, Σ b_j δ_{y_j}) (module docstring).
 
     x (K, D), a (K,), y (L, D), b (L,): two probability measures on Θ; ``eps`` is the absolute
     entropic regularization (units of the cost: squared distance); ``cost`` one of
     ``"sqeuclidean"`` or ``"sphere_line"``; Sinkhorn stops when the marginal error is below
-    ``threshold``. Zero-weight points are allowed. Returns a float ≥ 0 (clipped at 0 where
-    the three terms cancel to rounding).
+    ``threshold`` (‖marginal error‖₁; the divergence is then accurate to about
+    threshold × the cost's scale). Zero-weight points are allowed. Returns a float ≥ 0
+    (clipped at 0 where the three terms cancel to rounding); with ``return_info`` also
+    ``{"converged": bool, "iterations": int}`` (the largest count of the three solves).
+    A solve that misses ``threshold`` within ``max_iterations`` warns.
     """
     if cost not in COSTS:
         raise ValueError(f"unknown cost {cost!r}; choose one of {sorted(COSTS)}")
@@ -123,31 +139,49 @@ def sinkhorn_divergence(x, a, y, b, eps: float, cost: str = "sqeuclidean",
         raise ValueError(f"measures live in different dimensions: {x.shape[1]} vs {y.shape[1]}")
     x, a = _pad_to_bucket(x, a)
     y, b = _pad_to_bucket(y, b)
-    value = float(_divergence(jnp.asarray(x), jnp.asarray(a), jnp.asarray(y), jnp.asarray(b),
-                              float(eps), cost, float(threshold), int(max_iterations)))
+    args = (jnp.asarray(x), jnp.asarray(a), jnp.asarray(y), jnp.asarray(b), float(eps), cost,
+            float(threshold), int(max_iterations))
+    value, converged, iters = (float(v) for v in _divergence(*args, "anderson"))
+    if not (converged and np.isfinite(value)):
+        value, converged, iters = (float(v) for v in _divergence(*args, "momentum"))
+    converged, iters = bool(converged), int(iters)
     if not np.isfinite(value):
         raise FloatingPointError(
             f"Sinkhorn divergence is {value} at eps = {eps}: raise metrics.sinkhorn_eps"
         )
-    return max(value, 0.0)
+    if not converged:
+        warnings.warn(f"Sinkhorn divergence missed threshold {threshold:g} after {iters} "
+                      f"iterations at eps = {eps:g}; raise the iteration cap or eps",
+                      RuntimeWarning, stacklevel=2)
+    value = max(value, 0.0)
+    if return_info:
+        return value, {"converged": converged, "iterations": iters}
+    return value
 
 
-def prune_measure(points, weights, max_points: int, keep_mass: float = 1.0 - 1e-9):
-    """Drop the lightest points of a grid measure so that at most ``max_points`` remain
-    and at least ``keep_mass`` of the mass is kept when the cap allows; renormalize.
+def compress_measure(points, weights, max_points: int):
+    """A measure with at most ``max_points`` support points that approximates
+    Σ_k p_k δ_{θ_k}, for the Sinkhorn divergence (whose dense cost is quadratic in the
+    support). With N ≤ max_points the measure is returned unchanged. Otherwise by
+    deterministic systematic resampling in the points' stored order (for a grid: the
+    lexicographic order, so strata are spatially contiguous): M = max_points quantiles
+    u_j = (j + ½)/M of the cumulative weights pick points, duplicates merge, weights are
+    counts/M. Every point with p_k ≥ 1/M is kept with its mass to within 1/M.
 
-    Used before the Sinkhorn divergence, whose dense cost is quadratic in the support.
-    Returns (points, weights, dropped_mass) — the dropped mass is reported, never hidden."""
+    Returns (points, weights (sum 1), tv) with tv = ½ Σ_k |p_k − q_k|, the mass moved by
+    the compression (reported next to the gap, never hidden)."""
     points = np.asarray(points)
     weights = np.asarray(weights, dtype=np.float64)
-    order = np.argsort(weights)[::-1]
-    cum = np.cumsum(weights[order])
-    k = int(np.searchsorted(cum, keep_mass * cum[-1]) + 1)
-    k = min(max(k, 1), max_points, len(weights))
-    keep = np.sort(order[:k])
-    kept = weights[keep]
-    dropped = float(max(1.0 - kept.sum() / weights.sum(), 0.0))
-    return points[keep], kept / kept.sum(), dropped
+    p = weights / weights.sum()
+    if len(p) <= max_points:
+        return points, p, 0.0
+    cum = np.cumsum(p)
+    u = (np.arange(max_points) + 0.5) / max_points
+    idx = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), len(p) - 1)
+    keep, counts = np.unique(idx, return_counts=True)
+    q = counts / max_points
+    tv = 0.5 * (np.abs(p[keep] - q).sum() + np.delete(p, keep).sum())
+    return points[keep], q, float(tv)
 
 
 def pred_gap(f, f_ref) -> float:

@@ -337,6 +337,18 @@ def render(run_dir) -> Path:
     _diagnostics_figure(store, figdir, made)
 
     sentences = summary_sentences(series, timings, setup)
+    notes = {m: c["notes"] for m, c in store.checkpoints().items() if c.get("notes")}
+    warn_html = ["<h2>Solver warnings</h2>"]
+    if notes:
+        warn_html.append("<ul id='warnings'>")
+        for m, msgs in notes.items():
+            shown = msgs[:20] + ([f"... and {len(msgs) - 20} more"] if len(msgs) > 20 else [])
+            warn_html += [f"<li>{html.escape(m)}: {html.escape(x)}</li>" for x in shown]
+        warn_html.append("</ul>")
+        sentences.append("Some solvers warned (see 'Solver warnings'): "
+                         + ", ".join(f"{m} ({len(v)})" for m, v in notes.items()) + ".")
+    else:
+        warn_html.append("<p>None.</p>")
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>mfjko run {html.escape(str(cfg.get('name', '')))}</title>",
@@ -347,7 +359,9 @@ def render(run_dir) -> Path:
         *[f"<li>{html.escape(s)}</li>" for s in sentences],
         "</ul><h2>Setup</h2><ul>",
         *[f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in setup.items()],
-        "</ul><h2>Figures</h2>",
+        "</ul>",
+        *warn_html,
+        "<h2>Figures</h2>",
         *[_img_tag(figdir / name, FIGURES[name]) for name in made],
         "<h2>Metrics (compact; full table in metrics.csv)</h2>",
         _metrics_table(rows),

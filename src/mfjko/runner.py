@@ -232,7 +232,7 @@ class _ParticleDriver:
             return particles.gradient_flow, {"rtol": self.mc.rtol, "atol": self.mc.atol,
                                              "n_records": 2}
         if self.name == "langevin":
-            return particles.langevin, {"D": self.setup.cfg.langevin_D(),
+            return particles.langevin, {"diffusion": self.setup.cfg.langevin_D(),
                                         "key": self.setup.keys["langevin"]}
         from mfjko import peers
 
@@ -387,13 +387,15 @@ class _Recorder:
             gd_pts = gd["support"][i][: mc.max_support]
             gd_w = np.full(len(gd_pts), 1.0 / len(gd_pts))
             if name == "jko":
-                pts, w, dropped = metrics.prune_measure(points, weights, mc.max_support)
+                pts, w, dropped = metrics.compress_measure(points, weights,
+                                                           mc.max_grid_support)
             else:  # uniform particles: the first max_support are an iid subsample
-                pts, dropped = points[: mc.max_support], 0.0
+                pts, dropped = points[: mc.max_support], None
                 w = np.full(len(pts), 1.0 / len(pts))
-            row["measure_gap"] = metrics.sinkhorn_divergence(pts, w, gd_pts, gd_w,
-                                                             mc.sinkhorn_eps, self.cost)
-            row["measure_gap_dropped_mass"] = dropped
+            row["measure_gap"] = metrics.sinkhorn_divergence(
+                pts, w, gd_pts, gd_w, mc.sinkhorn_eps, self.cost,
+                threshold=mc.sinkhorn_threshold, max_iterations=mc.sinkhorn_max_iterations)
+            row["measure_gap_grid_tv"] = dropped
         st.append(f"{name}/t", np.float64(t))
         st.append(f"{name}/loss", np.float64(res["loss"]))
         st.append(f"{name}/pred_train", res["pred_train"])
@@ -500,11 +502,11 @@ def run(cfg: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = 
                 state = driver.initial_state()
                 pts, w = _initial_measure(name, setup)
                 row = recorder.record(name, 0, 0.0, pts, w, {}, [])
-                rows, seconds, n_steps, start = [row], 0.0, 0, 0
+                rows, seconds, n_steps, start, notes = [row], 0.0, 0, 0, []
                 store.save_checkpoint(name, segments=0, state=state, rows=rows, seconds=0.0,
-                                      n_steps=0)
+                                      n_steps=0, notes=notes)
             else:
-                state, rows = ck["state"], ck["rows"]
+                state, rows, notes = ck["state"], ck["rows"], ck["notes"]
                 seconds, n_steps, start = ck["seconds"], ck["n_steps"], ck["segments"]
                 store.truncate(name, start + 1, n_steps)
             rows_by_method[name] = rows
@@ -513,15 +515,19 @@ def run(cfg: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = 
             for seg in range(start, n_seg):
                 t0, t1 = _time(seg, cfg), _time(seg + 1, cfg)
                 tic = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("default")
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
                     state, pts, w, diag, steps = driver.advance(state, t0, t1 - t0)
-                seconds += time.perf_counter() - tic
-                row = recorder.record(name, seg + 1, t1, pts, w, diag, steps)
+                    seconds += time.perf_counter() - tic
+                    row = recorder.record(name, seg + 1, t1, pts, w, diag, steps)
+                for wmsg in caught:  # keep solver warnings visible, and in the report
+                    msg = f"t = {t1:g}: {wmsg.category.__name__}: {wmsg.message}"
+                    notes.append(msg)
+                    bar.console.print(f"[yellow]{name}[/yellow] {msg}", highlight=False)
                 rows.append(row)
                 n_steps += len(steps)
                 store.save_checkpoint(name, segments=seg + 1, state=state, rows=rows,
-                                      seconds=seconds, n_steps=n_steps)
+                                      seconds=seconds, n_steps=n_steps, notes=notes)
                 store.write_metrics(rows_by_method, order)
                 timings[name] = seconds
                 store.write_timings(timings)
