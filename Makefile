@@ -20,6 +20,13 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/mfjko run $(CONFIG) --out $(OUT) --overwrite
 
+# Headless-browser check of report.html: system Chromium + the playwright package
+# (no `playwright install`: the test launches /usr/bin/chromium).
+test-browser: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(BIN)/pip install -q playwright
+	$(BIN)/python -m pytest tests/test_report_browser.py -q -rs
+
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest

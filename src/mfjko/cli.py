@@ -102,7 +102,7 @@ def examples():
             desc = (yaml.safe_load(f.read_text()) or {}).get("description", "")
         except yaml.YAMLError:
             desc = "(unreadable YAML)"
-        out.print(f"{f.relative_to(folder.parent)}: {desc}", highlight=False)
+        out.print(f"{f.relative_to(folder.parent)}: {desc}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -517,7 +517,19 @@ def run(cfg: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = 
                 tic = time.perf_counter()
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    state, pts, w, diag, steps = driver.advance(state, t0, t1 - t0)
+                    try:
+                        state, pts, w, diag, steps = driver.advance(state, t0, t1 - t0)
+                    except (RuntimeError, FloatingPointError, ValueError) as e:
+                        if name == "gd" or isinstance(e, RunInterrupted):
+                            raise  # GD is every other method's reference
+                        # one method failing (e.g. an ODE solver stuck at a kink) must not
+                        # lose the others: report it, keep what it computed, go on
+                        msg = f"FAILED on [{t0:g}, {t1:g}]: {type(e).__name__}: {e}"
+                        notes.append(msg)
+                        store.save_checkpoint(name, segments=seg, state=state, rows=rows,
+                                              seconds=seconds, n_steps=n_steps, notes=notes)
+                        bar.console.print(f"[red]{name}[/red] {msg}", highlight=False)
+                        break
                     seconds += time.perf_counter() - tic
                     row = recorder.record(name, seg + 1, t1, pts, w, diag, steps)
                 for wmsg in caught:  # keep solver warnings visible, and in the report

@@ -1,0 +1,68 @@
+"""The command line through typer's CliRunner: run with --set, safe folders, report,
+compare, examples."""
+
+import csv
+
+import yaml
+from typer.testing import CliRunner
+
+from mfjko.cli import app
+from test_runner import tiny_raw
+
+runner = CliRunner()
+
+
+def _config(tmp_path):
+    raw = tiny_raw()
+    raw["methods"] = {"gd": {"h": 0.05}, "flow": None}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_run_set_overrides_report_and_compare(tmp_path):
+    cfg = _config(tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(a), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(b), "--no-progress",
+                              "--set", "model.lam=0.05", "--set", "T=0.2"])
+    assert res.exit_code == 0, res.output
+    rows_b = list(csv.DictReader(open(b / "metrics.csv")))
+    assert max(float(r["t"]) for r in rows_b) == 0.2
+    assert yaml.safe_load((b / "config.yaml").read_text())["config"]["model"]["lam"] == 0.05
+
+    # an existing folder is never overwritten silently
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(a), "--no-progress"])
+    assert res.exit_code == 3 and "--resume" in res.output and "--overwrite" in res.output
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(a), "--no-progress", "--overwrite"])
+    assert res.exit_code == 0, res.output
+
+    (a / "report.html").unlink()
+    res = runner.invoke(app, ["report", str(a)])
+    assert res.exit_code == 0 and (a / "report.html").is_file()
+
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare", str(a), str(b), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    page = (out / "compare.html").read_text()
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert "data:image/png;base64," in page and str(a) in page and str(b) in page
+
+
+def test_run_reports_config_errors_with_the_key(tmp_path):
+    cfg = _config(tmp_path)
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "x"),
+                              "--set", "methods.gd.step=0.1"])
+    assert res.exit_code == 2
+    assert "methods.gd.step" in res.output and "unknown key" in res.output
+    assert not (tmp_path / "x").exists()
+    res = runner.invoke(app, ["compare", str(tmp_path)])
+    assert res.exit_code == 2 and "at least two" in res.output
+
+
+def test_examples_lists_shipped_configs():
+    res = runner.invoke(app, ["examples"])
+    assert res.exit_code == 0
+    for name in ("default", "signed", "sphere", "orthogonal", "teacher", "digits"):
+        assert f"configs/{name}.yaml:" in res.output

@@ -1,0 +1,121 @@
+"""End-to-end runs of a tiny config: every output exists, resume after an interruption
+reproduces an uninterrupted run's metrics.csv byte for byte, existing folders are safe."""
+
+import csv
+import re
+
+import numpy as np
+import pytest
+import zarr
+
+from mfjko.config import ConfigError, parse_config
+from mfjko.runner import INTERRUPT_ENV, RunExistsError, RunInterrupted, run
+
+
+def tiny_raw() -> dict:
+    return {
+        "name": "tiny",
+        "description": "tiny end-to-end test config",
+        "data": {"name": "regression_1d", "kwargs": {"n_train": 8, "n_test": 30, "seed": 1}},
+        "model": {"parametrization": "neuron", "lam": 0.01},
+        "init": {"law": "gaussian", "scale": 0.5, "m": 60},
+        "methods": {
+            "gd": {"h": 0.05},
+            "langevin": {"h": 0.05, "match_jko": True},
+            "jko": {"tau": 0.1, "eps": 0.05,
+                    "grid": {"kind": "cartesian", "ranges": [[-2, 2]] * 3, "sizes": [7] * 3}},
+        },
+        "T": 0.4,
+        "record_every": 0.2,
+        "seed": 0,
+        "metrics": {"sinkhorn_eps": 0.1, "max_support": 60, "max_grid_support": 200,
+                    "particles_saved": 20},
+    }
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    run(parse_config(tiny_raw()), out, progress=False)
+    return out
+
+
+def test_end_to_end_outputs(full_run):
+    out = full_run
+    for name in ("config.yaml", "metrics.csv", "report.html", "timings.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    methods = [r["method"] for r in rows]
+    assert methods == ["gd"] * 3 + ["langevin"] * 3 + ["jko"] * 3
+    assert [float(r["t"]) for r in rows[:3]] == [0.0, 0.2, 0.4]
+    for r in rows:
+        assert float(r["loss"]) > 0 and float(r["test_loss"]) > 0
+        fstar = float(r["F_star"])
+        assert float(r["loss_minus_F_star"]) == pytest.approx(float(r["loss"]) - fstar)
+        assert float(r["loss"]) >= fstar - 1e-9  # F* is the global minimum
+        if r["method"] == "gd":
+            assert r["measure_gap"] == "" and r["loss_gap"] == ""
+        else:
+            assert float(r["measure_gap"]) >= 0 and float(r["pred_gap"]) >= 0
+    # the Langevin and JKO gaps at t = 0: Langevin starts from GD's particles exactly,
+    # the grid from the discretized law (a nonzero discretization gap)
+    lang0 = next(r for r in rows if r["method"] == "langevin")
+    assert float(lang0["measure_gap"]) == 0.0 and float(lang0["pred_gap"]) == 0.0
+    jko0 = next(r for r in rows if r["method"] == "jko")
+    assert float(jko0["measure_gap"]) > 0
+    # GD decreases F
+    gd_loss = [float(r["loss"]) for r in rows if r["method"] == "gd"]
+    assert gd_loss[-1] < gd_loss[0]
+
+    cfg_text = (out / "config.yaml").read_text()
+    for key in ("versions", "jax", "ott-jax", "numpy", "git_revision", "timestamp",
+                "platform", "seed"):
+        assert key in cfg_text
+    g = zarr.open_group(str(out / "trajectories.zarr"), mode="r")
+    assert g["jko/weights"].shape == (3, 7**3)
+    np.testing.assert_allclose(np.asarray(g["jko/weights"][...]).sum(1), 1.0, atol=1e-9)
+    assert g["gd/particles"].shape == (3, 20, 3)
+    assert g["init/particles"].shape == (60, 3) and g["init/p0"].shape == (7**3,)
+    assert g["jko/steps/t"].shape == (4,)  # 2 JKO steps per interval, 2 intervals
+    assert g["jko/steps/sinkhorn_iterations"].shape == (4,)
+
+    figs = {"loss.png", "loss_minus_fstar.png", "gaps.png", "predictor.png", "measure.png",
+            "measure.gif", "jko_diagnostics.png"}
+    assert figs <= {p.name for p in (out / "figures").iterdir()}
+    page = (out / "report.html").read_text()
+    referenced = set(re.findall(r'data-file="figures/([^"]+)"', page))
+    assert figs <= referenced
+    assert page.count("data:image/png;base64,") >= 6 and "data:image/gif;base64," in page
+    assert "within" in page and "measure gap" in page and "F − F*" in page
+
+
+def test_resume_after_interruption_gives_identical_metrics(full_run, tmp_path, monkeypatch):
+    out = tmp_path / "interrupted"
+    cfg = parse_config(tiny_raw())
+    monkeypatch.setenv(INTERRUPT_ENV, "3")  # GD's 2 segments, then Langevin's first
+    with pytest.raises(RunInterrupted):
+        run(cfg, out, progress=False)
+    partial = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["method"] for r in partial] == ["gd"] * 3 + ["langevin"] * 2
+    monkeypatch.delenv(INTERRUPT_ENV)
+    with pytest.raises(RunExistsError, match="--resume"):
+        run(cfg, out, progress=False)
+    run(cfg, out, resume=True, progress=False)
+    assert (out / "metrics.csv").read_bytes() == (full_run / "metrics.csv").read_bytes()
+    g = zarr.open_group(str(out / "trajectories.zarr"), mode="r")
+    assert g["langevin/particles"].shape[0] == 3 and g["jko/steps/t"].shape == (4,)
+
+
+def test_resume_refuses_a_different_config(full_run, tmp_path):
+    raw = tiny_raw()
+    raw["model"]["lam"] = 0.02
+    with pytest.raises(ConfigError, match="model"):
+        run(parse_config(raw), full_run, resume=True, progress=False, render=False)
+
+
+def test_infeasible_grid_fails_before_any_output(tmp_path):
+    raw = tiny_raw()
+    raw["methods"]["jko"]["grid"]["ranges"] = [[-0.2, 0.2]] * 3
+    with pytest.raises(ConfigError, match="jko.grid.ranges"):
+        run(parse_config(raw), tmp_path / "never", progress=False)
+    assert not (tmp_path / "never").exists()
