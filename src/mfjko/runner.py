@@ -25,7 +25,6 @@ particles, ε = metrics.sinkhorn_eps fixed for the run; geodesic cost on S^{d−
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import math
 import os
 import platform
@@ -196,15 +195,6 @@ def _reference_value(cfg: RunConfig, dataset) -> tuple[float, str]:
 # ------------------------------------------------------------------------- drivers
 
 
-def _call(fn, **kwargs):
-    """Call a dynamics function with the keyword arguments it accepts (the particle and
-    peer modules share most names; a few are specific)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return fn(**kwargs)
-    return fn(**{k: v for k, v in kwargs.items() if k in params})
-
-
 class _ParticleDriver:
     """A particle method advanced one recording interval per call."""
 
@@ -243,17 +233,15 @@ class _ParticleDriver:
         if self.name == "sliced":
             return peers.sliced_prox, {"tol": self.mc.tol,
                                        "n_projections": self.mc.n_projections,
-                                       "key": self.setup.keys["peers"],
-                                       "seed": self.setup.cfg.seed}
+                                       "key": self.setup.keys["peers"]}
         raise ValueError(f"unknown particle method {self.name!r}")
 
     def advance(self, state: dict, t0: float, dt: float):
         fn, extra = self._fn()
-        kwargs = dict(self.common, theta0=state["theta"], T=dt, t0=t0,
-                      record_every=self.steps, **extra)
-        if hasattr(self.mc, "h"):
-            kwargs["h"] = self.mc.h
-        traj = _call(fn, **kwargs)
+        kwargs = dict(self.common, theta0=state["theta"], T=dt, t0=t0, **extra)
+        if self.name != "flow":  # the adaptive ODE solve has no step and records n_records
+            kwargs.update(h=self.mc.h, record_every=self.steps)
+        traj = fn(**kwargs)
         theta = np.asarray(traj.support[-1])
         if not np.all(np.isfinite(theta)):
             raise FloatingPointError(f"{self.name}: non-finite particles at t = {t0 + dt:g}")
