@@ -89,14 +89,19 @@ def test_end_to_end_outputs(full_run):
     assert "within" in page and "measure gap" in page and "F − F*" in page
 
 
-def test_resume_after_interruption_gives_identical_metrics(full_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("after, done", [(3, ["gd"] * 3 + ["langevin"] * 2),
+                                         (5, ["gd"] * 3 + ["langevin"] * 3 + ["jko"] * 2)])
+def test_resume_after_interruption_gives_identical_metrics(full_run, tmp_path, monkeypatch,
+                                                           after, done):
+    """Interrupted inside Langevin (noise keyed by global step) or inside JKO (warm-started
+    solver state restored from the checkpoint), then resumed: same bytes."""
     out = tmp_path / "interrupted"
     cfg = parse_config(tiny_raw())
-    monkeypatch.setenv(INTERRUPT_ENV, "3")  # GD's 2 segments, then Langevin's first
+    monkeypatch.setenv(INTERRUPT_ENV, str(after))
     with pytest.raises(RunInterrupted):
         run(cfg, out, progress=False)
     partial = list(csv.DictReader(open(out / "metrics.csv")))
-    assert [r["method"] for r in partial] == ["gd"] * 3 + ["langevin"] * 2
+    assert [r["method"] for r in partial] == done
     monkeypatch.delenv(INTERRUPT_ENV)
     with pytest.raises(RunExistsError, match="--resume"):
         run(cfg, out, progress=False)

@@ -274,11 +274,11 @@ def summary_sentences(series: dict, timings: dict, setup: dict) -> list[str]:
     return out
 
 
-def _img_tag(path: Path, caption: str) -> str:
+def _img_tag(path: Path, caption: str, folder: str = "figures/") -> str:
     mime = "image/gif" if path.suffix == ".gif" else "image/png"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure id="{html.escape(path.stem)}"><img alt="{html.escape(caption)}" '
-            f'data-file="figures/{html.escape(path.name)}" src="data:{mime};base64,{data}">'
+            f'data-file="{folder}{html.escape(path.name)}" src="data:{mime};base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
@@ -410,7 +410,7 @@ def compare(run_dirs, out_dir) -> Path:
             f"<style>{_CSS}</style></head><body><h1>mfjko compare</h1><p>runs: "
             + ", ".join(html.escape(str(d)) for d in run_dirs) + " (line styles "
             + ", ".join(f"{html.escape(lab)} {dashes[i % 4]}" for i, lab in enumerate(labels))
-            + ")</p>" + _img_tag(out_dir / "compare.png", "F(t) and gaps of the runs")
+            + ")</p>" + _img_tag(out_dir / "compare.png", "F(t) and gaps of the runs", "")
             + "</body></html>")
     out = out_dir / "compare.html"
     out.write_text(page)
