@@ -28,7 +28,7 @@ test-browser: $(STAMP)
 	$(BIN)/python -m pytest tests/test_report_browser.py -q -rs
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
