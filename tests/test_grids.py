@@ -453,3 +453,22 @@ def test_grid_for_dispatch_and_multiscale_components():
     assert np.isclose(np.abs(np.asarray(s.points)[:, 2]).max(), 10.0)
     with pytest.raises(ValueError, match="cells"):
         G.discretize(GaussianLaw(1.0), "sphere", s, jax.random.key(0), method="cells")
+
+
+def test_boundary_mask_marks_box_faces_only():
+    # 3-D box: the boundary is every point with some coordinate at lo or hi.
+    geom = G.cartesian_grid([(-1.0, 1.0), (0.0, 2.0), (-3.0, 3.0)], [4, 5, 6])
+    pts = np.asarray(geom.points)
+    expected = np.any(np.isclose(pts, [-1.0, 0.0, -3.0]) | np.isclose(pts, [1.0, 2.0, 3.0]), 1)
+    mask = G.boundary_mask(geom)
+    np.testing.assert_array_equal(mask, expected)
+    assert mask.sum() == 4 * 5 * 6 - 2 * 3 * 4
+    # sphere × line (d = 2): the angle is periodic, only the β ends are boundary.
+    sl = G.sphere_line_grid(2, 12, (-2.0, 2.0), 7)
+    beta = np.asarray(sl.points)[:, -1]
+    np.testing.assert_array_equal(G.boundary_mask(sl), np.isclose(np.abs(beta), 2.0))
+    # signed: each sign component has its own box faces.
+    sg = G.signed_grid([(-1.0, 1.0), (-1.0, 1.0)], [5, 5])
+    assert G.boundary_mask(sg).sum() == 2 * (25 - 9)
+    # a point set has no box
+    assert not G.boundary_mask(G.point_set(pts[:10])).any()

@@ -63,6 +63,12 @@ def test_end_to_end_outputs(full_run):
     assert float(lang0["measure_gap"]) == 0.0 and float(lang0["pred_gap"]) == 0.0
     jko0 = next(r for r in rows if r["method"] == "jko")
     assert float(jko0["measure_gap"]) > 0
+    # the grid's boundary mass is recorded for JKO only, as a fraction
+    for r in rows:
+        if r["method"] == "jko":
+            assert 0.0 <= float(r["edge_mass"]) <= 1.0
+        else:
+            assert r["edge_mass"] == ""
     # GD decreases F
     gd_loss = [float(r["loss"]) for r in rows if r["method"] == "gd"]
     assert gd_loss[-1] < gd_loss[0]

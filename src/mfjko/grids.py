@@ -85,6 +85,7 @@ __all__ = [
     "multiscale",
     "grid_for",
     "discretize",
+    "boundary_mask",
     "UNDERFLOW",
 ]
 
@@ -981,6 +982,23 @@ def _is_box(geom) -> bool:
         and all(f.kind == "line" for f in geom.factors)
     )
 
+
+
+def boundary_mask(geom) -> np.ndarray:
+    """Points on the boundary of the grid's box, (N,) bool: the first or last point of any
+    ``line`` factor of a :class:`ProductGeometry` (per block for a
+    :class:`ComponentGeometry`). Angles and sphere directions have no boundary, nor do
+    point sets. Mass piling up there means the box clips the dynamics (the grid dictates
+    the neurons' scale, research note §2.3.1)."""
+    if isinstance(geom, ComponentGeometry):
+        return np.concatenate([boundary_mask(b) for b in geom.blocks])
+    mask = np.zeros(geom.size, dtype=bool)
+    if isinstance(geom, ProductGeometry):
+        index = np.indices(geom.shape).reshape(len(geom.factors), -1)
+        for f, i in zip(geom.factors, index, strict=True):
+            if f.kind == "line":
+                mask |= (i == 0) | (i == f.size - 1)
+    return mask
 
 def discretize(
     law, param, geom, key: Array, n_samples: int = 200_000, method: str = "auto"

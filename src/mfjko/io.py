@@ -35,7 +35,7 @@ __all__ = ["RunStore", "METRIC_COLUMNS", "read_metrics", "atomic_write_text"]
 #: columns of metrics.csv, in order
 METRIC_COLUMNS = (
     "method", "t", "loss", "data_loss", "test_loss", "loss_gap", "pred_gap", "pred_gap_test",
-    "measure_gap", "measure_gap_grid_tv", "F_star", "loss_minus_F_star",
+    "measure_gap", "measure_gap_grid_tv", "edge_mass", "F_star", "loss_minus_F_star",
 )
 
 

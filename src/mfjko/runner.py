@@ -40,7 +40,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mfjko import initial, metrics, parametrizations
+from mfjko import grids, initial, metrics, parametrizations
 from mfjko.config import ConfigError, RunConfig, check_grid
 from mfjko.io import RunStore
 
@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 INTERRUPT_ENV = "MFJKO_INTERRUPT_AFTER"
+#: JKO mass fraction on the grid boundary above which a run warns (box too small)
+EDGE_MASS_WARN = 0.01
 #: parametrizations whose global optimum is the TV-regularized problem of mfjko.optimum
 FSTAR_PARAMS = ("neuron", "pm", "sphere")
 
@@ -113,10 +115,8 @@ def _make_law(cfg: RunConfig):
         return initial.BalancedLaw(ic.scale)
     return initial.FileLaw(ic.path)
 
-
 def build_geometry(cfg: RunConfig, param, d: int):
     """The JKO grid of ``methods.jko.grid`` for input dimension d (bias included)."""
-    from mfjko import grids
 
     spec = cfg.methods.jko.grid
     D = param.dim(d)
@@ -345,6 +345,7 @@ class _Recorder:
         self.store = store
         self.cost = "sphere_line" if setup.param.name == "sphere" else "sqeuclidean"
         self.gd: dict | None = None  # GD's reference arrays, loaded once GD is done
+        self.edge = None if setup.geom is None else grids.boundary_mask(setup.geom)
 
     def load_gd(self) -> None:
         st = self.store
@@ -384,6 +385,14 @@ class _Recorder:
                 pts, w, gd_pts, gd_w, mc.sinkhorn_eps, self.cost,
                 threshold=mc.sinkhorn_threshold, max_iterations=mc.sinkhorn_max_iterations)
             row["measure_gap_grid_tv"] = dropped
+            if name == "jko":
+                w_all = np.asarray(weights)
+                row["edge_mass"] = float(w_all[self.edge].sum() / w_all.sum())
+                if row["edge_mass"] > EDGE_MASS_WARN:
+                    warnings.warn(
+                        f"{row['edge_mass']:.1%} of the JKO mass sits on the grid's boundary "
+                        f"at t = {t:g}: the box clips the dynamics; widen jko.grid.ranges "
+                        f"(or beta_range)", RuntimeWarning, stacklevel=2)
         st.append(f"{name}/t", np.float64(t))
         st.append(f"{name}/loss", np.float64(res["loss"]))
         st.append(f"{name}/pred_train", res["pred_train"])
