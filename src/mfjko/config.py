@@ -263,9 +263,12 @@ class MetricsConfig(_Strict):
     """How gaps are measured. ``sinkhorn_eps`` is the absolute ε of the Sinkhorn divergence
     (squared Θ-distance units), fixed for the whole run; its Sinkhorn solves stop at an
     L1 marginal error ``sinkhorn_threshold``. ``max_support``: particle measures use their
-    first max_support particles (an iid subsample, the same indices for GD), grid measures
-    with more than max_grid_support points are compressed to that many by systematic
-    resampling (:func:`mfjko.metrics.compress_measure`; the moved mass is reported as
+    first max_support particles (an iid subsample, the same indices for GD). Grid measures
+    with more than max_grid_support points: on a Cartesian box (squared Euclidean cost)
+    the gap is exact (:func:`mfjko.metrics.grid_sinkhorn_divergence`, self-term on OTT's
+    separable Grid; measure_gap_grid_tv is the pruned mass, < N·1e-14); on other grids
+    the measure is compressed to max_grid_support atoms by systematic resampling
+    (:func:`mfjko.metrics.compress_measure`; the moved mass is reported as
     measure_gap_grid_tv). ``particles_saved``:
     particles per record kept in trajectories.zarr."""
 
