@@ -30,6 +30,7 @@ reference that tests and users compare the production solver of
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp
 
@@ -40,32 +41,27 @@ class ConvergenceError(RuntimeError):
     """An iterative solver did not reach its tolerance within its iteration cap."""
 
 
-def _check_inputs(cost, q, phi, y, v, lam, tau, eps):
-    cost = np.asarray(cost, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    phi = np.asarray(phi, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    v = np.asarray(v, dtype=np.float64)
+def check_step_data(q, phi, y, v, lam, tau, eps) -> None:
+    """Shapes, finiteness and signs of one JKO step's data — q (N,), phi (n, N), y (n,),
+    v (N,), λ ≥ 0, τ > 0, ε > 0 — for NumPy (this reference) and JAX arrays (the
+    production solver, which must not copy them to the host); ValueError naming the
+    offending input."""
+    xp = np if isinstance(q, np.ndarray) else jnp
     N = q.shape[0] if q.ndim == 1 else -1
     if q.ndim != 1 or N == 0:
         raise ValueError(f"q must be a nonempty vector (N,), got shape {q.shape}")
-    if cost.shape != (N, N):
-        raise ValueError(f"cost must be (N, N) = ({N}, {N}), got {cost.shape}")
     if phi.ndim != 2 or phi.shape[1] != N:
         raise ValueError(f"phi must be (n, N) with N = {N}, got {phi.shape}")
     if y.shape != (phi.shape[0],):
         raise ValueError(f"y must be (n,) = ({phi.shape[0]},), got {y.shape}")
     if v.shape != (N,):
         raise ValueError(f"v must be (N,) = ({N},), got {v.shape}")
-    # +inf costs are allowed (no transport between those points, e.g. signed components)
-    if np.any(np.isnan(cost)) or np.any(cost == -np.inf):
-        raise ValueError("cost contains NaN or -inf")
     for name, arr in (("q", q), ("phi", phi), ("y", y), ("v", v)):
-        if not np.all(np.isfinite(arr)):
+        if not bool(xp.all(xp.isfinite(arr))):
             raise ValueError(f"{name} contains NaN or inf")
-    if np.any(q < 0):
+    if bool(xp.any(q < 0)):
         raise ValueError("q has negative entries; weights must be nonnegative")
-    if not q.sum() > 0:
+    if not float(xp.sum(q)) > 0:
         raise ValueError("q has no mass")
     if not (np.isfinite(tau) and tau > 0):
         raise ValueError(f"tau must be a positive time step, got {tau}")
@@ -73,6 +69,21 @@ def _check_inputs(cost, q, phi, y, v, lam, tau, eps):
         raise ValueError(f"eps must be positive, got {eps}")
     if not (np.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam must be nonnegative, got {lam}")
+
+
+def _check_inputs(cost, q, phi, y, v, lam, tau, eps):
+    cost = np.asarray(cost, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    phi = np.asarray(phi, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    check_step_data(q, phi, y, v, lam, tau, eps)
+    N = q.shape[0]
+    if cost.shape != (N, N):
+        raise ValueError(f"cost must be (N, N) = ({N}, {N}), got {cost.shape}")
+    # +inf costs are allowed (no transport between those points, e.g. signed components)
+    if np.any(np.isnan(cost)) or np.any(cost == -np.inf):
+        raise ValueError("cost contains NaN or -inf")
     return cost, q, phi, y, v
 
 

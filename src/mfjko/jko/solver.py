@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfjko.jko.dense import ConvergenceError
+from mfjko.jko.dense import ConvergenceError, check_step_data
 from mfjko.jko.sinkhorn import generalized_sinkhorn
 from mfjko.trajectory import Trajectory
 
@@ -211,22 +211,8 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, numeric, eps_scaling: bool, de
 def _check_step_inputs(geom, q, phi, y, v, lam, tau, eps):
     N = geom.points.shape[0]
     if q.shape != (N,):
-        raise ValueError(f"q must have shape (N,) = ({N},), got {q.shape}")
-    if phi.ndim != 2 or phi.shape[1] != N:
-        raise ValueError(f"phi must be (n, N) with N = {N}, got {phi.shape}")
-    if y.shape != (phi.shape[0],):
-        raise ValueError(f"y must have shape (n,) = ({phi.shape[0]},), got {y.shape}")
-    if v.shape != (N,):
-        raise ValueError(f"v must have shape (N,) = ({N},), got {v.shape}")
-    for name, arr in (("q", q), ("phi", phi), ("y", y), ("v", v)):
-        if not bool(jnp.all(jnp.isfinite(arr))):
-            raise ValueError(f"{name} contains NaN or inf")
-    if bool(jnp.any(q < 0)) or not float(jnp.sum(q)) > 0:
-        raise ValueError(f"q must be nonnegative with positive mass, sums to {jnp.sum(q)}")
-    for name, val, positive in (("tau", tau, True), ("eps", eps, True), ("lam", lam, False)):
-        ok = math.isfinite(val) and (val > 0 if positive else val >= 0)
-        if not ok:
-            raise ValueError(f"{name} must be {'positive' if positive else '≥ 0'}, got {val}")
+        raise ValueError(f"q must have shape (N,) = ({N},) of the geometry, got {q.shape}")
+    check_step_data(q, phi, y, v, lam, tau, eps)
 
 
 def jko_step(
