@@ -113,7 +113,7 @@ def test_quasi_uniform_directions_are_spread():
     n, d = 60, 4
     raw = np.random.default_rng(0).standard_normal((n, d))
     raw /= np.linalg.norm(raw, axis=1, keepdims=True)
-    spread = np.asarray(G.quasi_uniform_sphere(d, n, seed=0))
+    spread = np.asarray(G.sphere_directions(n, d, seed=0, repulsion_steps=50))
 
     def min_sep(x):
         dist = np.linalg.norm(x[:, None] - x[None], axis=2)
@@ -121,7 +121,7 @@ def test_quasi_uniform_directions_are_spread():
         return dist.min()
 
     assert min_sep(spread) > 2.0 * min_sep(raw)
-    fib = np.asarray(G.fibonacci_sphere(200))
+    fib = np.asarray(G.sphere_directions(200, 3))
     # Fibonacci points: centroid ≈ 0 and ‖s‖ = 1
     assert np.abs(fib.mean(0)).max() < 1e-2
     np.testing.assert_allclose(np.linalg.norm(fib, axis=1), 1.0, atol=1e-14)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -74,11 +75,24 @@ def _safe_norm_jvp(primals, tangents):
 
 @dataclass(frozen=True)
 class Parametrization:
-    """Base class: Euclidean Θ = ℝ^D. Subclasses define the neuron and V."""
+    """Base class: Euclidean Θ = ℝ^D. Subclasses define the neuron, V and their grid facts.
+
+    Grid facts (one place per parametrization, used by grids, runner, metrics, report):
+    ``grid_kind`` (the ``methods.jko.grid.kind`` its Θ needs), ``cost_kind`` (the
+    transport cost on Θ, a key of :data:`mfjko.geometry.costs.POINT_COSTS`),
+    ``scaled_coords`` (which coordinates a multi-scale copy scales: "all" or "last"),
+    ``classic_coordinates`` (Θ's coordinates are the classic (w, α), so a law's density
+    on (w, α) is a density on Θ), :meth:`build_grid`, :meth:`default_grid`,
+    :meth:`grid_measure_of_classic` and :meth:`view2d`.
+    """
 
     name: str = "base"
     #: whether the parametrization has a bounded direction factor (sphere)
     on_sphere: bool = False
+    grid_kind: str = "cartesian"
+    cost_kind: str = "sqeuclidean"
+    scaled_coords: str = "all"
+    classic_coordinates: bool = False
 
     def dim(self, d: int) -> int:
         raise NotImplementedError
@@ -111,10 +125,101 @@ class Parametrization:
         """V(θ_k) for each point, shape (K,)."""
         return jax.vmap(self.potential)(thetas)
 
+    # ------------------------------------------------------------------ grid facts
+    def grid_axes(self, d: int) -> int:
+        """Number of box axes of this Θ's grid for input dimension d (bias included)."""
+        return self.dim(d)
+
+    def _box(self, ranges, sizes):
+        from mfjko.geometry import cartesian_grid
+
+        return cartesian_grid(ranges, sizes)
+
+    def _check_axes(self, ranges, d: int, key: str = "methods.jko.grid.ranges") -> None:
+        want = self.grid_axes(d)
+        if len(ranges) != want:
+            raise ValueError(
+                f"{key} has {len(ranges)} axes; the {self.name} parametrization with d = {d} "
+                f"inputs (bias included) needs {want} ({self.axes_label(d)})"
+            )
+
+    def axes_label(self, d: int) -> str:
+        return "one per coordinate of θ"
+
+    def build_grid(self, spec, d: int):
+        """The grid a config's ``methods.jko.grid`` (``spec``) describes, for d inputs.
+
+        Raises ValueError naming the config key when the spec does not fit this Θ.
+        """
+        from mfjko.geometry import multiscale
+
+        if spec.kind != self.grid_kind:
+            raise ValueError(f"methods.jko.grid.kind = {spec.kind} does not fit "
+                             f"model.parametrization = {self.name}: use kind {self.grid_kind}")
+        geom = self._grid_from_spec(spec, d)
+        if getattr(spec, "scales", None) is not None:
+            geom = multiscale(geom, spec.scales, which=self.scaled_coords)
+        return geom
+
+    def _grid_from_spec(self, spec, d: int):
+        self._check_axes(spec.ranges, d)
+        return self._box(spec.ranges, spec.sizes)
+
+    def default_grid(self, d: int, *, size: int = 16, radius: float = 3.0,
+                     n_dirs: int | None = None, n_beta: int | None = None, scales=None,
+                     separable_scales: bool = False):
+        """A default grid over [−radius, radius] per box axis with ``size`` points.
+
+        Args:
+          d: input dimension (bias included).  size: points per axis.  radius: half-width.
+          n_dirs, n_beta: directions and β values (``sphere`` only; default ``size``).
+          scales: wrap in :func:`mfjko.geometry.multiscale` copies at these scales.
+          separable_scales: use the separable (surrogate-cost) multi-scale product.
+
+        Returns:
+          A geometry whose points live in Θ.
+        """
+        if int(d) != d or d < 1:
+            raise ValueError(f"d must be a positive integer, got {d}")
+        if not radius > 0:
+            raise ValueError(f"radius must be > 0, got {radius}")
+        geom = self._default_grid(int(d), size, radius, n_dirs, n_beta)
+        if scales is not None:
+            from mfjko.geometry import multiscale
+
+            geom = multiscale(geom, scales, which=self.scaled_coords, separable=separable_scales)
+        return geom
+
+    def _default_grid(self, d, size, radius, n_dirs, n_beta):
+        return self._box([(-radius, radius)] * self.grid_axes(d), [size] * self.grid_axes(d))
+
+    def grid_measure_of_classic(self, W: Array, alpha: Array) -> tuple[Array, Array]:
+        """Where classic neurons (W (m, d), α (m,)) put their mass on this Θ's grids.
+
+        Returns:
+          (θ (m, D), mass (m,)): each neuron puts ``mass`` at θ (1 except for ``signed``).
+        """
+        return self.project(self.from_classic(W, alpha)), jnp.ones_like(alpha)
+
+    def view2d(self, points: np.ndarray, weights: np.ndarray):
+        """A 2-D view of a measure on Θ for heatmaps.
+
+        Args:
+          points: (K, D).  weights: (K,).
+
+        Returns:
+          (x (K,), y (K,), signed weight (K,), (x label, y label)).
+        """
+        return points[:, 0], points[:, -1], weights, ("w_1", "α")
+
 
 @dataclass(frozen=True)
 class Neuron(Parametrization):
     name: str = "neuron"
+    classic_coordinates: bool = True
+
+    def axes_label(self, d: int) -> str:
+        return "w_1..w_d, alpha"
 
     def dim(self, d: int) -> int:
         return d + 1
@@ -135,15 +240,60 @@ class Neuron(Parametrization):
 @dataclass(frozen=True)
 class Signed(Neuron):
     name: str = "signed"
+    grid_kind: str = "signed"
+    classic_coordinates: bool = False
 
     def potential(self, theta):
         w, a = theta[:-1], theta[-1]
         return jnp.abs(a) * jnp.sum(w * w) + a * a
 
+    # Grids: a box over w, twice, at α = ±1 (the nonnegative components ν⁺, ν⁻).
+    def grid_axes(self, d: int) -> int:
+        return d
+
+    def axes_label(self, d: int) -> str:
+        return "a box over w"
+
+    def _box(self, ranges, sizes):
+        from mfjko.geometry import signed_grid
+
+        return signed_grid(ranges, sizes)
+
+    def grid_measure_of_classic(self, W, alpha):
+        # unit |α| on the grid: the neuron's |α| becomes mass at (w, sign α)
+        return jnp.concatenate([W, jnp.sign(alpha)[:, None]], axis=1), jnp.abs(alpha)
+
+    def view2d(self, points, weights):
+        wpos, sign = points[:, :-1], np.sign(points[:, -1])
+        second = wpos[:, 1] if wpos.shape[1] > 1 else np.zeros(len(wpos))
+        return wpos[:, 0], second, weights * sign, ("w_1", "w_2")
+
 
 @dataclass(frozen=True)
 class PlusMinus(Parametrization):
     name: str = "pm"
+    grid_kind: str = "pm"
+
+    def grid_axes(self, d: int) -> int:
+        return d
+
+    def axes_label(self, d: int) -> str:
+        return "a box over u and v"
+
+    def _box(self, ranges, sizes):
+        from mfjko.geometry import pm_grid
+
+        return pm_grid(ranges, sizes)
+
+    def view2d(self, points, weights):
+        # a grid point lives in one block; a particle's net neuron is the larger of u, v
+        D = points.shape[1]
+        u, v = points[:, : D // 2], points[:, D // 2:]
+        nu, nv = np.linalg.norm(u, axis=1), np.linalg.norm(v, axis=1)
+        wpos = np.where((nu >= nv)[:, None], u, v)
+        sign = np.where(nu >= nv, 1.0, -1.0)
+        second = wpos[:, 1] if wpos.shape[1] > 1 else np.zeros(len(wpos))
+        return wpos[:, 0], second, weights * sign, ("w_1", "w_2")
 
     def dim(self, d: int) -> int:
         return 2 * d
@@ -174,6 +324,25 @@ class PlusMinus(Parametrization):
 class Sphere(Parametrization):
     name: str = "sphere"
     on_sphere: bool = True
+    grid_kind: str = "sphere_line"
+    cost_kind: str = "sphere_line"
+    scaled_coords: str = "last"
+
+    def _grid_from_spec(self, spec, d: int):
+        from mfjko.geometry import sphere_line_grid
+
+        return sphere_line_grid(d, spec.n_dirs, spec.beta_range, spec.n_beta)
+
+    def _default_grid(self, d, size, radius, n_dirs, n_beta):
+        from mfjko.geometry import sphere_line_grid
+
+        return sphere_line_grid(d, n_dirs or size, (-radius, radius), n_beta or size)
+
+    def view2d(self, points, weights):
+        if points.shape[1] == 3:
+            return (np.arctan2(points[:, 1], points[:, 0]), points[:, -1], weights,
+                    ("angle of s", "β"))
+        return points[:, 0], points[:, -1], weights, ("s_1", "β")
 
     def dim(self, d: int) -> int:
         return d + 1

@@ -1,0 +1,348 @@
+r"""Separable product grids: factors with additive cost C = Σ_k C_k, so K = ⊗_k K_k.
+
+One kernel application contracts one axis at a time: O(N·Σ_k n_k) time, O(N + Σ_k n_k²)
+memory (never an N×N array). Factors: ``line`` (sorted values), ``angle`` (uniform angles,
+periodic cost), ``sphere`` (unit vectors, geodesic cost). Constructors: Cartesian boxes
+(:func:`cartesian_grid`) and S^{d−1} × ℝ for ``sphere`` (:func:`sphere_line_grid`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.special import logsumexp
+
+from mfjko.geometry.costs import (
+    check_eps,
+    nearest_index,
+    squared_geodesic_sphere,
+    squared_periodic,
+)
+from mfjko.geometry.embeddings import CircleEmbed, Identity
+from mfjko.geometry.sphere import sphere_directions
+
+Array = jax.Array
+
+__all__ = [
+    "Factor",
+    "line_factor",
+    "angle_factor",
+    "sphere_factor",
+    "ProductGeometry",
+    "cartesian_grid",
+    "sphere_line_grid",
+    "check_ranges",
+    "UNDERFLOW",
+]
+
+#: A kernel-mode line sum below this (or non-finite) sends that axis to the exact
+#: log-sum-exp: terms lost to underflow (< 1e-308) are then < 1e-28 relative to the sum.
+UNDERFLOW = 1e-280
+
+class Factor(eqx.Module):
+    """One factor of a product grid: n_k points (n_k, d_k) and their n_k×n_k cost.
+
+    ``kind``: "line" (sorted 1-D values, squared difference, cells are the Voronoi
+    intervals, the outer ones extended by half a spacing), "angle" (uniform angles in
+    [0, 2π), periodic squared distance, no boundary), "sphere" (unit vectors, squared
+    geodesic, no boundary), "points" (any point set, squared Euclidean, no boundary).
+    """
+
+    points: Array
+    cost: Array
+    kind: str = eqx.field(static=True)
+    weight: float = eqx.field(static=True, default=1.0)
+
+    @property
+    def size(self) -> int:
+        return self.points.shape[0]
+
+    @property
+    def spacing(self) -> float:
+        if self.size < 2:
+            return math.inf
+        off = np.asarray(self.cost) + np.diag(np.full(self.size, np.inf))
+        return float(np.sqrt(np.min(off)))
+
+    def cell_edges(self) -> Array:
+        """Edges (n+1,) of the 1-D cells of a "line" factor (jit-compatible)."""
+        if self.kind != "line":
+            raise ValueError(f"cell edges are defined for line factors, not {self.kind!r}")
+        x = self.points[:, 0]
+        first, last = x[:1] - (x[1:2] - x[:1]) / 2, x[-1:] + (x[-1:] - x[-2:-1]) / 2
+        return jnp.concatenate([first, 0.5 * (x[1:] + x[:-1]), last])
+
+    def locate(self, coords: Array) -> tuple[Array, Array]:
+        """Cell index (q,) of coordinates (q, d_k) and whether they are inside the factor's
+        range (only a "line" has a boundary)."""
+        if self.kind == "line":
+            x = coords[:, 0]
+            edges = self.cell_edges()
+            idx = jnp.clip(jnp.searchsorted(edges[1:-1], x, side="right"), 0, self.size - 1)
+            return idx, (x >= edges[0]) & (x <= edges[-1])
+        if self.kind == "angle":
+            # angle factors are uniform φ_i = 2πi/n (angle_factor): nearest by rounding
+            n = self.size
+            idx = jnp.mod(jnp.round(coords[:, 0] * n / (2.0 * jnp.pi)), n).astype(jnp.int32)
+        elif self.kind == "sphere":
+            unit = coords / jnp.linalg.norm(coords, axis=1, keepdims=True)
+            idx = nearest_index(unit, self.points)  # chord order = geodesic order
+        else:
+            idx = nearest_index(coords, self.points)
+        return idx, jnp.ones(idx.shape, dtype=bool)
+
+
+def line_factor(values, weight: float = 1.0) -> Factor:
+    """1-D factor at sorted ``values`` with cost weight·(x − x')²."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    if x.size < 2:
+        raise ValueError(f"a line factor needs at least 2 points, got {x.size}")
+    if not np.all(np.diff(x) > 0):
+        raise ValueError("line factor values must be strictly increasing")
+    if not np.isfinite(x).all():
+        raise ValueError("line factor values must be finite")
+    pts = x[:, None]
+    cost = weight * (pts - pts.T) ** 2
+    return Factor(points=jnp.asarray(pts), cost=jnp.asarray(cost), kind="line",
+                  weight=float(weight))
+
+
+def angle_factor(n: int) -> Factor:
+    """n uniform angles φ_i = 2πi/n on the circle with periodic (geodesic) squared cost."""
+    if n < 3:
+        raise ValueError(f"an angle factor needs at least 3 angles, got {n}")
+    phi = (2.0 * np.pi * np.arange(n) / n)[:, None]
+    return Factor(
+        points=jnp.asarray(phi), cost=jnp.asarray(squared_periodic(phi, phi)), kind="angle"
+    )
+
+
+def sphere_factor(directions) -> Factor:
+    """Unit vectors (n, d) with the squared geodesic cost (diagonal exactly 0)."""
+    s = np.asarray(directions, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] < 2:
+        raise ValueError(f"directions must have shape (n ≥ 2, d), got {s.shape}")
+    if not np.all(np.abs(np.linalg.norm(s, axis=1) - 1.0) < 1e-10):
+        raise ValueError("sphere factor directions must be unit vectors")
+    cost = squared_geodesic_sphere(s, s) * (1.0 - np.eye(s.shape[0]))
+    return Factor(points=jnp.asarray(s), cost=jnp.asarray(cost), kind="sphere")
+
+
+def _axis_lse_exact(U: Array, cost_over_eps: Array, axis: int) -> Array:
+    """out[.., i, ..] = logsumexp_j(−C_ij/ε + U[.., j, ..]) along ``axis``, one output
+    index i at a time (lax.map) so memory stays O(N)."""
+    Um = jnp.moveaxis(U, axis, 0)
+    shape = (-1,) + (1,) * (Um.ndim - 1)
+    out = lax.map(lambda c_row: logsumexp(-c_row.reshape(shape) + Um, axis=0), cost_over_eps)
+    return jnp.moveaxis(out, 0, axis)
+
+
+def _axis_lse(U: Array, kernel: Array, cost_over_eps: Array, axis: int) -> Array:
+    """Stabilized kernel-mode log-sum-exp along one axis of the grid tensor U.
+
+    Per line of the axis: m = max u, out = m + log(K exp(u − m)) (one BLAS contraction).
+    exp(u − m) ≤ 1 and K ≤ 1 so nothing overflows; if any line sum underflows (below
+    ``UNDERFLOW``, only for tiny ε or very spread u) the whole axis is recomputed by the
+    exact broadcasted log-sum-exp under ``lax.cond`` (under vmap both branches run).
+    """
+    m = jnp.max(U, axis=axis, keepdims=True)
+    finite_line = jnp.isfinite(m)
+    m_safe = jnp.where(finite_line, m, 0.0)  # an all −∞ line stays −∞, no NaN
+    V = jnp.exp(U - m_safe)
+    W = jnp.moveaxis(jnp.tensordot(kernel, V, axes=([1], [axis])), 0, axis)
+    bad = ((W < UNDERFLOW) | ~jnp.isfinite(W)) & finite_line
+    fast = jnp.log(W) + m_safe
+    return lax.cond(jnp.any(bad), lambda: _axis_lse_exact(U, cost_over_eps, axis), lambda: fast)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _product_lse(kernels: tuple, costs_over_eps: tuple, u: Array, shape: tuple) -> Array:
+    # jitted so that eager calls compile once per grid shape (inlined under an outer jit)
+    U = u.reshape(shape)
+    for axis, (k, c) in enumerate(zip(kernels, costs_over_eps, strict=True)):
+        U = _axis_lse(U, k, c, axis)
+    return U.reshape(-1)
+
+
+class _ProductLSE(eqx.Module):
+    kernels: tuple
+    costs_over_eps: tuple
+    shape: tuple = eqx.field(static=True)
+
+    def __call__(self, u: Array) -> Array:
+        return _product_lse(self.kernels, self.costs_over_eps, u, self.shape)
+
+
+class ProductGeometry(eqx.Module):
+    """Cartesian product of factors with additive cost C = Σ_k C_k (the separable engine).
+
+    Point k ↔ multi-index (i_1, .., i_K) in row-major order; its coordinates are the
+    concatenated factor points, mapped to Θ by ``embed`` (Identity for boxes,
+    :class:`CircleEmbed` for the angle of ``sphere`` in d = 2, ...). K = ⊗ K_k, so
+    apply_lse contracts one axis at a time: O(N·Σ n_k) time, O(N + Σ n_k²) memory.
+    """
+
+    factors: tuple
+    points: Array
+    embed: object = eqx.field(static=True)
+    shape: tuple = eqx.field(static=True)
+    spacing: float = eqx.field(static=True)
+
+    def __init__(self, factors, embed=None):
+        factors = tuple(factors)
+        if not factors:
+            raise ValueError("a product geometry needs at least one factor")
+        self.factors = factors
+        self.embed = Identity() if embed is None else embed
+        self.shape = tuple(int(f.size) for f in factors)
+        grids = np.indices(self.shape).reshape(len(factors), -1)
+        coords = np.concatenate(
+            [np.asarray(f.points)[g] for f, g in zip(factors, grids, strict=True)], axis=1
+        )
+        self.points = jnp.asarray(self.embed(coords))
+        self.spacing = min(f.spacing for f in factors)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def kernel_factors(self, eps) -> tuple[Array, ...]:
+        """The factor kernels K_k = exp(−C_k/ε), each (n_k, n_k)."""
+        return tuple(jnp.exp(-f.cost / eps) for f in self.factors)
+
+    def lse_operator(self, eps) -> _ProductLSE:
+        """u ↦ log K e^u with the factor kernels exp(−C_k/ε) precomputed (a pytree)."""
+        check_eps(eps)
+        return _ProductLSE(
+            kernels=self.kernel_factors(eps),
+            costs_over_eps=tuple(f.cost / eps for f in self.factors),
+            shape=self.shape,
+        )
+
+    def apply_lse(self, u: Array, eps) -> Array:
+        return self.lse_operator(eps)(u)
+
+    def apply_kernel(self, v: Array, eps) -> Array:
+        """K v = (⊗ K_k) v, one tensordot per axis."""
+        V = v.reshape(self.shape)
+        for axis, k in enumerate(self.kernel_factors(eps)):
+            V = jnp.moveaxis(jnp.tensordot(k, V, axes=([1], [axis])), 0, axis)
+        return V.reshape(-1)
+
+    def cost_matrix(self) -> Array:
+        """Dense C = Σ_k C_k[i_k, j_k] (N×N; tests and small grids only)."""
+        grids = np.indices(self.shape).reshape(len(self.factors), -1)
+        return jnp.asarray(
+            sum(
+                np.asarray(f.cost)[g[:, None], g[None, :]]
+                for f, g in zip(self.factors, grids, strict=True)
+            )
+        )
+
+    @property
+    def cost_kind(self) -> str:
+        """"sphere_line" when a factor is an angle or a sphere, else "sqeuclidean"."""
+        if any(f.kind in ("angle", "sphere") for f in self.factors):
+            return "sphere_line"
+        return "sqeuclidean"
+
+    @property
+    def is_box(self) -> bool:
+        """A Cartesian box in Θ: identity embedding, every factor a line of weight 1."""
+        return isinstance(self.embed, Identity) and all(
+            f.kind == "line" and f.weight == 1.0 for f in self.factors)
+
+    @property
+    def axes(self) -> tuple[np.ndarray, ...]:
+        """The 1-D coordinates of each line factor (boxes), each (n_k,)."""
+        return tuple(np.asarray(f.points)[:, 0] for f in self.factors)
+
+    def ott_grid(self, eps: float):
+        """This box as OTT-JAX's separable ``Grid`` at entropy ``eps`` (same squared
+        Euclidean cost, same row-major point order). ValueError if not a box."""
+        from ott.geometry import grid as ott_grid
+
+        if not self.is_box:
+            raise ValueError("only a Cartesian box (identity embedding, line factors) is an "
+                             "OTT Grid")
+        return ott_grid.Grid(x=[jnp.asarray(a) for a in self.axes], epsilon=eps)
+
+    def boundary_mask(self) -> np.ndarray:
+        """(N,) bool: points on the first or last value of any ``line`` factor (angles and
+        sphere directions have no boundary). Mass piling up there means the box clips the
+        dynamics."""
+        mask = np.zeros(self.size, dtype=bool)
+        index = np.indices(self.shape).reshape(len(self.factors), -1)
+        for f, i in zip(self.factors, index, strict=True):
+            if f.kind == "line":
+                mask |= (i == 0) | (i == f.size - 1)
+        return mask
+
+    def locate(self, theta: Array) -> tuple[Array, Array]:
+        """Cell of each θ (q, D): per-factor cells of the inverse-embedded coordinates
+        (nearest point in Θ if the embedding has no coordinate-wise inverse)."""
+        theta = jnp.asarray(theta, dtype=jnp.float64)
+        coords = self.embed.inverse(theta)
+        if coords is None:
+            idx = nearest_index(theta, self.points)
+            return idx, jnp.ones(idx.shape, dtype=bool)
+        dims = np.cumsum([f.points.shape[1] for f in self.factors])[:-1]
+        parts = jnp.split(coords, dims, axis=1)
+        located = [f.locate(c) for f, c in zip(self.factors, parts, strict=True)]
+        idx = jnp.ravel_multi_index(tuple(i for i, _ in located), self.shape, mode="clip")
+        inside = jnp.all(jnp.stack([ok for _, ok in located]), axis=0)
+        return idx, inside
+
+
+def check_ranges(ranges, sizes, what: str = "ranges") -> list[tuple[float, float, int]]:
+    ranges, sizes = list(ranges), list(sizes)
+    if len(ranges) == 0 or len(ranges) != len(sizes):
+        raise ValueError(
+            f"need one size per range, got {len(ranges)} {what} and {len(sizes)} sizes"
+        )
+    out = []
+    for k, (r, n) in enumerate(zip(ranges, sizes, strict=True)):
+        lo, hi = (float(v) for v in r)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"{what}[{k}] = {r!r} must be finite with lo < hi")
+        if int(n) != n or n < 2:
+            raise ValueError(f"sizes[{k}] = {n!r} must be an integer ≥ 2")
+        out.append((lo, hi, int(n)))
+    return out
+
+
+def cartesian_grid(ranges, sizes) -> ProductGeometry:
+    """Box grid in ℝ^D: axis k has ``sizes[k]`` points linspace(lo_k, hi_k) (endpoints
+    included); cost ‖θ − θ'‖². The cells are the Voronoi boxes, so the grid covers
+    Π_k [lo_k − h_k/2, hi_k + h_k/2] with h_k = (hi_k − lo_k)/(n_k − 1)."""
+    axes = check_ranges(ranges, sizes)
+    return ProductGeometry([line_factor(np.linspace(lo, hi, n)) for lo, hi, n in axes])
+
+
+def sphere_line_grid(
+    d: int, n_dirs: int, beta_range, n_beta: int, *, seed: int = 0, repulsion_steps: int = 50
+) -> ProductGeometry:
+    """Grid on S^{d−1} × ℝ for ``sphere`` (θ = (s, β)), separable in (direction, β).
+
+    d = 2: ``n_dirs`` uniform angles φ with periodic cost min(|Δφ|, 2π − |Δφ|)², points
+    s = (cos φ, sin φ). d > 2: ``n_dirs`` quasi-uniform directions
+    (:func:`mfjko.geometry.sphere.sphere_directions`) with squared geodesic cost arccos(sᵀs')² as a dense
+    factor (keep n_dirs ≲ 4000). β: ``n_beta`` points linspace(beta_range).
+    Total cost: geodesic² + (β − β')².
+    """
+    if int(d) != d or d < 2:
+        raise ValueError(f"sphere grids need input dimension d ≥ 2 (bias included), got {d}")
+    ((lo, hi, nb),) = check_ranges([beta_range], [n_beta], "beta_range")
+    beta = line_factor(np.linspace(lo, hi, nb))
+    if d == 2:
+        return ProductGeometry([angle_factor(int(n_dirs)), beta], CircleEmbed())
+    dirs = sphere_directions(int(n_dirs), int(d), seed=seed, repulsion_steps=repulsion_steps)
+    return ProductGeometry([sphere_factor(dirs), beta])
+
+
