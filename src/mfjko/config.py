@@ -35,7 +35,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from mfjko import methods as _methods
+from mfjko import parametrizations as _params
 
 __all__ = [
     "ConfigError",
@@ -64,9 +67,7 @@ MAX_MASS_OUTSIDE = 0.05
 #: the Gibbs kernel acts as the identity and no mass can move
 EPS_SAFETY = 1e-2
 #: order in which methods run and appear (GD first: it is every other method's reference)
-#: the grid kind each parametrization's Θ needs
-GRID_KIND = {"neuron": "cartesian", "signed": "signed", "pm": "pm", "sphere": "sphere_line"}
-METHOD_ORDER = ("gd", "flow", "implicit", "frobenius", "langevin", "w2", "sliced", "jko")
+METHOD_ORDER = tuple(m.name for m in _methods.runnable())
 
 
 class ConfigError(ValueError):
@@ -124,103 +125,6 @@ class InitConfig(_Strict):
         return self
 
 
-class GridSpec(_Strict):
-    r"""Support of the JKO grid measure, in Θ of the parametrization.
-
-    - ``cartesian`` (neuron): box ``ranges`` [[lo, hi], ...] × ``sizes`` over all D = d + 1
-      coordinates (w_1..w_d, α);
-    - ``signed`` / ``pm``: box over w (d coordinates), two components (positive/negative);
-    - ``sphere_line`` (sphere): ``n_dirs`` directions on S^{d−1} × ``n_beta`` values of β in
-      ``beta_range``;
-    - ``scales``: optional multi-scale copies of the grid's points (research note §2.3.1).
-    """
-
-    kind: Literal["cartesian", "signed", "pm", "sphere_line"] = "cartesian"
-    ranges: list[tuple[float, float]] | None = None
-    sizes: list[Annotated[int, Field(ge=2)]] | None = None
-    n_dirs: Annotated[int, Field(ge=3)] | None = None
-    beta_range: tuple[float, float] | None = None
-    n_beta: Annotated[int, Field(ge=2)] | None = None
-    scales: list[PositiveFloat] | None = None
-    discretize_samples: Annotated[int, Field(ge=1000)] = 200_000
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.kind == "sphere_line":
-            for key in ("n_dirs", "beta_range", "n_beta"):
-                if getattr(self, key) is None:
-                    raise ValueError(f"grid kind sphere_line needs grid.{key}")
-            if self.ranges is not None or self.sizes is not None:
-                raise ValueError("grid kind sphere_line takes n_dirs/beta_range/n_beta, "
-                                 "not ranges/sizes")
-            lo, hi = self.beta_range
-            if not lo < hi:
-                raise ValueError(f"grid.beta_range must have lo < hi, got {self.beta_range}")
-        else:
-            if self.ranges is None or self.sizes is None:
-                raise ValueError(f"grid kind {self.kind} needs grid.ranges and grid.sizes")
-            if len(self.ranges) != len(self.sizes):
-                raise ValueError(f"grid.ranges has {len(self.ranges)} axes but grid.sizes has "
-                                 f"{len(self.sizes)}")
-            for i, (lo, hi) in enumerate(self.ranges):
-                if not lo < hi:
-                    raise ValueError(f"grid.ranges[{i}] must have lo < hi, got {(lo, hi)}")
-            for key in ("n_dirs", "beta_range", "n_beta"):
-                if getattr(self, key) is not None:
-                    raise ValueError(f"grid.{key} is only used with kind sphere_line")
-        return self
-
-
-class StepConfig(_Strict):
-    """A particle method with a time step h (mean-field time)."""
-
-    h: PositiveFloat = 0.01
-
-
-class ImplicitConfig(StepConfig):
-    tol: PositiveFloat = 1e-10
-
-
-class FlowConfig(_Strict):
-    rtol: PositiveFloat = 1e-8
-    atol: PositiveFloat = 1e-10
-
-
-class LangevinConfig(StepConfig):
-    """Mean-field Langevin dθ = −∇F'(μ)(θ) dt + √(2D) dB: give D, or ``match_jko: true`` for
-    D = ε/(4τ) of the jko method (MATH.md: the diffusion entropic JKO adds)."""
-
-    D: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    match_jko: bool = False
-
-    @model_validator(mode="after")
-    def _one_way(self):
-        if (self.D is None) == (not self.match_jko):
-            raise ValueError("methods.langevin: give exactly one of D: <value> or "
-                             "match_jko: true")
-        return self
-
-
-class SlicedConfig(StepConfig):
-    n_projections: Annotated[int, Field(ge=1)] = 50
-    tol: PositiveFloat = 1e-8
-
-
-class W2Config(StepConfig):
-    tol: PositiveFloat = 1e-10
-
-
-class JKOConfig(_Strict):
-    """Entropic JKO on a fixed grid: p_{k+1} = argmin W_ε(p, p_k) + 2τF(p)."""
-
-    tau: PositiveFloat = 0.05
-    eps: PositiveFloat = 0.01
-    grid: GridSpec
-    tol: PositiveFloat = 1e-9
-    max_iter: Annotated[int, Field(ge=1)] = 20_000
-    eps_scaling: Annotated[float, Field(gt=0, lt=1)] | None = None
-
-
 def _none_to_empty(value):
     """``methods: [gd, flow]`` or ``methods: {gd: , flow: }`` enable methods with defaults."""
     if isinstance(value, list | tuple):
@@ -232,20 +136,11 @@ def _none_to_empty(value):
     return value
 
 
-class MethodsConfig(_Strict):
-    gd: StepConfig | None = None
-    flow: FlowConfig | None = None
-    implicit: ImplicitConfig | None = None
-    frobenius: ImplicitConfig | None = None
-    langevin: LangevinConfig | None = None
-    w2: W2Config | None = None
-    sliced: SlicedConfig | None = None
-    jko: JKOConfig | None = None
-
+class _MethodsBase(_Strict):
     _normalize = model_validator(mode="before")(_none_to_empty)
 
     def enabled(self) -> list[str]:
-        """Names of the configured methods, GD first (METHOD_ORDER)."""
+        """Names of the configured methods, in the registry's run order (GD first)."""
         return [name for name in METHOD_ORDER if getattr(self, name) is not None]
 
     @model_validator(mode="after")
@@ -257,6 +152,15 @@ class MethodsConfig(_Strict):
             raise ValueError("methods.langevin.match_jko needs a jko method (its ε and τ give "
                              "D = ε/(4τ)); or set methods.langevin.D")
         return self
+
+
+#: ``methods``: one optional section per registered method (mfjko.methods.REGISTRY)
+MethodsConfig = create_model(
+    "MethodsConfig", __base__=_MethodsBase,
+    __doc__="The methods of a run: one optional section per registered method.",
+    **{m.name: (m.config | None, None) for m in _methods.runnable()})
+GridSpec = _methods.jko.GridSpec
+JKOConfig = _methods.jko.JKOConfig
 
 
 class MetricsConfig(_Strict):
@@ -296,7 +200,7 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _grid_matches_parametrization(self):
         jc = self.methods.jko
-        want = GRID_KIND[self.model.parametrization]
+        want = _params.get(self.model.parametrization).grid_kind
         if jc is not None and jc.grid.kind != want:
             raise ValueError(
                 f"methods.jko.grid.kind = {jc.grid.kind} does not fit model.parametrization = "
@@ -313,7 +217,8 @@ class RunConfig(_Strict):
             )
         for name in self.methods.enabled():
             mc = getattr(self.methods, name)
-            step, key = (mc.tau, "tau") if name == "jko" else (getattr(mc, "h", None), "h")
+            step = mc.step_size()
+            key = "tau" if "tau" in type(mc).model_fields else "h"
             if step is None:
                 continue
             if not is_multiple(self.record_every, step):
@@ -336,8 +241,7 @@ class RunConfig(_Strict):
 
     def steps_per_record(self, name: str) -> int:
         """Steps of method ``name`` per recording interval (1 for the adaptive flow)."""
-        mc = getattr(self.methods, name)
-        step = mc.tau if name == "jko" else getattr(mc, "h", None)
+        step = getattr(self.methods, name).step_size()
         return 1 if step is None else int(round(self.record_every / step))
 
     @property

@@ -30,13 +30,12 @@ import numpy as np
 import yaml
 import zarr
 
+from mfjko import metrics as _metrics
+
 __all__ = ["RunStore", "METRIC_COLUMNS", "read_metrics", "atomic_write_text"]
 
-#: columns of metrics.csv, in order
-METRIC_COLUMNS = (
-    "method", "t", "loss", "data_loss", "test_loss", "loss_gap", "pred_gap", "pred_gap_test",
-    "measure_gap", "measure_gap_grid_tv", "edge_mass", "F_star", "loss_minus_F_star",
-)
+#: columns of metrics.csv, in order (the metrics are mfjko.metrics.ROW_METRICS')
+METRIC_COLUMNS = ("method", "t", *_metrics.COLUMNS)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -104,8 +103,14 @@ class RunStore:
 
     def append(self, path: str, frame) -> None:
         """Append one frame (a record) along a new leading axis."""
+        self.extend(path, np.asarray(frame)[None])
+
+    def extend(self, path: str, frames) -> None:
+        """Append several frames (n, ...) along the leading axis."""
+        a = np.asarray(frames)
+        if a.shape[0] == 0:
+            return
         g = self.group()
-        a = np.asarray(frame)[None]
         if path not in g:
             chunks = (max(1, min(64, int(2**22 // max(a[0].size * 8, 1)))),) + a.shape[1:]
             g.create_array(path, shape=(0,) + a.shape[1:], dtype=a.dtype, chunks=chunks)

@@ -24,9 +24,12 @@ from __future__ import annotations
 import warnings
 from functools import partial
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 import numpy as np
 from ott.geometry import costs, pointcloud
 from ott.geometry import grid as ott_grid
@@ -34,7 +37,7 @@ from ott.solvers import linear as ott_linear
 from ott.solvers.linear import acceleration
 from ott.tools import sinkhorn_divergence as ott_divergence
 
-from mfjko import objective
+from mfjko.geometry.costs import SphereLineCost
 from mfjko.parametrizations import Parametrization
 
 __all__ = [
@@ -45,22 +48,12 @@ __all__ = [
     "pred_gap",
     "measure_losses",
     "COSTS",
+    "RowContext",
+    "RowMetric",
+    "ROW_METRICS",
+    "COLUMNS",
+    "row_metrics",
 ]
-
-
-@jtu.register_pytree_node_class
-class SphereLineCost(costs.CostFn):
-    """Squared geodesic cost on S^{d−1} × ℝ: c((s, β), (s', β')) = arccos(sᵀs')² + (β − β')².
-
-    Points are stored as (s_1..s_d, β) with ‖s‖ = 1 (``Sphere`` parametrization)."""
-
-    def __call__(self, x, y):
-        cos = jnp.clip(jnp.dot(x[:-1], y[:-1]), -1.0, 1.0)
-        return jnp.arccos(cos) ** 2 + (x[-1] - y[-1]) ** 2
-
-    def all_pairs(self, x, y):
-        cos = jnp.clip(x[:, :-1] @ y[:, :-1].T, -1.0, 1.0)
-        return jnp.arccos(cos) ** 2 + (x[:, -1:] - y[None, :, -1]) ** 2
 
 
 COSTS = {"sqeuclidean": costs.SqEuclidean, "sphere_line": SphereLineCost}
@@ -184,7 +177,8 @@ def grid_sinkhorn_divergence(axes, p, y, b, eps: float, threshold: float = 1e-9,
     r"""Debiased Sinkhorn divergence S_ε between a measure on a Cartesian grid and a point
     measure, for the squared Euclidean cost, without compressing the grid.
 
-    ``axes``: the grid's 1-D axes (n_1..n_D); ``p`` (Π n_k,) its weights in row-major order
+    ``axes``: a box geometry (:class:`mfjko.geometry.ProductGeometry` with ``is_box``) or
+    the grid's 1-D axes (n_1..n_D); ``p`` (Π n_k,) its weights in row-major order
     (``mfjko.grids.cartesian_grid`` order); ``y`` (L, D), ``b`` (L,) the other measure.
     OT_ε(μ, μ) runs on OTT-JAX's separable ``Grid`` geometry (memory O(N)); OT_ε(μ, ν)
     on a PointCloud over the grid points with p_k > ``prune``·max p (the mass left out,
@@ -192,7 +186,8 @@ def grid_sinkhorn_divergence(axes, p, y, b, eps: float, threshold: float = 1e-9,
     conventions as :func:`sinkhorn_divergence`, which it equals on small grids.
 
     Returns (S_ε ≥ 0, pruned mass)."""
-    axes = [np.asarray(ax, dtype=np.float64).reshape(-1) for ax in axes]
+    axes = [np.asarray(ax, dtype=np.float64).reshape(-1)
+            for ax in (axes.axes if hasattr(axes, "ott_grid") else axes)]
     shape = tuple(len(ax) for ax in axes)
     p = np.asarray(p, dtype=np.float64)
     if p.shape != (int(np.prod(shape)),):
@@ -263,19 +258,142 @@ def pred_gap(f, f_ref) -> float:
 
 
 def measure_losses(param: Parametrization, points, weights, X, y, X_test, y_test, lam) -> dict:
-    """Losses and predictions of μ = Σ_k p_k δ_{θ_k}: dict with ``loss`` F(μ), ``data_loss``,
-    ``test_loss`` (floats) and ``pred_train`` (n,), ``pred_test`` (n_test,) arrays."""
-    pts = jnp.asarray(points)
-    w = jnp.asarray(weights)
-    f_train = objective.predict(param, pts, w, jnp.asarray(X))
-    f_test = objective.predict(param, pts, w, jnp.asarray(X_test))
-    data = 0.5 * jnp.mean((f_train - jnp.asarray(y)) ** 2)
-    test = 0.5 * jnp.mean((f_test - jnp.asarray(y_test)) ** 2)
-    reg = 0.5 * lam * jnp.dot(w, param.potentials(pts))
-    return {
-        "loss": float(data + reg),
-        "data_loss": float(data),
-        "test_loss": float(test),
-        "pred_train": np.asarray(f_train),
-        "pred_test": np.asarray(f_test),
-    }
+    """Losses and predictions of μ = Σ_k p_k δ_{θ_k} (:meth:`MeanFieldProblem.losses`): dict
+    with ``loss`` F(μ), ``data_loss``, ``test_loss`` (floats) and ``pred_train`` (n,),
+    ``pred_test`` (n_test,) arrays."""
+    from mfjko.problem import MeanFieldProblem
+
+    problem = MeanFieldProblem(param=param, X=jnp.asarray(X), y=jnp.asarray(y),
+                               lam=jnp.float64(lam))
+    return problem.losses(points, weights, X_test, y_test)
+
+
+# --------------------------------------------------------------------------- the table
+# One row of metrics.csv per method and recorded time. Each RowMetric computes some
+# columns from a RowContext; the columns of metrics.csv are theirs, in this order. A new
+# metric is one function and one line in ROW_METRICS.
+
+
+@dataclass
+class RowContext:
+    """What a row metric may use at one record of one method.
+
+    Attributes:
+      method, kind: the method's name and "particles" / "grid".  index, t: record number
+      and mean-field time.  points (K, D), weights (K,): the measure.  losses: its
+      :meth:`~mfjko.problem.MeanFieldProblem.losses` (with predictions).  reference: GD at
+      the same record (``loss``, ``pred_train``, ``pred_test``, ``support``), None for GD
+      itself.  settings: the run's ``metrics`` config.  cost: the cost kind of Θ.
+      geom: the grid of a grid method (else None).  F_star: the reference optimum (NaN).
+    """
+
+    method: str
+    kind: str
+    index: int
+    t: float
+    points: np.ndarray
+    weights: np.ndarray
+    losses: dict
+    reference: dict | None
+    settings: object
+    cost: str
+    geom: object | None = None
+    F_star: float = math.nan
+
+
+@dataclass(frozen=True)
+class RowMetric:
+    """Columns of metrics.csv and how to compute them (``compute(ctx) -> {column: value}``;
+    a column it leaves out is empty in that row). ``shown``: columns of the report's
+    compact table."""
+
+    columns: tuple[str, ...]
+    compute: Callable[[RowContext], dict]
+    description: str
+    shown: tuple[str, ...] = ()
+
+
+def _losses(ctx: RowContext) -> dict:
+    out = {k: ctx.losses[k] for k in ("loss", "data_loss", "test_loss")}
+    for key, value in out.items():
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{ctx.method}: {key} is {value} at t = {ctx.t:g}")
+    return out
+
+
+def _gaps(ctx: RowContext) -> dict:
+    ref = ctx.reference
+    if ref is None:
+        return {}
+    return {"loss_gap": abs(ctx.losses["loss"] - float(ref["loss"])),
+            "pred_gap": pred_gap(ctx.losses["pred_train"], ref["pred_train"]),
+            "pred_gap_test": pred_gap(ctx.losses["pred_test"], ref["pred_test"])}
+
+
+def _measure_gap(ctx: RowContext) -> dict:
+    if ctx.reference is None:
+        return {}
+    mc = ctx.settings
+    gd_pts = ctx.reference["support"][: mc.max_support]
+    gd_w = np.full(len(gd_pts), 1.0 / len(gd_pts))
+    solver = {"threshold": mc.sinkhorn_threshold, "max_iterations": mc.sinkhorn_max_iterations}
+    grid, large = ctx.kind == "grid", len(ctx.weights) > mc.max_grid_support
+    if grid and large and getattr(ctx.geom, "is_box", False):
+        # a large Cartesian box: exact, its self-term on OTT's separable Grid
+        gap, dropped = grid_sinkhorn_divergence(ctx.geom, ctx.weights, gd_pts, gd_w,
+                                                mc.sinkhorn_eps, **solver)
+        return {"measure_gap": gap, "measure_gap_grid_tv": dropped}
+    if grid:
+        pts, w, dropped = compress_measure(ctx.points, ctx.weights, mc.max_grid_support)
+    else:  # uniform particles: the first max_support are an iid subsample
+        pts, dropped = ctx.points[: mc.max_support], None
+        w = np.full(len(pts), 1.0 / len(pts))
+    gap = sinkhorn_divergence(pts, w, gd_pts, gd_w, mc.sinkhorn_eps, ctx.cost, **solver)
+    return {"measure_gap": gap, "measure_gap_grid_tv": dropped}
+
+
+#: JKO mass fraction on the grid boundary above which a run warns (box too small)
+EDGE_MASS_WARN = 0.01
+
+
+def _edge_mass(ctx: RowContext) -> dict:
+    if ctx.kind != "grid" or ctx.reference is None:
+        return {}
+    w = np.asarray(ctx.weights)
+    edge = float(w[ctx.geom.boundary_mask()].sum() / w.sum())
+    if edge > EDGE_MASS_WARN:
+        warnings.warn(f"{edge:.1%} of the {ctx.method} mass sits on the grid's boundary at "
+                      f"t = {ctx.t:g}: the box clips the dynamics; widen jko.grid.ranges "
+                      "(or beta_range)", RuntimeWarning, stacklevel=2)
+    return {"edge_mass": edge}
+
+
+def _f_star(ctx: RowContext) -> dict:
+    return {"F_star": ctx.F_star, "loss_minus_F_star": ctx.losses["loss"] - ctx.F_star}
+
+
+#: the metrics of every row, in column order
+ROW_METRICS: tuple[RowMetric, ...] = (
+    RowMetric(("loss", "data_loss", "test_loss"), _losses,
+              "F, its data part and the test loss", shown=("loss", "test_loss")),
+    RowMetric(("loss_gap", "pred_gap", "pred_gap_test"), _gaps,
+              "|F − F_GD| and the L2 predictor gaps to GD (train, test)",
+              shown=("loss_gap", "pred_gap", "pred_gap_test")),
+    RowMetric(("measure_gap", "measure_gap_grid_tv"), _measure_gap,
+              "debiased Sinkhorn divergence to GD's particles, and the grid mass it moved",
+              shown=("measure_gap",)),
+    RowMetric(("edge_mass",), _edge_mass, "grid mass on the box's boundary"),
+    RowMetric(("F_star", "loss_minus_F_star"), _f_star, "the optimum F* and F − F*",
+              shown=("loss_minus_F_star",)),
+)
+
+#: the columns of metrics.csv after ``method`` and ``t``
+COLUMNS: tuple[str, ...] = tuple(c for m in ROW_METRICS for c in m.columns)
+
+
+def row_metrics(ctx: RowContext) -> dict:
+    """All columns of one row of metrics.csv (method, t and every :data:`ROW_METRICS`)."""
+    row = {"method": ctx.method, "t": ctx.t}
+    for metric in ROW_METRICS:
+        row.update(metric.compute(ctx))
+    return row

@@ -32,6 +32,8 @@ from mfjko.parametrizations import Parametrization, relu
 Array = jax.Array
 
 __all__ = [
+    "fit_loss",
+    "loss_from_features",
     "predict",
     "objective",
     "data_loss",
@@ -47,6 +49,25 @@ __all__ = [
 ]
 
 
+def fit_loss(f: Array, y: Array) -> Array:
+    """(1/(2n)) ‖f − y‖² for predictions f (n,) and targets y (n,): the data part of F."""
+    r = f - y
+    return 0.5 * jnp.mean(r * r)
+
+
+def loss_from_features(phi: Array, weights: Array, y: Array, v: Array, lam) -> Array:
+    """F = (1/(2n)) ‖Φp − y‖² + (λ/2) vᵀp: the one formula of F every method uses.
+
+    Args:
+      phi: (n, K) features Φ[j, k] = m(θ_k; x_j).  weights: (K,) masses p.
+      y: (n,) targets.  v: (K,) potentials V(θ_k).  lam: weight decay λ.
+
+    Returns:
+      The scalar F.
+    """
+    return fit_loss(phi @ weights, y) + 0.5 * lam * jnp.dot(weights, v)
+
+
 def predict(param: Parametrization, thetas: Array, weights: Array, X: Array) -> Array:
     """f_μ(x_j) = Σ_k p_k m(θ_k; x_j), shape (n,)."""
     return param.features(thetas, X) @ weights
@@ -59,15 +80,13 @@ def residual(param, thetas, weights, X, y) -> Array:
 
 def data_loss(param, thetas, weights, X, y) -> Array:
     """(1/(2n)) ‖f_μ(X) − y‖² (the data part of F; also the test loss on test data)."""
-    r = residual(param, thetas, weights, X, y)
-    return 0.5 * jnp.mean(r * r)
+    return fit_loss(predict(param, thetas, weights, X), y)
 
 
 def objective(param, thetas, weights, X, y, lam) -> Array:
     """F(μ) of MATH.md for μ = Σ_k p_k δ_{θ_k}."""
-    return data_loss(param, thetas, weights, X, y) + 0.5 * lam * jnp.dot(
-        weights, param.potentials(thetas)
-    )
+    return loss_from_features(param.features(thetas, X), weights, y, param.potentials(thetas),
+                              lam)
 
 
 def first_variation(param, thetas, weights, X, y, lam, at: Array) -> Array:

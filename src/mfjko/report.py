@@ -26,13 +26,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from mfjko import methods as _methods  # noqa: E402
+from mfjko import metrics as _metrics  # noqa: E402
+from mfjko import parametrizations as _params  # noqa: E402
 from mfjko.io import RunStore, read_metrics  # noqa: E402
 
 __all__ = ["render", "compare", "summary_sentences", "FIGURES"]
 
-COLORS = {"gd": "black", "flow": "tab:gray", "implicit": "tab:blue", "frobenius": "tab:cyan",
-          "langevin": "tab:orange", "w2": "tab:purple", "sliced": "tab:pink", "jko": "tab:red"}
-STYLES = {"flow": "--", "implicit": ":", "langevin": "-."}
+#: colour and line style of each method (from the registry, mfjko.methods)
+COLORS = {m.name: m.color for m in _methods.REGISTRY.values()}
+STYLES = {m.name: m.linestyle for m in _methods.REGISTRY.values()}
 #: figure files a report may contain (name → caption); absent ones do not apply to the run
 FIGURES = {
     "loss.png": "F(t) of every method (log scale)",
@@ -147,23 +150,8 @@ def _predictor_figure(store: RunStore, methods: list[str], figdir: Path, made: l
 
 
 def _project(param: str, pts: np.ndarray, w: np.ndarray):
-    """2-D view (x, y, signed weight, labels) of a measure on Θ (module docstring)."""
-    if param == "neuron":
-        return pts[:, 0], pts[:, -1], w, ("w_1", "α")
-    if param == "sphere":
-        if pts.shape[1] == 3:
-            return np.arctan2(pts[:, 1], pts[:, 0]), pts[:, -1], w, ("angle of s", "β")
-        return pts[:, 0], pts[:, -1], w, ("s_1", "β")
-    D = pts.shape[1]
-    if param == "signed":
-        wpos, sign = pts[:, :-1], np.sign(pts[:, -1])
-    else:  # pm: (u, v); a grid point lives in one block, a particle's net is u − v
-        u, v = pts[:, : D // 2], pts[:, D // 2:]
-        nu, nv = np.linalg.norm(u, axis=1), np.linalg.norm(v, axis=1)
-        wpos = np.where((nu >= nv)[:, None], u, v)
-        sign = np.where(nu >= nv, 1.0, -1.0)
-    second = wpos[:, 1] if wpos.shape[1] > 1 else np.zeros(len(wpos))
-    return wpos[:, 0], second, w * sign, ("w_1", "w_2")
+    """2-D view (x, y, signed weight, labels) of a measure on Θ (the parametrization's)."""
+    return _params.get(param).view2d(np.asarray(pts), np.asarray(w))
 
 
 def _edges(v: np.ndarray, max_bins: int = 60) -> np.ndarray:
@@ -288,8 +276,7 @@ def _metrics_table(rows: list[dict], max_times: int = 11) -> str:
         keep = {times[i] for i in _record_indices(len(times), max_times)}
     else:
         keep = set(times)
-    cols = ("method", "t", "loss", "test_loss", "loss_gap", "pred_gap", "pred_gap_test",
-            "measure_gap", "loss_minus_F_star")
+    cols = ("method", "t", *(c for m in _metrics.ROW_METRICS for c in m.shown))
     head = "".join(f"<th>{c}</th>" for c in cols)
     body = []
     for r in rows:

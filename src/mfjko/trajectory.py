@@ -56,3 +56,17 @@ class Trajectory:
 
     def final(self) -> tuple[np.ndarray, np.ndarray]:
         return self.measure(len(self.t) - 1)
+
+    @staticmethod
+    def concatenate(pieces: list[Trajectory]) -> Trajectory:
+        """Consecutive trajectories of one method (each after the first starting where the
+        previous ended, without its initial record) as one."""
+        first = pieces[0]
+        cat = lambda xs: np.concatenate(xs, axis=0)
+        grid = first.weights.ndim == 2
+        return Trajectory(
+            method=first.method, param=first.param, t=cat([p.t for p in pieces]),
+            support=first.support if grid else cat([p.support for p in pieces]),
+            weights=cat([p.weights for p in pieces]) if grid else first.weights,
+            diagnostics={k: cat([p.diagnostics[k] for p in pieces]) for k in first.diagnostics},
+            meta={**first.meta, **pieces[-1].meta})

@@ -39,7 +39,7 @@ from mfjko.jko.prox import kl_prox_newton
 
 Array = jax.Array
 
-__all__ = ["SinkhornResult", "generalized_sinkhorn"]
+__all__ = ["SinkhornResult", "StepData", "SinkhornControls", "generalized_sinkhorn"]
 
 
 class SinkhornResult(NamedTuple):
@@ -95,37 +95,57 @@ def _anderson_mix(hist_x, hist_t, hist_len, reg):
     return hist_t[0] + gamma @ dT
 
 
-def generalized_sinkhorn(
-    apply_lse,
-    log_q,
-    q,
-    phi,
-    y,
-    shift,
-    tau,
-    eps,
-    g0,
-    *,
-    tol,
-    max_iter,
-    newton_tol,
-    newton_max_iter,
-    eps_start,
-    eps_factor,
-    stage_tol,
-    anderson_depth,
-    anderson_reg=1e-10,
-):
+class StepData(NamedTuple):
+    """The data of one JKO step: previous weights and the grid objective's pieces.
+
+    q: (N,) previous weights.  log_q: (N,) their log (−inf where q = 0).
+    phi: (n, N) features Φ.  y: (n,) targets.  shift: (N,) λV/2.
+    """
+
+    q: Array
+    log_q: Array
+    phi: Array
+    y: Array
+    shift: Array
+
+
+class SinkhornControls(NamedTuple):
+    """Traced solver controls (changing them does not recompile).
+
+    tol: stop at ‖b ⊙ Kᵀa − q‖₁ ≤ tol.  max_iter: iteration cap (all ε stages).
+    newton_tol, newton_max_iter: the KL-prox Newton's tolerance and cap.
+    eps_start, eps_factor: ε-scaling schedule ε_i = max(ε, ε_start·factor^i)
+    (eps_start = ε: no scaling); stage_tol: where an intermediate stage ends.
+    """
+
+    tol: Array
+    max_iter: Array
+    newton_tol: Array
+    newton_max_iter: Array
+    eps_start: Array
+    eps_factor: Array
+    stage_tol: Array
+
+
+def generalized_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: SinkhornControls,
+                         anderson_depth: int, anderson_reg: float = 1e-10) -> SinkhornResult:
     r"""Run the generalized Sinkhorn fixed point on g (module docstring). Pure, jittable.
 
     Args:
       apply_lse: ``(u, eps) -> LSE`` of the geometry.
-      log_q, q: (N,) previous weights and their log.  phi: (n, N).  y: (n,).
-      shift: (N,) λv/2.  tau: JKO step τ.  eps: target ε.  g0: (n,) warm start.
-      eps_start, eps_factor: ε-scaling schedule ε_i = max(ε, ε_start·factor^i); pass
-        eps_start = eps for no scaling. Intermediate stages stop at ``stage_tol``.
-      anderson_depth: m ≥ 2 for Anderson(m−1), 0 or 1 for plain iterations.
+      data: the step's :class:`StepData`.  tau: JKO step τ (mean-field time).
+      eps: target ε.  g0: (n,) warm start of the KL-prox dual.
+      controls: :class:`SinkhornControls`.
+      anderson_depth: m ≥ 2 for Anderson(m−1), 0 or 1 for plain iterations (static).
+      anderson_reg: Tikhonov regularization of the Anderson least-squares problem.
+
+    Returns:
+      A :class:`SinkhornResult`.
     """
+    log_q, q, phi, y, shift = data.log_q, data.q, data.phi, data.y, data.shift
+    tol, max_iter = controls.tol, controls.max_iter
+    newton_tol, newton_max_iter = controls.newton_tol, controls.newton_max_iter
+    eps_start, eps_factor, stage_tol = controls.eps_start, controls.eps_factor, controls.stage_tol
     n = phi.shape[0]
     m = max(int(anderson_depth), 1)
     dtype = log_q.dtype

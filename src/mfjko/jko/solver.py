@@ -10,13 +10,14 @@ Public API:
 - :class:`JKOSolverOptions` — tolerances, caps, ε-scaling and Anderson settings;
 - :class:`JKOState` — the warm-start state (KL-prox dual g (n,), plus the log-potentials
   f = ε log a and h = ε log b (N,) of the last plan, for inspection);
-- :func:`jko_step` — one step, returns (p, state, diagnostics);
-- :func:`run_jko` — k = T/τ steps from p0, returns a :class:`~mfjko.trajectory.Trajectory`.
+- :func:`solve_step` — one step on a :class:`~mfjko.problem.GridProblem`;
+- :func:`jko_step` — the same on plain arrays (the stable functional API);
+- :func:`run_jko` — k = T/τ steps from p0 (the JKO stepper driven by
+  :func:`mfjko.driver.drive`), returns a :class:`~mfjko.trajectory.Trajectory`.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -27,7 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from mfjko.jko.dense import ConvergenceError, check_step_data
-from mfjko.jko.sinkhorn import generalized_sinkhorn
+from mfjko.jko.sinkhorn import SinkhornControls, StepData, generalized_sinkhorn
+from mfjko.objective import loss_from_features
+from mfjko.problem import GridProblem
 from mfjko.trajectory import Trajectory
 
 Array = jax.Array
@@ -36,6 +39,7 @@ __all__ = [
     "JKOSolverOptions",
     "JKOState",
     "JKODiagnostics",
+    "solve_step",
     "jko_step",
     "run_jko",
     "grid_objective",
@@ -126,62 +130,40 @@ class JKODiagnostics(eqx.Module):
 
 
 def grid_objective(p, phi, y, v, lam):
-    """F(p) = (1/(2n))‖Φp − y‖² + (λ/2) vᵀp."""
-    r = phi @ p - y
-    return 0.5 * jnp.mean(r * r) + 0.5 * lam * jnp.dot(v, p)
+    """F(p) = (1/(2n))‖Φp − y‖² + (λ/2) vᵀp (:func:`mfjko.objective.loss_from_features`)."""
+    return loss_from_features(phi, p, y, v, lam)
 
 
-def _numeric(options: JKOSolverOptions) -> dict:
+def _controls(options: JKOSolverOptions, eps) -> SinkhornControls:
     """The options that may be traced (changing them does not recompile)."""
     factor = 1.0 if options.eps_scaling is None else options.eps_scaling
     ratio = 1.0 if options.eps_scaling is None else options.eps_start_ratio
-    return {
-        "tol": jnp.asarray(options.tol),
-        "max_iter": jnp.asarray(options.max_iter),
-        "newton_tol": jnp.asarray(options.newton_tol),
-        "newton_max_iter": jnp.asarray(options.newton_max_iter),
-        "eps_factor": jnp.asarray(factor),
-        "eps_start_ratio": jnp.asarray(ratio),
-        "stage_tol": jnp.asarray(options.stage_tol),
-    }
+    return SinkhornControls(
+        tol=jnp.asarray(options.tol),
+        max_iter=jnp.asarray(options.max_iter),
+        newton_tol=jnp.asarray(options.newton_tol),
+        newton_max_iter=jnp.asarray(options.newton_max_iter),
+        eps_start=eps * jnp.asarray(ratio),
+        eps_factor=jnp.asarray(factor),
+        stage_tol=jnp.asarray(options.stage_tol),
+    )
 
 
 @eqx.filter_jit
-def _solve(geom, q, phi, y, v, lam, tau, eps, g0, numeric, eps_scaling: bool, depth: int):
+def _solve(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int):
     dtype = jnp.float64
     q = jnp.asarray(q, dtype)
     log_q = jnp.where(q > 0, jnp.log(jnp.where(q > 0, q, 1.0)), -jnp.inf)
-    shift = 0.5 * lam * v
+    geom = grid.geom
     if not eps_scaling:
         # ε is fixed: build the kernel operator (e.g. the factor kernels) once, outside
         # the Sinkhorn while_loop.
-        if hasattr(geom, "lse_operator"):
-            op = geom.lse_operator(eps)
-            apply_lse = lambda u, e: op(u)
-        else:
-            apply_lse = geom.apply_lse
+        op = geom.lse_operator(eps)
+        apply_lse = lambda u, e: op(u)
     else:
         apply_lse = geom.apply_lse  # ε changes along the schedule
-    tol = numeric["tol"]
-    res = generalized_sinkhorn(
-        apply_lse,
-        log_q,
-        q,
-        phi,
-        y,
-        shift,
-        tau,
-        eps,
-        g0,
-        tol=tol,
-        max_iter=numeric["max_iter"],
-        newton_tol=numeric["newton_tol"],
-        newton_max_iter=numeric["newton_max_iter"],
-        eps_start=eps * numeric["eps_start_ratio"],
-        eps_factor=numeric["eps_factor"],
-        stage_tol=numeric["stage_tol"],
-        anderson_depth=depth,
-    )
+    data = StepData(q=q, log_q=log_q, phi=grid.phi, y=grid.y, shift=0.5 * grid.lam * grid.v)
+    res = generalized_sinkhorn(apply_lse, data, tau, eps, g0, controls, depth)
     p_raw = jnp.exp(res.log_p)
     mass = jnp.sum(p_raw)
     q_mass = jnp.sum(q)
@@ -191,9 +173,9 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, numeric, eps_scaling: bool, de
     # W_ε of the returned plan π = diag(a)K diag(b): since C_kl + ε log π_kl = f_k + h_l,
     # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, h⟩ − ε Σπ.
     w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, h) - eps * mass
-    F = grid_objective(p, phi, y, v, lam)
+    F = grid.objective(p)
     finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
-    converged = finite & (res.marginal_error <= tol) & (res.final_eps <= eps)
+    converged = finite & (res.marginal_error <= controls.tol) & (res.final_eps <= eps)
     diag = JKODiagnostics(
         sinkhorn_iterations=res.iterations,
         marginal_error=res.marginal_error,
@@ -208,38 +190,17 @@ def _solve(geom, q, phi, y, v, lam, tau, eps, g0, numeric, eps_scaling: bool, de
     return p, JKOState(g=res.g, f=f, h=h), diag
 
 
-def _check_step_inputs(geom, q, phi, y, v, lam, tau, eps):
-    N = geom.points.shape[0]
-    if q.shape != (N,):
-        raise ValueError(f"q must have shape (N,) = ({N},) of the geometry, got {q.shape}")
-    check_step_data(q, phi, y, v, lam, tau, eps)
-
-
-def jko_step(
-    geom,
-    q,
-    phi,
-    y,
-    v,
-    lam: float,
-    tau: float,
-    eps: float,
-    state: JKOState | None = None,
-    options: JKOSolverOptions | None = None,
-) -> tuple[Array, JKOState, JKODiagnostics]:
-    r"""One entropic JKO step p = argmin_{p ∈ simplex} W_ε(p, q) + 2τF(p) on ``geom``.
+def solve_step(grid: GridProblem, q, tau: float, eps: float, state: JKOState | None = None,
+               options: JKOSolverOptions | None = None
+               ) -> tuple[Array, JKOState, JKODiagnostics]:
+    r"""One entropic JKO step p = argmin_{p ∈ simplex} W_ε(p, q) + 2τF(p) on a grid problem.
 
     Args:
-      geom: a geometry (``points`` (N, D), ``apply_lse(u, eps)``).
-      q: (N,) previous weights (nonnegative).
-      phi: (n, N) features Φ[j, k] = m(θ_k; x_j).  y: (n,) targets.
-      v: (N,) weight-decay potential V(θ_k).  lam: λ ≥ 0.
+      grid: the :class:`~mfjko.problem.GridProblem` (geometry, Φ, y, V, λ).
+      q: (N,) previous weights (nonnegative, not checked here: see :func:`jko_step`).
       tau: JKO step (mean-field time).  eps: entropic ε (units of the cost, θ-distance²).
       state: warm start from the previous step (None: cold start, g = 0).
       options: :class:`JKOSolverOptions`.
-
-    q need not sum to 1 (``signed`` grids carry mass E|α|): p has the mass of q, since
-    the transport constraint πᵀ1 = q fixes Σp = Σq.
 
     Returns:
       (p (N,) with Σp = Σq, new :class:`JKOState`, :class:`JKODiagnostics`). If the
@@ -247,19 +208,15 @@ def jko_step(
       :class:`ConvergenceError` (on_failure="raise") or warns and sets converged=False.
     """
     options = JKOSolverOptions() if options is None else options
-    q = jnp.asarray(q, jnp.float64)
-    phi = jnp.asarray(phi, jnp.float64)
-    y = jnp.asarray(y, jnp.float64)
-    v = jnp.asarray(v, jnp.float64)
-    lam, tau, eps = float(lam), float(tau), float(eps)
-    _check_step_inputs(geom, q, phi, y, v, lam, tau, eps)
-    g0 = jnp.zeros(phi.shape[0]) if state is None else jnp.asarray(state.g, jnp.float64)
-    if g0.shape != (phi.shape[0],):
-        raise ValueError(f"state.g has shape {g0.shape}, expected ({phi.shape[0]},)")
-    # Scalars travel as arrays so that new (λ, τ, ε) values do not trigger recompilation.
-    scalars = (jnp.asarray(lam), jnp.asarray(tau), jnp.asarray(eps))
-    p, new_state, diag = _solve(geom, q, phi, y, v, *scalars, g0, _numeric(options),
-                                options.eps_scaling is not None, options.anderson_depth)
+    n = grid.phi.shape[0]
+    g0 = jnp.zeros(n) if state is None else jnp.asarray(state.g, jnp.float64)
+    if g0.shape != (n,):
+        raise ValueError(f"state.g has shape {g0.shape}, expected ({n},)")
+    # Scalars travel as arrays so that new (τ, ε) values do not trigger recompilation.
+    tau, eps = jnp.asarray(float(tau)), jnp.asarray(float(eps))
+    p, new_state, diag = _solve(grid, jnp.asarray(q, jnp.float64), tau, eps, g0,
+                                _controls(options, eps), options.eps_scaling is not None,
+                                options.anderson_depth)
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (
@@ -274,23 +231,42 @@ def jko_step(
     return p, new_state, diag
 
 
-def run_jko(
-    geom,
-    param,
-    p0,
-    X,
-    y,
-    lam: float,
-    tau: float,
-    eps: float,
-    T: float,
-    record_every: int = 1,
-    options: JKOSolverOptions | None = None,
-    callback: Callable | None = None,
-    state: JKOState | None = None,
-    t0: float = 0.0,
-) -> Trajectory:
-    r"""Entropic JKO from p0 for mean-field time T in K = T/τ steps.
+def check_grid_inputs(grid: GridProblem, q, tau, eps) -> None:
+    """ValueError naming the input when q, Φ, y, V, λ, τ or ε are malformed."""
+    N = grid.geom.points.shape[0]
+    q = jnp.asarray(q, jnp.float64)
+    if q.shape != (N,):
+        raise ValueError(f"q must have shape (N,) = ({N},) of the geometry, got {q.shape}")
+    check_step_data(q, grid.phi, grid.y, grid.v, float(grid.lam), float(tau), float(eps))
+
+
+def jko_step(geom, q, phi, y, v, lam: float, tau: float, eps: float,
+             state: JKOState | None = None, options: JKOSolverOptions | None = None
+             ) -> tuple[Array, JKOState, JKODiagnostics]:
+    r"""One entropic JKO step on plain arrays (stable functional API; :func:`solve_step`).
+
+    Args:
+      geom: a geometry (``points`` (N, D), ``apply_lse(u, eps)``).
+      q: (N,) previous weights (nonnegative; need not sum to 1: ``signed`` grids carry
+        mass E|α|, and p keeps the mass of q since πᵀ1 = q fixes Σp = Σq).
+      phi: (n, N) features Φ[j, k] = m(θ_k; x_j).  y: (n,) targets.
+      v: (N,) weight-decay potential V(θ_k).  lam: λ ≥ 0.
+      tau: JKO step (mean-field time).  eps: entropic ε.
+      state: warm start (None: cold start).  options: :class:`JKOSolverOptions`.
+
+    Returns:
+      (p, new :class:`JKOState`, :class:`JKODiagnostics`) as :func:`solve_step`.
+    """
+    grid = GridProblem.from_arrays(geom, phi, y, v, float(lam))
+    check_grid_inputs(grid, q, tau, eps)
+    return solve_step(grid, q, tau, eps, state, options)
+
+
+def run_jko(geom, param, p0, X, y, lam: float, tau: float, eps: float, T: float,
+            record_every: int = 1, options: JKOSolverOptions | None = None,
+            callback: Callable | None = None, state: JKOState | None = None,
+            t0: float = 0.0) -> Trajectory:
+    r"""Entropic JKO from p0 for mean-field time T in K = T/τ steps (stable functional API).
 
     Args:
       geom: geometry (support ``geom.points`` (N, D)).  param: a Parametrization or its name.
@@ -307,45 +283,20 @@ def run_jko(
       (NaN at the initial frame, which no step produced); meta["state"] is the final
       :class:`JKOState` for resuming.
     """
-    from mfjko import parametrizations
+    from mfjko.driver import drive
+    from mfjko.methods.jko import EntropicJKO, JKOStepperState
+    from mfjko.problem import MeanFieldProblem
 
-    options = JKOSolverOptions() if options is None else options
-    param = parametrizations.get(param)
-    if not (math.isfinite(T) and T >= 0):
-        raise ValueError(f"T must be a finite time ≥ 0, got {T}")
-    if not (tau > 0):
-        raise ValueError(f"tau must be positive, got {tau}")
-    n_steps = round(T / tau)
-    if abs(n_steps * tau - T) > 1e-9 * max(1.0, T):
-        raise ValueError(f"T = {T} is not a multiple of tau = {tau} (T/tau = {T / tau})")
-    if record_every < 1:
-        raise ValueError(f"record_every must be ≥ 1, got {record_every}")
-    X = jnp.asarray(X, jnp.float64)
-    y = jnp.asarray(y, jnp.float64)
-    # grid points live in Θ of ``param`` (mfjko.grids), so Φ and V are evaluated there
-    phi, v = param.features(geom.points, X), param.potentials(geom.points)
-    p = jnp.asarray(p0, jnp.float64)
-
-    names = [f.name for f in fields(JKODiagnostics)]
-    times, frames = [t0], [np.asarray(p)]
-    records: dict[str, list] = {k: [np.nan] for k in names}
-    for k in range(1, n_steps + 1):
-        p, state, diag = jko_step(geom, p, phi, y, v, lam, tau, eps, state, options)
-        t = t0 + k * tau
-        d = diag.as_dict()
-        if callback is not None:
-            callback(k, t, p, d)
-        if k % record_every == 0 or k == n_steps:
-            times.append(t)
-            frames.append(np.asarray(p))
-            for key in names:
-                records[key].append(d[key])
-    return Trajectory(
-        method="jko",
-        param=param.name,
-        t=np.asarray(times),
-        support=np.asarray(geom.points),
-        weights=np.stack(frames),
-        diagnostics={k: np.asarray(v_, dtype=float) for k, v_ in records.items()},
-        meta={"lam": lam, "tau": tau, "eps": eps, "state": state, "options": options},
-    )
+    problem = MeanFieldProblem.create(param, X, y, lam)
+    grid = GridProblem.create(problem, geom)
+    stepper = EntropicJKO(tau=tau, eps=eps, options=options or JKOSolverOptions(),
+                          on_step=callback)
+    start = stepper.init(grid, p0)
+    if state is not None:
+        start = JKOStepperState(grid, start.p, state, int(round(t0 / tau)))
+    traj = drive(stepper, grid, T=T, record_every=record_every, t0=t0, state=start)
+    final = traj.meta["state"]
+    return Trajectory(method=traj.method, param=traj.param, t=traj.t, support=traj.support,
+                      weights=traj.weights, diagnostics=traj.diagnostics,
+                      meta={"lam": float(lam), "tau": tau, "eps": eps, "state": final.solver,
+                            "options": stepper.options})

@@ -1,0 +1,144 @@
+r"""The stepper interface every method implements (in the spirit of diffrax's solvers).
+
+A stepper is an immutable settings object. ``init(problem, initial)`` returns a state
+(the problem included, so ``advance`` needs nothing else); ``advance(state, n_steps)``
+makes n steps of length ``step_size`` on the mean-field time axis and returns the new
+state and its :class:`Diagnostics`. ``measure(state)`` is the weighted point set, and
+``save``/``restore`` turn a state into arrays and back (checkpoints). The loop, the
+records, the trajectory and resume belong to :func:`mfjko.driver.drive`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["Diagnostics", "Stepper", "ParticleState", "MethodInfo", "check_positive",
+           "check_int", "merge_steps"]
+
+
+@dataclass
+class Diagnostics:
+    """What one ``advance`` call reports.
+
+    Attributes:
+      interval: figures summarizing the interval (recorded with the state at its end).
+      steps: per-step figures, each an array (n_steps,) (empty when the method has none).
+    """
+
+    interval: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParticleState:
+    """State of a particle method: the problem, particles θ (m, D) and the global step
+    count k (steps since t = 0; keys Langevin's and sliced W₂'s random draws)."""
+
+    problem: Any
+    theta: Any
+    k: int = 0
+
+
+@dataclass(frozen=True)
+class Stepper:
+    """Base class of the methods (module docstring). Subclasses set ``name``, ``kind``
+    ("particles" or "grid"), ``diagnostics`` (name → value at the initial record) and
+    implement :meth:`init` and :meth:`advance`."""
+
+    name: ClassVar[str] = "base"
+    kind: ClassVar[str] = "particles"
+    #: interval diagnostics and their value at the initial record (no step made yet)
+    diagnostics: ClassVar[dict[str, float]] = {}
+
+    @property
+    def step_size(self) -> float:
+        """Mean-field time advanced by one step."""
+        return float(self.h)
+
+    def init(self, problem, initial) -> ParticleState:
+        """Particles: validated θ (m, D) of the problem's Θ."""
+        return ParticleState(problem, problem.check_particles(initial), 0)
+
+    def advance(self, state, n_steps: int) -> tuple[Any, Diagnostics]:
+        raise NotImplementedError
+
+    def record_diagnostics(self, state) -> dict[str, float]:
+        """Figures of a state recorded at every record, the initial one included."""
+        return {}
+
+    def measure(self, state) -> tuple[np.ndarray, np.ndarray]:
+        """(support (K, D), weights (K,)) of the state's measure (uniform particles)."""
+        theta = np.asarray(state.theta)
+        return theta, np.full(theta.shape[0], 1.0 / theta.shape[0])
+
+    def save(self, state) -> dict[str, np.ndarray]:
+        """The state's arrays for a checkpoint (the problem is rebuilt from the config)."""
+        return {f.name: np.asarray(getattr(state, f.name)) for f in dataclasses.fields(state)
+                if f.name != "problem"}
+
+    def restore(self, problem, arrays: dict) -> Any:
+        """Inverse of :meth:`save`."""
+        return ParticleState(problem, np.asarray(arrays["theta"]), int(arrays.get("k", 0)))
+
+    def meta(self) -> dict:
+        """Settings recorded in a trajectory's meta."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.repr and not callable(getattr(self, f.name))}
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registry entry (:data:`mfjko.methods.REGISTRY`): everything the runner, the config
+    schema and the report need to know about a method.
+
+    Attributes:
+      name: the method's key in configs and results.  stepper: its Stepper class.
+      config: the pydantic model of ``methods.<name>`` (None: not runnable from configs).
+      build: ``build(config_section, setup) -> Stepper`` (setup: the run's
+        :class:`mfjko.runner.setup.Setup`).
+      color, linestyle: matplotlib style in figures.  summary: one line for docs.
+    """
+
+    name: str
+    stepper: type
+    config: type | None
+    build: Callable | None
+    color: str
+    linestyle: str = "-"
+    summary: str = ""
+
+    @property
+    def kind(self) -> str:
+        """"particles" or "grid"."""
+        return self.stepper.kind
+
+
+def check_positive(value, name: str) -> float:
+    """float(value) if finite and > 0, else ValueError naming it."""
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value}")
+    return value
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """int(value) if it is an integer ≥ minimum, else ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral | float) or (
+        int(value) != value or value < minimum
+    ):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def merge_steps(reports: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    """Per-step dicts of scalars → dict of arrays (n_steps,)."""
+    if not reports:
+        return {}
+    return {k: np.asarray([r[k] for r in reports], dtype=np.float64) for k in reports[0]}

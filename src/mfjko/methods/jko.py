@@ -1,0 +1,208 @@
+r"""Entropic JKO on a fixed grid (MATH.md "Entropic JKO"; Peyré 2015) as a stepper.
+
+p_{k+1} = argmin_{p ∈ simplex} W_ε(p, p_k) + 2τF(p), one step advancing t by τ, solved by
+:func:`mfjko.jko.solve_step` (log-domain generalized Sinkhorn, Anderson acceleration,
+warm-started from the previous step's KL-prox dual). The config section ``methods.jko``
+is τ, ε, the grid and every field of :class:`~mfjko.jko.JKOSolverOptions` (generated
+from it, so a new solver option is one edit there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from mfjko.jko.solver import (
+    JKODiagnostics,
+    JKOSolverOptions,
+    JKOState,
+    check_grid_inputs,
+    solve_step,
+)
+from mfjko.methods.base import Diagnostics, MethodInfo, Stepper, check_positive, merge_steps
+from mfjko.problem import GridProblem
+
+__all__ = ["EntropicJKO", "JKOStepperState", "JKOConfig", "METHOD"]
+
+_NAMES = [f.name for f in dataclasses.fields(JKODiagnostics)]
+
+
+@dataclass(frozen=True)
+class JKOStepperState:
+    """State of a JKO run: the grid problem, weights p (N,), the solver's warm-start
+    :class:`~mfjko.jko.JKOState` (None before the first step) and the step count k."""
+
+    problem: GridProblem
+    p: object
+    solver: JKOState | None = None
+    k: int = 0
+
+
+@dataclass(frozen=True)
+class EntropicJKO(Stepper):
+    """Entropic JKO steps of length τ on the grid of a :class:`~mfjko.problem.GridProblem`.
+
+    Attributes:
+      tau: JKO step (mean-field time).  eps: entropic ε (θ-distance² units); entropy acts
+        as diffusion D = ε/(4τ).  options: the solver's :class:`~mfjko.jko.JKOSolverOptions`.
+      on_step: optional ``on_step(k, t, p, diag_dict)`` after every step (k counted from
+        t = 0).
+
+    Interval diagnostics: the last step's :class:`~mfjko.jko.JKODiagnostics` (NaN at the
+    initial record); per-step diagnostics: all of them for every step.
+    """
+
+    name = "jko"
+    kind = "grid"
+    diagnostics = {k: float("nan") for k in _NAMES}
+    tau: float = 0.05
+    eps: float = 0.01
+    options: JKOSolverOptions = field(default_factory=JKOSolverOptions)
+    on_step: Callable | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        check_positive(self.tau, "tau")
+        check_positive(self.eps, "eps")
+
+    @property
+    def step_size(self) -> float:
+        return float(self.tau)
+
+    @property
+    def diffusion(self) -> float:
+        """D = ε/(4τ), the diffusion the entropy adds (MATH.md)."""
+        return self.eps / (4.0 * self.tau)
+
+    def init(self, problem: GridProblem, initial) -> JKOStepperState:
+        p = jnp.asarray(initial, jnp.float64)
+        check_grid_inputs(problem, p, self.tau, self.eps)
+        return JKOStepperState(problem, p, None, 0)
+
+    def advance(self, state: JKOStepperState, n_steps: int):
+        p, solver, reports = state.p, state.solver, []
+        for i in range(n_steps):
+            p, solver, diag = solve_step(state.problem, p, self.tau, self.eps, solver,
+                                         self.options)
+            reports.append(diag.as_dict())
+            if self.on_step is not None:
+                k = state.k + i + 1
+                self.on_step(k, k * self.tau, p, reports[-1])
+        steps = merge_steps(reports)
+        interval = {k: float(v[-1]) for k, v in steps.items()}
+        return JKOStepperState(state.problem, p, solver, state.k + n_steps), \
+            Diagnostics(interval, steps)
+
+    def measure(self, state: JKOStepperState):
+        return np.asarray(state.problem.geom.points), np.asarray(state.p)
+
+    def save(self, state: JKOStepperState) -> dict[str, np.ndarray]:
+        out = {"p": np.asarray(state.p), "k": np.asarray(state.k)}
+        if state.solver is not None:
+            out.update(g=np.asarray(state.solver.g), f=np.asarray(state.solver.f),
+                       h=np.asarray(state.solver.h))
+        return out
+
+    def restore(self, problem: GridProblem, arrays: dict) -> JKOStepperState:
+        solver = None
+        if "g" in arrays:
+            solver = JKOState(g=jnp.asarray(arrays["g"]), f=jnp.asarray(arrays["f"]),
+                              h=jnp.asarray(arrays["h"]))
+        return JKOStepperState(problem, jnp.asarray(arrays["p"]), solver,
+                               int(arrays.get("k", 0)))
+
+    def meta(self) -> dict:
+        return {"tau": self.tau, "eps": self.eps, "diffusion": self.diffusion}
+
+
+class GridSpec(BaseModel):
+    r"""Support of the JKO grid measure, in Θ of the parametrization
+    (:meth:`mfjko.parametrizations.Parametrization.build_grid`).
+
+    - ``cartesian`` (neuron): box ``ranges`` [[lo, hi], ...] × ``sizes`` over all D = d + 1
+      coordinates (w_1..w_d, α);
+    - ``signed`` / ``pm``: box over w (d coordinates), two components (positive/negative);
+    - ``sphere_line`` (sphere): ``n_dirs`` directions on S^{d−1} × ``n_beta`` values of β in
+      ``beta_range``;
+    - ``scales``: optional multi-scale copies of the grid's points (research note §2.3.1).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: typing.Literal["cartesian", "signed", "pm", "sphere_line"] = "cartesian"
+    ranges: list[tuple[float, float]] | None = None
+    sizes: list[typing.Annotated[int, Field(ge=2)]] | None = None
+    n_dirs: typing.Annotated[int, Field(ge=3)] | None = None
+    beta_range: tuple[float, float] | None = None
+    n_beta: typing.Annotated[int, Field(ge=2)] | None = None
+    scales: list[typing.Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
+    discretize_samples: typing.Annotated[int, Field(ge=1000)] = 200_000
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.kind == "sphere_line":
+            for key in ("n_dirs", "beta_range", "n_beta"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"grid kind sphere_line needs grid.{key}")
+            if self.ranges is not None or self.sizes is not None:
+                raise ValueError("grid kind sphere_line takes n_dirs/beta_range/n_beta, "
+                                 "not ranges/sizes")
+            lo, hi = self.beta_range
+            if not lo < hi:
+                raise ValueError(f"grid.beta_range must have lo < hi, got {self.beta_range}")
+            return self
+        if self.ranges is None or self.sizes is None:
+            raise ValueError(f"grid kind {self.kind} needs grid.ranges and grid.sizes")
+        if len(self.ranges) != len(self.sizes):
+            raise ValueError(f"grid.ranges has {len(self.ranges)} axes but grid.sizes has "
+                             f"{len(self.sizes)}")
+        for i, (lo, hi) in enumerate(self.ranges):
+            if not lo < hi:
+                raise ValueError(f"grid.ranges[{i}] must have lo < hi, got {(lo, hi)}")
+        for key in ("n_dirs", "beta_range", "n_beta"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"grid.{key} is only used with kind sphere_line")
+        return self
+
+
+def _solver_fields() -> dict:
+    """The pydantic fields of every :class:`JKOSolverOptions` field, with its default."""
+    hints = typing.get_type_hints(JKOSolverOptions)
+    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(JKOSolverOptions)}
+
+
+class _JKOBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tau: float = Field(0.05, gt=0, allow_inf_nan=False)
+    eps: float = Field(0.01, gt=0, allow_inf_nan=False)
+    grid: GridSpec
+
+    @model_validator(mode="after")
+    def _valid_options(self):
+        self.solver_options()  # JKOSolverOptions checks its own values
+        return self
+
+    def solver_options(self) -> JKOSolverOptions:
+        return JKOSolverOptions(**{k: getattr(self, k) for k in _solver_fields()})
+
+    def step_size(self) -> float:
+        return self.tau
+
+
+#: ``methods.jko``: τ, ε, the grid, and the solver options (JKOSolverOptions' fields)
+JKOConfig = create_model("JKOConfig", __base__=_JKOBase,
+                         __doc__="``methods.jko``: entropic JKO on a fixed grid: "
+                                 "p_{k+1} = argmin W_ε(p, p_k) + 2τF(p).",
+                         **_solver_fields())
+
+
+def _build(mc, setup) -> EntropicJKO:
+    return EntropicJKO(tau=mc.tau, eps=mc.eps, options=mc.solver_options())
+
+
+METHOD = MethodInfo("jko", EntropicJKO, JKOConfig, _build, color="tab:red",
+                    summary="entropic JKO on a fixed grid of neurons (Peyré 2015)")

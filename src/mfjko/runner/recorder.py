@@ -1,0 +1,73 @@
+r"""Turns a method's record into a metrics.csv row (:data:`mfjko.metrics.ROW_METRICS`) and
+trajectories.zarr frames.
+
+Per record i of method M, zarr holds ``M/t``, ``M/loss``, ``M/pred_train``, ``M/pred_test``,
+the measure (``M/weights`` for grids, the first ``particles_saved`` particles for particle
+methods, and all of GD's as the reference), ``M/diag/<name>`` (the interval's solver figures;
+the initial record holds the stepper's initial values) and ``M/steps/<name>`` per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mfjko import metrics
+from mfjko.driver import Record
+from mfjko.io import RunStore
+from mfjko.runner.setup import Setup
+
+__all__ = ["Recorder", "record_time"]
+
+
+def record_time(i: int, record_every: float) -> float:
+    """t_i = i·record_every, rounded to 12 digits so every method shares the same floats."""
+    return float(round(i * record_every, 12))
+
+
+class Recorder:
+    """Rows and frames of one run folder (module docstring)."""
+
+    def __init__(self, setup: Setup, store: RunStore):
+        self.setup = setup
+        self.store = store
+        self.gd: dict | None = None  # GD's reference arrays, loaded once GD is done
+
+    def load_gd(self) -> None:
+        """Read GD's stored records: the reference of every other method."""
+        st = self.store
+        self.gd = {k: st.get(f"gd/{k}") for k in ("loss", "pred_train", "pred_test")}
+        self.gd["support"] = st.get("gd/support_full")
+
+    def record(self, name: str, kind: str, i: int, rec: Record) -> dict:
+        """The metrics row of record ``i`` of method ``name``; appends its zarr frames."""
+        s = self.setup
+        t = record_time(i, s.cfg.record_every)
+        losses = s.problem.losses(rec.points, rec.weights, s.dataset.X_test, s.dataset.y_test)
+        reference = None
+        if name != "gd":
+            reference = {k: v[i] for k, v in self.gd.items()}
+        ctx = metrics.RowContext(method=name, kind=kind, index=i, t=t, points=rec.points,
+                                 weights=rec.weights, losses=losses, reference=reference,
+                                 settings=s.cfg.metrics, cost=s.param.cost_kind,
+                                 geom=s.geom if kind == "grid" else None, F_star=s.F_star)
+        row = metrics.row_metrics(ctx)
+        self._frames(name, kind, t, losses, rec)
+        return row
+
+    def _frames(self, name: str, kind: str, t: float, losses: dict, rec: Record) -> None:
+        st = self.store
+        st.append(f"{name}/t", np.float64(t))
+        st.append(f"{name}/loss", np.float64(losses["loss"]))
+        st.append(f"{name}/pred_train", losses["pred_train"])
+        st.append(f"{name}/pred_test", losses["pred_test"])
+        if kind == "grid":
+            st.append(f"{name}/weights", np.asarray(rec.weights))
+        else:
+            st.append(f"{name}/particles",
+                      np.asarray(rec.points)[: self.setup.cfg.metrics.particles_saved])
+            if name == "gd":
+                st.append("gd/support_full", np.asarray(rec.points))
+        for k, v in rec.diagnostics.items():
+            st.append(f"{name}/diag/{k}", np.asarray(v, dtype=np.float64))
+        for k, v in rec.steps.items():
+            st.extend(f"{name}/steps/{k}", np.asarray(v, dtype=np.float64))

@@ -1,0 +1,151 @@
+r"""Everything a run needs, built and checked before any dynamics run.
+
+Data, the problem, the initial law, m particles drawn from it with the run's seed, the JKO
+grid (:meth:`Parametrization.build_grid`) with the same law discretized on it
+(:func:`mfjko.initial.discretize`), and the reference optimum F*. Any infeasible setting
+raises :class:`~mfjko.config.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+
+from mfjko import initial
+from mfjko.config import ConfigError, RunConfig, check_grid
+from mfjko.problem import GridProblem, MeanFieldProblem
+
+__all__ = ["Setup", "prepare", "build_geometry", "FSTAR_PARAMS"]
+
+#: parametrizations whose global optimum is the TV-regularized problem of mfjko.optimum
+FSTAR_PARAMS = ("neuron", "pm", "sphere")
+
+
+@dataclass
+class Setup:
+    """A prepared run.
+
+    Attributes:
+      cfg: the config.  dataset: the data (train and test).  problem: its
+      :class:`MeanFieldProblem`.  law: the initial law.  theta0: (m, D) initial particles.
+      grid: the :class:`GridProblem` of the JKO grid (None without a grid method).
+      p0: (N,) initial grid weights.  mass_outside: the law's mass off the grid.
+      F_star, F_star_note: the reference optimum and how it was obtained.
+      keys: PRNG keys of the random methods.
+    """
+
+    cfg: RunConfig
+    dataset: object
+    problem: MeanFieldProblem
+    law: object
+    theta0: np.ndarray
+    grid: GridProblem | None = None
+    p0: np.ndarray | None = None
+    mass_outside: float = 0.0
+    F_star: float = math.nan
+    F_star_note: str = ""
+    keys: dict = field(default_factory=dict)
+
+    @property
+    def param(self):
+        return self.problem.param
+
+    @property
+    def geom(self):
+        return None if self.grid is None else self.grid.geom
+
+    @property
+    def d(self) -> int:
+        return int(self.dataset.X.shape[1])
+
+    def problem_for(self, kind: str):
+        """The problem a method of ``kind`` ("particles" or "grid") runs on."""
+        return self.grid if kind == "grid" else self.problem
+
+    def initial_for(self, kind: str) -> np.ndarray:
+        """Its initial state: the particles or the grid weights."""
+        return self.p0 if kind == "grid" else self.theta0
+
+
+def _make_dataset(cfg: RunConfig):
+    from mfjko import data as data_mod
+
+    kwargs = dict(cfg.data.kwargs)
+    try:
+        if cfg.data.name == "file":
+            return data_mod.make_dataset("file", path=cfg.data.path, **kwargs)
+        return data_mod.make_dataset(cfg.data.name, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"data.kwargs: {e} (check the keyword names of the {cfg.data.name} "
+                          "data set)") from None
+
+
+def _make_law(cfg: RunConfig):
+    ic = cfg.init
+    if ic.law == "gaussian":
+        return initial.GaussianLaw(ic.scale)
+    if ic.law == "balanced":
+        return initial.BalancedLaw(ic.scale)
+    return initial.FileLaw(ic.path)
+
+
+def build_geometry(cfg: RunConfig, param, d: int):
+    """The JKO grid of ``methods.jko.grid`` for input dimension d (bias included);
+    :class:`ConfigError` naming the key when it does not fit the parametrization."""
+    try:
+        return param.build_grid(cfg.methods.jko.grid, d)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _grid_key(cfg: RunConfig) -> str:
+    return ("jko.grid.beta_range" if cfg.methods.jko.grid.kind == "sphere_line"
+            else "jko.grid.ranges")
+
+
+def prepare(cfg: RunConfig) -> Setup:
+    """Build data, problem, law, particles, grid and p0, and run every check that needs
+    them (grid mass, ε vs spacing). Raises :class:`ConfigError` before any dynamics run."""
+    dataset = _make_dataset(cfg)
+    problem = MeanFieldProblem.create(cfg.model.parametrization, dataset.X, dataset.y,
+                                      cfg.model.lam)
+    law = _make_law(cfg)
+    root = jax.random.PRNGKey(cfg.seed)
+    k_particles, k_grid, k_langevin, k_peers = jax.random.split(root, 4)
+    try:
+        theta0 = np.asarray(initial.sample_particles(law, problem.param, k_particles,
+                                                     cfg.init.m, problem.d))
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"init: {e}") from None
+    setup = Setup(cfg=cfg, dataset=dataset, problem=problem, law=law, theta0=theta0,
+                  keys={"langevin": k_langevin, "peers": k_peers})
+    if cfg.methods.jko is not None:
+        geom = build_geometry(cfg, problem.param, problem.d)
+        try:
+            p0, outside = initial.discretize(law, problem.param, geom, k_grid,
+                                             n_samples=cfg.methods.jko.grid.discretize_samples)
+        except ValueError as e:
+            raise ConfigError(f"methods.{_grid_key(cfg)}: {e}") from None
+        check_grid(cfg, float(geom.spacing), float(outside))
+        # p0 sums to 1, except for `signed` where the grid points carry |α| = 1 and p0
+        # sums to E|α| (initial.discretize); the JKO step preserves that mass.
+        setup.grid = GridProblem.create(problem, geom)
+        setup.p0, setup.mass_outside = np.asarray(p0, dtype=np.float64), float(outside)
+    setup.F_star, setup.F_star_note = _reference_value(cfg, dataset)
+    return setup
+
+
+def _reference_value(cfg: RunConfig, dataset) -> tuple[float, str]:
+    if cfg.model.parametrization not in FSTAR_PARAMS:
+        return math.nan, (f"F* not reported: the {cfg.model.parametrization} weight decay is "
+                          "not the TV-regularized problem mfjko.optimum solves")
+    from mfjko import optimum
+
+    try:
+        ref = optimum.reference_value(dataset, cfg.model.lam)
+    except Exception as e:  # noqa: BLE001 — F* is an optional reference line; say why
+        return math.nan, f"F* not reported: reference_value failed ({type(e).__name__}: {e})"
+    return float(ref.value), f"F* = {ref.value:.10g} by mfjko.optimum ({ref.method}: {ref.reason})"
