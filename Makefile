@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 OUT ?= runs/default
 
-.PHONY: run test lint venv clean test-browser bench
+.PHONY: run test test-all lint venv clean test-browser bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-browser: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# everything, the `slow` tests included
+test-all: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m ""
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_jko.py

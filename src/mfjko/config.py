@@ -174,7 +174,8 @@ class MetricsConfig(_Strict):
     the measure is compressed to max_grid_support atoms by systematic resampling
     (:func:`mfjko.metrics.compress_measure`; the moved mass is reported as
     measure_gap_grid_tv). ``particles_saved``:
-    particles per record kept in trajectories.zarr."""
+    particles per record kept in trajectories.zarr. ``measure_gap``: at every record
+    ("all"), at T only ("final", sweeps) or never ("none")."""
 
     sinkhorn_eps: PositiveFloat = 0.05
     sinkhorn_threshold: PositiveFloat = 1e-6
@@ -182,6 +183,7 @@ class MetricsConfig(_Strict):
     max_support: Annotated[int, Field(ge=16)] = 600
     max_grid_support: Annotated[int, Field(ge=16)] = 1500
     particles_saved: Annotated[int, Field(ge=1)] = 300
+    measure_gap: Literal["all", "final", "none"] = "all"
 
 
 class RunConfig(_Strict):

@@ -285,6 +285,7 @@ class RowContext:
       the same record (``loss``, ``pred_train``, ``pred_test``, ``support``), None for GD
       itself.  settings: the run's ``metrics`` config.  cost: the cost kind of Θ.
       geom: the grid of a grid method (else None).  F_star: the reference optimum (NaN).
+      final: whether this is the run's last record.
     """
 
     method: str
@@ -299,6 +300,7 @@ class RowContext:
     cost: str
     geom: object | None = None
     F_star: float = math.nan
+    final: bool = True
 
 
 @dataclass(frozen=True)
@@ -331,9 +333,10 @@ def _gaps(ctx: RowContext) -> dict:
 
 
 def _measure_gap(ctx: RowContext) -> dict:
-    if ctx.reference is None:
-        return {}
     mc = ctx.settings
+    wanted = {"all": True, "final": ctx.final, "none": False}[mc.measure_gap]
+    if ctx.reference is None or not wanted:
+        return {}
     gd_pts = ctx.reference["support"][: mc.max_support]
     gd_w = np.full(len(gd_pts), 1.0 / len(gd_pts))
     solver = {"threshold": mc.sinkhorn_threshold, "max_iterations": mc.sinkhorn_max_iterations}

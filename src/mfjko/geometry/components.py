@@ -89,6 +89,16 @@ class ComponentGeometry(eqx.Module):
         """The cost inside the blocks (they share one)."""
         return self.blocks[0].cost_kind
 
+    def movable_mask(self) -> np.ndarray:
+        """(N, D) bool: the coordinates of Θ transport can change at each point (an embedded
+        constant, e.g. α = ±1 of ``signed`` or the zero half of ``pm``, cannot move)."""
+        rows = []
+        for b, e in zip(self.blocks, self.embeds, strict=True):
+            k = b.points.shape[1]  # a coordinate moves iff the embedding passes block moves on
+            movable = np.asarray(e(np.ones((1, k)))) != np.asarray(e(np.zeros((1, k))))
+            rows.append(np.repeat(movable, b.size, axis=0))
+        return np.concatenate(rows, axis=0)
+
     def boundary_mask(self) -> np.ndarray:
         """(N,) bool: each block's boundary points, in block order."""
         return np.concatenate([b.boundary_mask() for b in self.blocks])

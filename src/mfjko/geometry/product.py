@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_batching import custom_vmap
 from jax.scipy.special import logsumexp
 
 from mfjko.geometry.costs import (
@@ -161,13 +162,63 @@ def _axis_lse(U: Array, kernel: Array, cost_over_eps: Array, axis: int) -> Array
     return lax.cond(jnp.any(bad), lambda: _axis_lse_exact(U, cost_over_eps, axis), lambda: fast)
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def _product_lse(kernels: tuple, costs_over_eps: tuple, u: Array, shape: tuple) -> Array:
-    # jitted so that eager calls compile once per grid shape (inlined under an outer jit)
-    U = u.reshape(shape)
+def _lse_tensor(kernels, costs_over_eps, U):
     for axis, (k, c) in enumerate(zip(kernels, costs_over_eps, strict=True)):
         U = _axis_lse(U, k, c, axis)
-    return U.reshape(-1)
+    return U
+
+
+def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
+    """:func:`_axis_lse` for a batch U (B, *shape) along grid axis ``axis``; the kernel is
+    (n, n) when ``shared`` else (B, n, n). One lax.cond for the whole batch."""
+    a = axis + 1
+    m = jnp.max(U, axis=a, keepdims=True)
+    finite_line = jnp.isfinite(m)
+    m_safe = jnp.where(finite_line, m, 0.0)
+    V = jnp.moveaxis(jnp.exp(U - m_safe), a, 1)
+    W = jnp.einsum("ij,bj...->bi...", kernel, V) if shared else \
+        jnp.einsum("bij,bj...->bi...", kernel, V)
+    W = jnp.moveaxis(W, 1, a)
+    bad = ((W < UNDERFLOW) | ~jnp.isfinite(W)) & finite_line
+    fast = jnp.log(W) + m_safe
+    if shared:
+        exact = lambda: jax.vmap(lambda u: _axis_lse_exact(u, cost_over_eps, axis))(U)
+    else:
+        exact = lambda: jax.vmap(lambda u, c: _axis_lse_exact(u, c, axis))(U, cost_over_eps)
+    return lax.cond(jnp.any(bad), exact, lambda: fast)
+
+
+@functools.lru_cache(maxsize=None)
+def _product_lse_fn(shape: tuple):
+    """u ↦ log K e^u on a product grid of ``shape``, with a batching rule: under vmap the
+    batch contracts each axis in one einsum and takes the exact path only if a member
+    underflows (one lax.cond for the batch, where vmap's default would turn the cond
+    into a select that runs both paths for every member)."""
+
+    @custom_vmap
+    def lse(kernels, costs_over_eps, u):
+        return _lse_tensor(kernels, costs_over_eps, u.reshape(shape)).reshape(-1)
+
+    @lse.def_vmap
+    def _rule(axis_size, in_batched, kernels, costs_over_eps, u):
+        kb, cb, ub = in_batched
+        U = (u if ub else jnp.broadcast_to(u, (axis_size,) + u.shape))
+        U = U.reshape((axis_size,) + shape)
+        for axis, (k, c, kbat, cbat) in enumerate(zip(kernels, costs_over_eps, kb, cb,
+                                                      strict=True)):
+            shared = not (kbat or cbat)
+            if not shared:  # both per member
+                k = k if kbat else jnp.broadcast_to(k, (axis_size,) + k.shape)
+                c = c if cbat else jnp.broadcast_to(c, (axis_size,) + c.shape)
+            U = _axis_lse_batch(U, k, c, axis, shared)
+        return U.reshape(axis_size, -1), True
+
+    return jax.jit(lse)
+
+
+def _product_lse(kernels: tuple, costs_over_eps: tuple, u: Array, shape: tuple) -> Array:
+    # jitted per grid shape, so eager calls compile once (inlined under an outer jit)
+    return _product_lse_fn(shape)(kernels, costs_over_eps, u)
 
 
 class _ProductLSE(eqx.Module):

@@ -40,6 +40,7 @@ __all__ = [
     "JKOState",
     "JKODiagnostics",
     "solve_step",
+    "solve_step_batch",
     "jko_step",
     "run_jko",
     "grid_objective",
@@ -112,7 +113,10 @@ class JKODiagnostics(eqx.Module):
     sinkhorn_iterations, marginal_error (‖b ⊙ Kᵀa − q‖₁ at exit), newton_total and
     newton_max (KL-prox Newton iterations), newton_residual (largest final ‖∇H‖),
     objective F(p), step_objective W_ε(p, q) + 2τF(p), mass_error |Σp − 1| before
-    renormalization relative to Σq, converged (bool).
+    renormalization relative to Σq, converged (bool), drift_ratio ρ (the pinning
+    diagnostic: RMS barycentric displacement of the step's plan over τ·RMS GD speed
+    under q, docs/MATH.md "Pinning"; ρ ≈ 1 when mass moves as GD's velocity field would
+    move it, ρ ≈ 0 when the grid pins it; NaN without a parametrization).
     """
 
     sinkhorn_iterations: Array
@@ -124,6 +128,7 @@ class JKODiagnostics(eqx.Module):
     step_objective: Array
     mass_error: Array
     converged: Array
+    drift_ratio: Array
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: np.asarray(getattr(self, f.name)).item() for f in fields(self)}
@@ -149,8 +154,7 @@ def _controls(options: JKOSolverOptions, eps) -> SinkhornControls:
     )
 
 
-@eqx.filter_jit
-def _solve(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int):
+def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int):
     dtype = jnp.float64
     q = jnp.asarray(q, dtype)
     log_q = jnp.where(q > 0, jnp.log(jnp.where(q > 0, q, 1.0)), -jnp.inf)
@@ -174,6 +178,7 @@ def _solve(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, dept
     # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, h⟩ − ε Σπ.
     w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, h) - eps * mass
     F = grid.objective(p)
+    ratio = _drift_ratio(grid, q, res.log_a, tau, apply_lse, eps)
     finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
     converged = finite & (res.marginal_error <= controls.tol) & (res.final_eps <= eps)
     diag = JKODiagnostics(
@@ -186,8 +191,78 @@ def _solve(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, dept
         step_objective=w_eps + 2.0 * tau * F,
         mass_error=jnp.abs(mass - q_mass) / q_mass,
         converged=converged,
+        drift_ratio=ratio,
     )
     return p, JKOState(g=res.g, f=f, h=h), diag
+
+
+_solve = eqx.filter_jit(_solve_impl)
+
+
+@eqx.filter_jit
+def _solve_batch(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int):
+    """:func:`_solve_impl` vmapped over a batch of (q, ε, g0, controls)."""
+    return jax.vmap(lambda q_, e_, g_, c_: _solve_impl(grid, q_, tau, e_, g_, c_, eps_scaling,
+                                                       depth))(q, eps, g0, controls)
+
+
+def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | None = None,
+                     options: JKOSolverOptions | None = None
+                     ) -> tuple[Array, JKOState, JKODiagnostics]:
+    r"""B JKO steps on one grid at once, differing in ε (and their weights): one compiled
+    program (vmap; the kernel applications contract the whole batch per axis).
+
+    Args:
+      grid: the :class:`~mfjko.problem.GridProblem`.  q: (B, N) previous weights.
+      tau: the common JKO step.  eps: (B,) entropic ε of each member.
+      state: batched warm start (fields with a leading B axis) or None.
+      options: the common :class:`JKOSolverOptions`.
+
+    Returns:
+      (p (B, N), batched :class:`JKOState`, batched :class:`JKODiagnostics`); a member
+      missing ``options.tol`` raises or warns as :func:`solve_step`.
+    """
+    options = JKOSolverOptions() if options is None else options
+    q = jnp.asarray(q, jnp.float64)
+    B, n = q.shape[0], grid.phi.shape[0]
+    eps = jnp.asarray(eps, jnp.float64).reshape(B)
+    g0 = jnp.zeros((B, n)) if state is None else jnp.asarray(state.g, jnp.float64)
+    controls = jax.tree.map(lambda x: jnp.broadcast_to(x, (B,)), _controls(options, eps))
+    p, new_state, diag = _solve_batch(grid, q, jnp.asarray(float(tau)), eps, g0, controls,
+                                      options.eps_scaling is not None, options.anderson_depth)
+    bad = np.flatnonzero(~np.asarray(diag.converged))
+    if bad.size:
+        msg = (f"entropic JKO step did not converge for batch members {bad.tolist()} (ε = "
+               f"{np.asarray(eps)[bad].tolist()}): marginal errors "
+               f"{np.asarray(diag.marginal_error)[bad].tolist()} (tol {options.tol:.1e})")
+        if options.on_failure == "raise":
+            raise ConvergenceError(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return p, new_state, diag
+
+
+def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
+    """ρ = (Σ_l q_l ‖B_l − θ_l‖²)^{1/2} / (τ (Σ_l q_l ‖v_l‖²)^{1/2}), with B_l = Σ_k π_kl θ_k
+    / Σ_k π_kl the barycentre of where the plan π = diag(a)K diag(b) sends the mass of θ_l
+    (K symmetric: D + 1 kernel applications) and v_l = −∇F′(q)(θ_l), restricted to the
+    directions the grid can move along."""
+    if grid.problem is None:
+        return jnp.asarray(jnp.nan)
+    points = grid.geom.points
+    low = jnp.min(points, axis=0) - 1.0  # shift every coordinate to ≥ 1: logs exist
+    log_kta = apply_lse(log_a, eps)
+    num = jax.vmap(lambda c: apply_lse(log_a + jnp.log(c), eps), in_axes=1, out_axes=1)(
+        points - low)
+    bary = jnp.exp(num - log_kta[:, None]) + low
+    mass = jnp.sum(q)
+    drift2 = jnp.sum(q * jnp.sum((bary - points) ** 2, axis=1)) / mass
+    prob = grid.problem
+    v = prob.param.tangent(points, prob.first_variation_grad(points, q, points))
+    mask = grid.geom.movable_mask() if hasattr(grid.geom, "movable_mask") else None
+    if mask is not None:
+        v = jnp.where(mask, v, 0.0)
+    speed2 = jnp.sum(q * jnp.sum(v * v, axis=1)) / mass
+    return jnp.sqrt(drift2) / (tau * jnp.sqrt(speed2))
 
 
 def solve_step(grid: GridProblem, q, tau: float, eps: float, state: JKOState | None = None,

@@ -24,11 +24,13 @@ from mfjko.jko.solver import (
     JKOState,
     check_grid_inputs,
     solve_step,
+    solve_step_batch,
 )
 from mfjko.methods.base import Diagnostics, MethodInfo, Stepper, check_positive, merge_steps
 from mfjko.problem import GridProblem
 
-__all__ = ["EntropicJKO", "JKOStepperState", "JKOConfig", "METHOD"]
+__all__ = ["EntropicJKO", "EntropicJKOBatch", "JKOStepperState", "JKOConfig", "GridSpec",
+           "METHOD"]
 
 _NAMES = [f.name for f in dataclasses.fields(JKODiagnostics)]
 
@@ -118,6 +120,50 @@ class EntropicJKO(Stepper):
 
     def meta(self) -> dict:
         return {"tau": self.tau, "eps": self.eps, "diffusion": self.diffusion}
+
+
+@dataclass(frozen=True)
+class EntropicJKOBatch(EntropicJKO):
+    """B entropic JKO runs on one grid with one τ and per-member ε (``eps_batch``), advanced
+    together by :func:`mfjko.jko.solve_step_batch` (one compiled program; sweeps use it).
+    The state's weights are (B, N); interval and per-step diagnostics are (B,) arrays."""
+
+    eps_batch: tuple = ()
+
+    def __post_init__(self):
+        check_positive(self.tau, "tau")
+        if not self.eps_batch:
+            raise ValueError("eps_batch needs at least one ε")
+        for e in self.eps_batch:
+            check_positive(e, "eps")
+
+    @property
+    def size(self) -> int:
+        return len(self.eps_batch)
+
+    def init(self, problem: GridProblem, initial) -> JKOStepperState:
+        p = jnp.asarray(initial, jnp.float64)
+        p = jnp.broadcast_to(p, (self.size,) + p.shape[-1:])
+        for e in self.eps_batch:
+            check_grid_inputs(problem, p[0], self.tau, e)
+        return JKOStepperState(problem, p, None, 0)
+
+    def advance(self, state: JKOStepperState, n_steps: int):
+        p, solver, reports = state.p, state.solver, []
+        eps = jnp.asarray(self.eps_batch)
+        for _ in range(n_steps):
+            p, solver, diag = solve_step_batch(state.problem, p, self.tau, eps, solver,
+                                               self.options)
+            reports.append({f: np.asarray(getattr(diag, f), dtype=np.float64)
+                            for f in _NAMES})
+        steps = {k: np.stack([r[k] for r in reports], axis=1) for k in _NAMES}  # (B, n)
+        interval = {k: v[:, -1] for k, v in steps.items()}
+        return JKOStepperState(state.problem, p, solver, state.k + n_steps), \
+            Diagnostics(interval, steps)
+
+    def member(self, i: int) -> EntropicJKO:
+        """Member i as a plain stepper (same τ and options, its ε)."""
+        return EntropicJKO(tau=self.tau, eps=self.eps_batch[i], options=self.options)
 
 
 class GridSpec(BaseModel):

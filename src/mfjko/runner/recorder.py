@@ -49,7 +49,8 @@ class Recorder:
         ctx = metrics.RowContext(method=name, kind=kind, index=i, t=t, points=rec.points,
                                  weights=rec.weights, losses=losses, reference=reference,
                                  settings=s.cfg.metrics, cost=s.param.cost_kind,
-                                 geom=s.geom if kind == "grid" else None, F_star=s.F_star)
+                                 geom=s.geom if kind == "grid" else None, F_star=s.F_star,
+                                 final=i == s.cfg.n_segments)
         row = metrics.row_metrics(ctx)
         self._frames(name, kind, t, losses, rec)
         return row
@@ -71,3 +72,23 @@ class Recorder:
             st.append(f"{name}/diag/{k}", np.asarray(v, dtype=np.float64))
         for k, v in rec.steps.items():
             st.extend(f"{name}/steps/{k}", np.asarray(v, dtype=np.float64))
+
+
+class MemoryFrames:
+    """An in-memory stand-in for :class:`~mfjko.io.RunStore`'s frame API (``append``,
+    ``extend``, ``get``, ``has``), for runs that keep only their metrics rows (sweeps)."""
+
+    def __init__(self):
+        self.arrays: dict[str, list] = {}
+
+    def extend(self, path: str, frames) -> None:
+        self.arrays.setdefault(path, []).extend(np.asarray(frames))
+
+    def append(self, path: str, frame) -> None:
+        self.arrays.setdefault(path, []).append(np.asarray(frame))
+
+    def get(self, path: str) -> np.ndarray:
+        return np.stack(self.arrays[path])
+
+    def has(self, path: str) -> bool:
+        return path in self.arrays

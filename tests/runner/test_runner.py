@@ -10,27 +10,7 @@ import zarr
 
 from mfjko.config import ConfigError, parse_config
 from mfjko.runner import INTERRUPT_ENV, RunExistsError, RunInterrupted, run
-
-
-def tiny_raw() -> dict:
-    return {
-        "name": "tiny",
-        "description": "tiny end-to-end test config",
-        "data": {"name": "regression_1d", "kwargs": {"n_train": 8, "n_test": 30, "seed": 1}},
-        "model": {"parametrization": "neuron", "lam": 0.01},
-        "init": {"law": "gaussian", "scale": 0.5, "m": 60},
-        "methods": {
-            "gd": {"h": 0.05},
-            "langevin": {"h": 0.05, "match_jko": True},
-            "jko": {"tau": 0.1, "eps": 0.05,
-                    "grid": {"kind": "cartesian", "ranges": [[-2, 2]] * 3, "sizes": [7] * 3}},
-        },
-        "T": 0.4,
-        "record_every": 0.2,
-        "seed": 0,
-        "metrics": {"sinkhorn_eps": 0.1, "max_support": 60, "max_grid_support": 200,
-                    "particles_saved": 20},
-    }
+from support import tiny_raw
 
 
 @pytest.fixture(scope="module")

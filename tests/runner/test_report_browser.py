@@ -10,7 +10,7 @@ import pytest
 
 from mfjko.config import parse_config
 from mfjko.runner import run
-from test_runner import tiny_raw
+from support import tiny_raw
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mfjko.cli import app
-from test_runner import tiny_raw
+from support import tiny_raw
 
 runner = CliRunner()
 

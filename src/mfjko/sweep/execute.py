@@ -1,0 +1,160 @@
+r"""Running a group of sweep points on one worker: shared references, batched JKO.
+
+Points that differ only in the JKO's ε (and the Langevin D it implies) share everything
+else: the data, particles, grid, F* and every reference method that does not depend on ε
+(GD, flow, implicit, ...) are computed once per group; their JKO runs advance together in
+one compiled program (:class:`~mfjko.methods.jko.EntropicJKOBatch`). Every point's rows are
+the same :mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+import warnings
+
+import numpy as np
+
+from mfjko import methods
+from mfjko.config import parse_config
+from mfjko.driver import Record, drive
+from mfjko.methods.jko import EntropicJKOBatch
+from mfjko.runner.recorder import MemoryFrames, Recorder
+from mfjko.runner.setup import Setup, prepare
+
+__all__ = ["run_group", "point_facts"]
+
+
+def _drive_rows(name: str, setup: Setup, recorder: Recorder) -> tuple[list[dict], list]:
+    """Rows of method ``name`` over the whole horizon, and its per-step drift ratios."""
+    info = methods.get(name)
+    cfg = setup.cfg
+    stepper = info.build(getattr(cfg.methods, name), setup)
+    rows: list[dict] = []
+    drift: list[float] = []
+
+    def hook(rec: Record) -> None:
+        rows.append(recorder.record(name, info.kind, rec.index, rec))
+        drift.extend(np.asarray(rec.steps.get("drift_ratio", ())).tolist())
+
+    drive(stepper, setup.problem_for(info.kind), setup.initial_for(info.kind),
+          T=cfg.n_segments * cfg.record_every, record_every=cfg.steps_per_record(name),
+          on_record=hook, keep_frames=False, objective=False)
+    return rows, drift
+
+
+def _member_record(rec: Record, i: int) -> Record:
+    """Member i of a batched record (initial diagnostics are scalars shared by all)."""
+    steps = {k: (v if k == "t" else v[i]) for k, v in rec.steps.items()}
+    diag = {k: float(v[i] if np.ndim(v) else v) for k, v in rec.diagnostics.items()}
+    return Record(rec.index, rec.t, rec.steps_done, None, rec.points, rec.weights[i], diag,
+                  steps)
+
+
+def _jko_batch(setups: list[Setup], recorders: list[Recorder]) -> tuple[list, list]:
+    """Rows and per-step drift ratios of every member, advanced as one batch."""
+    cfg0 = setups[0].cfg
+    mc = cfg0.methods.jko
+    stepper = EntropicJKOBatch(tau=mc.tau, eps=mc.eps, options=mc.solver_options(),
+                               eps_batch=tuple(s.cfg.methods.jko.eps for s in setups))
+    rows = [[] for _ in setups]
+    drift = [[] for _ in setups]
+
+    def hook(rec: Record) -> None:
+        for i, recorder in enumerate(recorders):
+            member = _member_record(rec, i)
+            rows[i].append(recorder.record("jko", "grid", rec.index, member))
+            drift[i].extend(np.asarray(member.steps.get("drift_ratio", ())).tolist())
+
+    drive(stepper, setups[0].grid, setups[0].p0, T=cfg0.n_segments * cfg0.record_every,
+          record_every=cfg0.steps_per_record("jko"), on_record=hook, keep_frames=False,
+          objective=False)
+    return rows, drift
+
+
+def point_facts(setup: Setup) -> dict:
+    """The dimensionless numbers of a point (docs/STUDY.md): grid spacing δ, τ, ε, D = ε/(4τ),
+    ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ (NaN without a JKO method)."""
+    from mfjko.sweep.spec import initial_speed
+
+    cfg = setup.cfg
+    facts = {"speed0": initial_speed(cfg), "T": cfg.T, "record_every": cfg.record_every}
+    if cfg.methods.jko is not None:
+        delta, tau, eps = float(setup.geom.spacing), cfg.methods.jko.tau, cfg.methods.jko.eps
+        facts.update(delta=delta, tau=tau, eps=eps, D=eps / (4 * tau), eps_over_h2=eps / delta**2,
+                     courant=tau * facts["speed0"] / delta, grid_size=int(setup.geom.size))
+    return facts
+
+
+def run_group(configs: list[dict], ids: list[str], batch: bool = True) -> list[dict]:
+    """Run the points of one group (same config up to the JKO's ε) and return, per point,
+    ``{"id", "rows": [...], "drift": [...], "facts": {...}, "seconds": {...}, "warnings",
+    "error"}``. A failing point is returned with its error; the others go on."""
+    cfgs = [parse_config(c, f"point {i}") for c, i in zip(configs, ids, strict=True)]
+    out = [{"id": i, "rows": [], "drift": [], "facts": {}, "seconds": {}, "warnings": [],
+            "error": None} for i in ids]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _run_group(cfgs, out, batch)
+        for o in out:
+            o["warnings"] += [f"{w.category.__name__}: {w.message}" for w in caught]
+    except Exception as e:  # noqa: BLE001 — a failed group is reported, the sweep goes on
+        msg = f"{type(e).__name__}: {e}"
+        for o in out:
+            o["error"] = o["error"] or msg
+            o["traceback"] = traceback.format_exc(limit=8)
+    return out
+
+
+def _run_group(cfgs, out, batch: bool) -> None:
+    base = prepare(cfgs[0])
+    setups = [dataclasses.replace(base, cfg=c) for c in cfgs]
+    shared_store = MemoryFrames()
+    shared = Recorder(base, shared_store)
+    per_point = {"langevin"} if _matched(cfgs[0]) else set()
+    per_point |= {"jko"}
+    shared_rows, shared_seconds = {}, {}
+    for name in cfgs[0].methods.enabled():
+        if name in per_point:
+            continue
+        tic = time.perf_counter()
+        shared_rows[name] = _drive_rows(name, base, shared)[0]
+        shared_seconds[name] = time.perf_counter() - tic
+        if name == "gd":
+            shared.load_gd()
+    recorders = []
+    for o, s in zip(out, setups, strict=True):
+        r = Recorder(s, MemoryFrames())
+        r.gd = shared.gd
+        recorders.append(r)
+        o["facts"] = point_facts(s)
+        o["seconds"] = dict(shared_seconds)
+        o["rows"] = [row for name in shared_rows for row in shared_rows[name]]
+        if "langevin" in per_point and s.cfg.methods.langevin is not None:
+            tic = time.perf_counter()
+            o["rows"] += _drive_rows("langevin", s, r)[0]
+            o["seconds"]["langevin"] = time.perf_counter() - tic
+    if cfgs[0].methods.jko is None:
+        return
+    _run_jko(setups, recorders, out, batch)
+
+
+def _run_jko(setups, recorders, out, batch: bool) -> None:
+    tic = time.perf_counter()
+    if batch and len(setups) > 1:
+        rows, drift = _jko_batch(setups, recorders)
+    else:
+        pairs = [_drive_rows("jko", s, r) for s, r in zip(setups, recorders, strict=True)]
+        rows, drift = [p[0] for p in pairs], [p[1] for p in pairs]
+    seconds = (time.perf_counter() - tic) / len(setups)
+    for o, rr, dd in zip(out, rows, drift, strict=True):
+        o["rows"] += rr
+        o["drift"] = dd
+        o["seconds"]["jko"] = seconds
+
+
+def _matched(cfg) -> bool:
+    lc = cfg.methods.langevin
+    return lc is not None and lc.match_jko

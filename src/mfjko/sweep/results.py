@@ -1,0 +1,96 @@
+r"""A sweep's results: one tidy table and one xarray Dataset.
+
+``results.parquet``: one row per (point, method, t) with the point's axis coordinates, its
+facts (δ, τ, ε, D, ε/δ², V₀, c), the metrics.csv columns and, for the JKO, the mean drift
+ratio of the steps ending at that record (the pinning diagnostic). ``results.zarr``: the
+same as an xarray Dataset with dimensions (sweep axes..., method, t); a zipped axis is
+indexed by position, with one coordinate per key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mfjko.io import read_metrics
+
+__all__ = ["collect", "load_table", "axis_columns"]
+
+
+def _cell(value):
+    return json.dumps(value) if isinstance(value, list | tuple) else value
+
+
+def axis_columns(spec) -> dict[str, list[str]]:
+    """Axis name → the table columns holding its coordinates."""
+    out = {}
+    for name, values in spec.axes():
+        out[name] = list(values[0]) if isinstance(values[0], dict) else [name]
+    return out
+
+
+def _point_rows(folder: Path, spec, index_of: dict) -> list[dict]:
+    doc = json.loads((folder / "point.json").read_text())
+    base = {"point": doc["id"], **doc["facts"]}
+    for name, value in doc["coords"].items():
+        if isinstance(value, dict):
+            base.update({k: _cell(v) for k, v in value.items()})
+            base[name] = index_of[name][json.dumps(value, sort_keys=True)]
+        else:
+            base[name] = _cell(value)
+    drift = np.asarray(doc.get("drift", []), dtype=float)
+    rows = []
+    for r in read_metrics(folder / "metrics.csv"):
+        row = {**base, **r}
+        row["drift_ratio"] = math.nan
+        if r["method"] == "jko" and drift.size and r["t"] > 0:
+            # steps (k0, k1] of the interval ending at t: K = T/τ steps in all
+            facts = doc["facts"]
+            k1 = int(round(r["t"] / facts["tau"]))
+            k0 = int(round((r["t"] - facts["record_every"]) / facts["tau"]))
+            window = drift[max(0, k0): k1]
+            row["drift_ratio"] = float(np.mean(window)) if window.size else math.nan
+        rows.append(row)
+    return rows
+
+
+def collect(out, spec, points) -> pd.DataFrame:
+    """Write results.parquet and results.zarr from the finished points; return the table."""
+    out = Path(out)
+    index_of = {name: {json.dumps(v, sort_keys=True): i for i, v in enumerate(values)}
+                for name, values in spec.axes() if isinstance(values[0], dict)}
+    rows = []
+    for p in points:
+        folder = out / "points" / p.id
+        if (folder / "point.json").exists():
+            rows += _point_rows(folder, spec, index_of)
+    table = pd.DataFrame(rows)
+    errors = {p.id: (out / "points" / p.id / "error.txt").read_text().splitlines()[0]
+              for p in points if (out / "points" / p.id / "error.txt").exists()}
+    (out / "failures.json").write_text(json.dumps(errors, indent=1))
+    if table.empty:
+        return table
+    table.to_parquet(out / "results.parquet", index=False)
+    _dataset(table, spec).to_zarr(out / "results.zarr", mode="w")
+    return table
+
+
+def _dataset(table: pd.DataFrame, spec):
+    axes = [name for name, _ in spec.axes()]
+    frame = table.copy()
+    for name in axes:
+        if frame[name].dtype == object:
+            frame[name] = frame[name].astype(str)
+    numeric = [c for c in frame.columns
+               if c not in axes + ["method", "t", "point"] and frame[c].dtype != object]
+    ds = frame.set_index(axes + ["method", "t"])[numeric].to_xarray()
+    return ds
+
+
+def load_table(out) -> pd.DataFrame:
+    """The tidy table of a finished sweep folder."""
+    return pd.read_parquet(Path(out) / "results.parquet")

@@ -1,0 +1,202 @@
+r"""``mfjko sweep``: run every point of a sweep on Dask distributed, resumably.
+
+The client expands and resolves the points, groups those that differ only in the JKO's ε
+(:mod:`mfjko.sweep.execute` runs a group with shared references and a batched JKO),
+submits one task per group to a ``LocalCluster`` of worker processes (or to an existing
+scheduler), and writes each finished point to DIR/points/<id>/ (``metrics.csv``,
+``point.json``; ``error.txt`` for a failed point, which does not stop the sweep). With
+``resume``, finished points are skipped. At the end :func:`mfjko.sweep.results.collect`
+writes the tidy table (Parquet) and the xarray Dataset (zarr).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from mfjko.config import ConfigError
+from mfjko.io import METRIC_COLUMNS, atomic_write_text
+from mfjko.sweep.execute import run_group
+from mfjko.sweep.spec import Point, SweepSpec, expand, load_sweep, resolve_point
+
+__all__ = ["run_sweep", "SweepExistsError", "plan", "MAX_BATCH"]
+
+#: most points advanced together in one batched JKO program
+MAX_BATCH = 8
+
+
+class SweepExistsError(FileExistsError):
+    """The output folder holds a sweep and neither resume nor overwrite was asked for."""
+
+
+def _group_key(cfg_doc: dict) -> str:
+    doc = json.loads(json.dumps(cfg_doc))
+    jko = doc.get("methods", {}).get("jko")
+    if jko is not None:
+        jko.pop("eps", None)
+    return json.dumps(doc, sort_keys=True)
+
+
+def plan(spec: SweepSpec, points: list[Point], batch: bool) -> tuple[list, dict]:
+    """Resolve every point's config and group them into tasks.
+
+    Returns:
+      (tasks, failures): tasks are lists of (point, config dict); failures map a point id to
+      the error of a point whose config could not be resolved.
+    """
+    groups: dict[str, list] = defaultdict(list)
+    failures = {}
+    for p in points:
+        try:
+            cfg = resolve_point(spec, p)
+        except (ConfigError, ValueError) as e:
+            failures[p.id] = f"{type(e).__name__}: {e}"
+            continue
+        doc = cfg.model_dump(mode="json")
+        key = _group_key(doc) if batch else p.id
+        groups[key].append((p, doc))
+    tasks = []
+    for members in groups.values():
+        for i in range(0, len(members), MAX_BATCH if batch else 1):
+            tasks.append(members[i:i + (MAX_BATCH if batch else 1)])
+    return tasks, failures
+
+
+def _client(workers: int | None, scheduler: str | None):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout=30), None
+    n = workers or 1
+    # one thread per worker process: JAX parallelizes inside a process, Dask across them
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=40)
+    return Client(cluster), cluster
+
+
+def _write_point(out: Path, point: Point, result: dict) -> None:
+    folder = out / "points" / point.id
+    folder.mkdir(parents=True, exist_ok=True)
+    if result.get("error"):
+        atomic_write_text(folder / "error.txt",
+                          result["error"] + "\n\n" + result.get("traceback", ""))
+        return
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(METRIC_COLUMNS)
+    for r in result["rows"]:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in METRIC_COLUMNS])
+    atomic_write_text(folder / "metrics.csv", buf.getvalue())
+    doc = {"id": point.id, "coords": point.coords, "resolved": point.resolved,
+           "facts": result["facts"], "drift": result["drift"], "seconds": result["seconds"],
+           "warnings": result["warnings"][:50]}
+    atomic_write_text(folder / "point.json", json.dumps(doc, default=float))
+    (folder / "error.txt").unlink(missing_ok=True)
+
+
+def _done(out: Path, point: Point) -> bool:
+    return (out / "points" / point.id / "point.json").exists()
+
+
+def _prepare_folder(out: Path, spec: SweepSpec, resume: bool, overwrite: bool) -> None:
+    marker = out / "sweep.yaml"
+    if out.exists() and any(out.iterdir()):
+        if resume and marker.exists():
+            return
+        if overwrite and marker.exists():
+            shutil.rmtree(out)
+        elif resume:
+            raise SweepExistsError(f"{out} holds no sweep to resume (no sweep.yaml)")
+        else:
+            raise SweepExistsError(f"sweep folder {out} already exists: pass --resume to "
+                                   "continue it, --overwrite to replace it, or another --out")
+    elif resume:
+        raise SweepExistsError(f"nothing to resume: {out} does not exist (check --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    doc = spec.model_dump(mode="json")
+    doc.pop("root")
+    doc["base_config"] = spec.base_config()
+    atomic_write_text(marker, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | None = None,
+              resume: bool = False, overwrite: bool = False, progress: bool = True,
+              batch: bool | None = None) -> Path:
+    """Run a sweep file (module docstring).
+
+    Args:
+      path: the sweep YAML.  out: the sweep folder (default runs/sweeps/<name>).
+      workers: local worker processes (default 1).  scheduler: an existing Dask
+        scheduler's address (then ``workers`` is ignored).  resume: skip finished points.
+      overwrite: replace an existing sweep folder.  progress: a progress bar.
+      batch: override the spec's ``batch`` (batched JKO and shared references).
+
+    Returns:
+      The sweep folder (with results.parquet and results.zarr).
+    """
+    from mfjko.sweep.results import collect
+
+    spec = load_sweep(path)
+    out = Path(out) if out is not None else Path("runs/sweeps") / spec.name
+    _prepare_folder(out, spec, resume, overwrite)
+    points = expand(spec)
+    todo = [p for p in points if not (resume and _done(out, p))]
+    tasks, failures = plan(spec, todo, spec.batch if batch is None else batch)
+    for pid, err in failures.items():
+        _write_point(out, next(p for p in todo if p.id == pid), {"error": err})
+    _execute(out, tasks, workers, scheduler, progress, len(points), len(points) - len(todo))
+    collect(out, spec, points)
+    return out
+
+
+def _execute(out: Path, tasks: list, workers, scheduler, progress: bool, total: int,
+             done: int) -> None:
+    from dask.distributed import as_completed
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    if not tasks:
+        return
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    client, cluster = _client(workers, scheduler)
+    columns = (TextColumn("points"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    try:
+        with Progress(*columns, disable=not progress) as bar:
+            task_bar = bar.add_task("points", total=total, completed=done)
+            futures = {}
+            for members in tasks:
+                configs = [doc for _, doc in members]
+                ids = [p.id for p, _ in members]
+                fut = client.submit(run_group, configs, ids, pure=False)
+                futures[fut] = members
+            for fut in as_completed(futures):
+                members = futures[fut]
+                try:
+                    results = fut.result()
+                except Exception as e:  # noqa: BLE001 — a lost worker fails its group only
+                    results = [{"error": f"{type(e).__name__}: {e}"} for _ in members]
+                for (point, _), result in zip(members, results, strict=True):
+                    _write_point(out, point, result)
+                    if result.get("error"):
+                        bar.console.print(f"[red]point {point.id}[/red] {result['error']}",
+                                          highlight=False)
+                bar.update(task_bar, advance=len(members))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
