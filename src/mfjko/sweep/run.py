@@ -57,7 +57,7 @@ def plan(spec: SweepSpec, points: list[Point], batch: bool) -> tuple[list, dict]
         except (ConfigError, ValueError) as e:
             failures[p.id] = f"{type(e).__name__}: {e}"
             continue
-        doc = cfg.model_dump(mode="json")
+        doc = cfg.model_dump(mode="json", exclude_none=True)  # null would enable a method
         key = _group_key(doc) if batch else p.id
         groups[key].append((p, doc))
     tasks = []
