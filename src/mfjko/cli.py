@@ -105,5 +105,45 @@ def examples():
         out.print(f"{f.relative_to(folder.parent)}: {desc}", highlight=False, soft_wrap=True)
 
 
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="sweep YAML (base config + axes, see docs/STUDY.md)"),
+    out_dir: Path | None = typer.Option(None, "--out", help="sweep folder"),
+    workers: int = typer.Option(1, "--workers", min=1, help="local Dask worker processes"),
+    scheduler: str | None = typer.Option(None, "--scheduler",
+                                         help="address of a running Dask scheduler"),
+    resume: bool = typer.Option(False, "--resume", help="skip the finished points"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing sweep"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar"),
+):
+    """Run every point of a sweep on Dask; write results.parquet and results.zarr."""
+    from mfjko.config import ConfigError
+    from mfjko.sweep import SweepExistsError, run_sweep
+
+    try:
+        folder = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler, resume=resume,
+                           overwrite=overwrite, progress=progress)
+    except ConfigError as e:
+        err.print(f"[red]config error:[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    except SweepExistsError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(3) from None
+    out.print(f"sweep folder: {folder}")
+
+
+@app.command()
+def study(sweep_dir: Path = typer.Argument(..., help="a finished sweep folder")):
+    """Render a sweep's study: phase diagrams, regimes, fitted rates, study.html."""
+    from mfjko.study.render import render_study
+
+    try:
+        page = render_study(sweep_dir)
+    except FileNotFoundError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"study: {page}")
+
+
 if __name__ == "__main__":
     app()

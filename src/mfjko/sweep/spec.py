@@ -47,6 +47,8 @@ class SweepSpec(BaseModel):
     product: dict[str, list[Any]] = Field(default_factory=dict)
     zip: list[dict[str, list[Any]]] = Field(default_factory=list)
     batch: bool = True
+    #: what ``mfjko study`` draws (phase, refinement, groups; docs/STUDY.md)
+    study: dict[str, Any] = Field(default_factory=dict)
     #: sweep folder relative paths resolve from here (set by :func:`load_sweep`)
     root: str = "."
 

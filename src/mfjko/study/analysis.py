@@ -1,0 +1,112 @@
+r"""From a sweep's tidy table to one row per point: gaps, drift ratio, regime; and rate fits.
+
+Gaps of a JKO run (docs/STUDY.md): sup over recorded t of |F_jko(t) − F_ref(t)| / F_GD(t)
+for ref = GD and ref = Langevin at D = ε/(4τ) (sup in time, since the curves can cross),
+plus the predictor and measure gaps at T. Rates: least-squares slopes of log(gap) against
+log(δ) with their standard errors and 95 % intervals (Student t).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mfjko.study.regime import classify, predicted_drift_ratio
+
+__all__ = ["point_summaries", "fit_rate", "FACTS"]
+
+#: per-point facts carried from the table (mfjko.sweep.execute.point_facts)
+FACTS = ("delta", "tau", "eps", "D", "eps_over_h2", "courant", "speed0", "grid_size")
+
+
+def _series(rows: pd.DataFrame, method: str) -> pd.Series:
+    return rows[rows["method"] == method].set_index("t")["loss"].sort_index()
+
+
+def _sup_gap(f: pd.Series, ref: pd.Series, scale: pd.Series) -> float:
+    if f.empty or ref.empty:
+        return math.nan
+    common = f.index.intersection(ref.index).intersection(scale.index)
+    if len(common) < len(f.index):  # an incomplete reference: no gap
+        return math.nan
+    return float(np.max(np.abs(f[common] - ref[common]) / scale[common]))
+
+
+def _at_end(rows: pd.DataFrame, method: str, column: str) -> float:
+    sub = rows[rows["method"] == method].sort_values("t")
+    return float(sub[column].iloc[-1]) if len(sub) and column in sub else math.nan
+
+
+def point_summaries(table: pd.DataFrame, axes: list[str], jko: str = "jko") -> pd.DataFrame:
+    """One row per point: its axis coordinates and facts, the JKO's gaps and drift ratio,
+    the predicted drift ratio ρ(c, ε/δ²) and the regime (:func:`~mfjko.study.regime.classify`).
+
+    Args:
+      table: the sweep's tidy table (:func:`mfjko.sweep.results.load_table`).
+      axes: the columns identifying a point's coordinates (kept in the output).
+      jko: the grid method whose regime is asked.
+
+    Returns:
+      A DataFrame indexed like the points.
+    """
+    out = []
+    for pid, rows in table.groupby("point", sort=True):
+        first = rows.iloc[0]
+        rec = {"point": pid, **{a: first[a] for a in axes if a in rows},
+               **{f: first[f] for f in FACTS if f in rows}}
+        gd, f = _series(rows, "gd"), _series(rows, jko)
+        complete = not f.empty and not gd.empty and f.index.max() >= gd.index.max() - 1e-12
+        rec["complete"] = bool(complete)
+        rec["gap_gd"] = _sup_gap(f, gd, gd)
+        rec["gap_langevin"] = _sup_gap(f, _series(rows, "langevin"), gd)
+        rec["langevin_gap_gd"] = _sup_gap(_series(rows, "langevin"), gd, gd)
+        rec["gap_gd_T"] = float(abs(f.iloc[-1] - gd.iloc[-1]) / gd.iloc[-1]) if complete \
+            else math.nan
+        for col in ("pred_gap", "pred_gap_test", "measure_gap"):
+            rec[f"{col}_T"] = _at_end(rows, jko, col)
+        rec["langevin_measure_gap_T"] = _at_end(rows, "langevin", "measure_gap")
+        drift = rows[(rows["method"] == jko) & (rows["t"] > 0)]["drift_ratio"]
+        rec["drift_ratio"] = float(drift.mean()) if len(drift) else math.nan
+        rec["F_gd_T"] = float(gd.iloc[-1]) if not gd.empty else math.nan
+        rec["F_jko_T"] = float(f.iloc[-1]) if not f.empty else math.nan
+        out.append(rec)
+    summary = pd.DataFrame(out)
+    if summary.empty:
+        return summary
+    if {"courant", "eps_over_h2"} <= set(summary):
+        summary["drift_predicted"] = predicted_drift_ratio(summary["courant"].to_numpy(),
+                                                           summary["eps_over_h2"].to_numpy())
+    verdicts = [classify(r.drift_ratio, r.gap_gd, r.gap_langevin) for r in summary.itertuples()]
+    summary["regime"] = [v.regime for v in verdicts]
+    return summary
+
+
+def fit_rate(x, y) -> dict:
+    """Least-squares fit log y = a + p log x: the rate p, its standard error and 95 %
+    confidence interval (Student t with n − 2 degrees of freedom).
+
+    Args:
+      x: positive abscissae (e.g. grid spacings).  y: positive values (e.g. gaps).
+
+    Returns:
+      dict with ``rate``, ``stderr``, ``ci_low``, ``ci_high``, ``n``, ``intercept``
+      (NaN entries with fewer than 3 usable points for the interval, 2 for the rate).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+    lx, ly = np.log(x[ok]), np.log(y[ok])
+    n = int(ok.sum())
+    res = {"rate": math.nan, "stderr": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+           "n": n, "intercept": math.nan}
+    if n < 2:
+        return res
+    fit = stats.linregress(lx, ly)
+    res.update(rate=float(fit.slope), intercept=float(fit.intercept))
+    if n >= 3:
+        q = float(stats.t.ppf(0.975, n - 2))
+        res.update(stderr=float(fit.stderr), ci_low=float(fit.slope - q * fit.stderr),
+                   ci_high=float(fit.slope + q * fit.stderr))
+    return res
