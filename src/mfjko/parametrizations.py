@@ -158,7 +158,8 @@ class Parametrization:
                              f"model.parametrization = {self.name}: use kind {self.grid_kind}")
         geom = self._grid_from_spec(spec, d)
         if getattr(spec, "scales", None) is not None:
-            geom = multiscale(geom, spec.scales, which=self.scaled_coords)
+            geom = multiscale(geom, spec.scales, which=self.scaled_coords,
+                              separable=getattr(spec, "separable_scales", False))
         return geom
 
     def _grid_from_spec(self, spec, d: int):

@@ -49,7 +49,7 @@ def multiscale(geom, scales, *, which: str = "all", separable: bool = False):
         pts = np.asarray(geom.points if which == "all" else geom.points[:, -1:])
         rho2 = float(np.mean(np.sum(pts * pts, axis=1)))
         order = np.argsort(s)
-        scale = line_factor(s[order], weight=rho2)
+        scale = line_factor(s[order], weight=rho2, kind="scale")
         return ProductGeometry([*geom.factors, scale], ScaledEmbed(geom.embed, which))
     P = np.asarray(geom.points)
     scale_cols = np.ones(P.shape[1]) if which == "all" else np.eye(P.shape[1])[-1]

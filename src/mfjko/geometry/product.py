@@ -50,7 +50,8 @@ class Factor(eqx.Module):
     """One factor of a product grid: n_k points (n_k, d_k) and their n_k×n_k cost.
 
     ``kind``: "line" (sorted 1-D values, squared difference, cells are the Voronoi
-    intervals, the outer ones extended by half a spacing), "angle" (uniform angles in
+    intervals, the outer ones extended by half a spacing), "scale" (the same, for the scale
+    axis of a multi-scale grid: no spatial boundary), "angle" (uniform angles in
     [0, 2π), periodic squared distance, no boundary), "sphere" (unit vectors, squared
     geodesic, no boundary), "points" (any point set, squared Euclidean, no boundary).
     """
@@ -73,7 +74,7 @@ class Factor(eqx.Module):
 
     def cell_edges(self) -> Array:
         """Edges (n+1,) of the 1-D cells of a "line" factor (jit-compatible)."""
-        if self.kind != "line":
+        if self.kind not in ("line", "scale"):
             raise ValueError(f"cell edges are defined for line factors, not {self.kind!r}")
         x = self.points[:, 0]
         first, last = x[:1] - (x[1:2] - x[:1]) / 2, x[-1:] + (x[-1:] - x[-2:-1]) / 2
@@ -82,7 +83,7 @@ class Factor(eqx.Module):
     def locate(self, coords: Array) -> tuple[Array, Array]:
         """Cell index (q,) of coordinates (q, d_k) and whether they are inside the factor's
         range (only a "line" has a boundary)."""
-        if self.kind == "line":
+        if self.kind in ("line", "scale"):
             x = coords[:, 0]
             edges = self.cell_edges()
             idx = jnp.clip(jnp.searchsorted(edges[1:-1], x, side="right"), 0, self.size - 1)
@@ -99,7 +100,7 @@ class Factor(eqx.Module):
         return idx, jnp.ones(idx.shape, dtype=bool)
 
 
-def line_factor(values, weight: float = 1.0) -> Factor:
+def line_factor(values, weight: float = 1.0, kind: str = "line") -> Factor:
     """1-D factor at sorted ``values`` with cost weight·(x − x')²."""
     x = np.asarray(values, dtype=np.float64).reshape(-1)
     if x.size < 2:
@@ -110,7 +111,7 @@ def line_factor(values, weight: float = 1.0) -> Factor:
         raise ValueError("line factor values must be finite")
     pts = x[:, None]
     cost = weight * (pts - pts.T) ** 2
-    return Factor(points=jnp.asarray(pts), cost=jnp.asarray(cost), kind="line",
+    return Factor(points=jnp.asarray(pts), cost=jnp.asarray(cost), kind=kind,
                   weight=float(weight))
 
 

@@ -175,7 +175,9 @@ class GridSpec(BaseModel):
     - ``signed`` / ``pm``: box over w (d coordinates), two components (positive/negative);
     - ``sphere_line`` (sphere): ``n_dirs`` directions on S^{d−1} × ``n_beta`` values of β in
       ``beta_range``;
-    - ``scales``: optional multi-scale copies of the grid's points (research note §2.3.1).
+    - ``scales``: optional multi-scale copies of the grid's points (research note §2.3.1);
+      ``separable_scales``: the separable surrogate cost (a product with a scale axis,
+      O(N) memory; :func:`mfjko.geometry.multiscale`) instead of the exact point-set cost.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -186,6 +188,7 @@ class GridSpec(BaseModel):
     beta_range: tuple[float, float] | None = None
     n_beta: typing.Annotated[int, Field(ge=2)] | None = None
     scales: list[typing.Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
+    separable_scales: bool = False
     discretize_samples: typing.Annotated[int, Field(ge=1000)] = 200_000
 
     @model_validator(mode="after")

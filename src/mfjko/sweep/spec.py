@@ -4,7 +4,8 @@ A sweep YAML has ``base`` (a config path, relative to the sweep file, or an inli
 mapping), ``set`` (``--set`` overrides for every point), ``product`` (axes crossed with
 each other: key → list of values) and ``zip`` (groups of keys varied together, one axis
 per group). Keys use ``--set`` syntax, plus derived keys (:data:`DERIVED`) resolved
-against the point's own grid and data: ``jko.grid_n``, ``jko.eps_over_h2``, ``jko.courant``.
+against the point's own grid and data (``jko.grid_n``, ``jko.eps_over_h2``, ``jko.courant``,
+``jko.D``) and labels (``tag.<name>``, a coordinate only). null in a zip group: not set.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ DERIVED = {
     "jko.eps_over_h2": "ε/δ² at the grid's spacing δ: methods.jko.eps = value·δ²",
     "jko.courant": "c = τ·V₀/δ (cells per step at the initial RMS GD speed V₀): τ = c·δ/V₀, "
                    "snapped so that record_every/τ is an integer",
+    "jko.D": "the diffusion D = ε/(4τ) the entropy adds: methods.jko.eps = 4·D·τ (after τ)",
 }
+#: keys starting with this label a point (a coordinate of the results) and set nothing
+TAG = "tag."
 #: the order in which derived keys are applied (each may need the previous ones)
-_DERIVED_ORDER = ("jko.grid_n", "jko.eps_over_h2", "jko.courant")
+_DERIVED_ORDER = ("jko.grid_n", "jko.eps_over_h2", "jko.courant", "jko.D")
 
 
 class SweepSpec(BaseModel):
@@ -134,7 +138,9 @@ def expand(spec: SweepSpec) -> list[Point]:
         for (name, _), value in zip(axes, combo, strict=True):
             coords[name] = value
             items = value.items() if isinstance(value, dict) else [(name, value)]
-            overrides += [_to_override(k, v) for k, v in items if k not in DERIVED]
+            # null in a zip group means "this key is not set at this position"
+            overrides += [_to_override(k, v) for k, v in items
+                          if k not in DERIVED and v is not None and not k.startswith(TAG)]
         points.append(Point(index, coords, overrides))
     return points
 
@@ -154,7 +160,7 @@ def resolve_point(spec: SweepSpec, point: Point) -> RunConfig:
     raw = apply_overrides(spec.base_config(), list(spec.set) + point.overrides)
     derived = _derived_values(point)
     for key in _DERIVED_ORDER:
-        if key in derived:
+        if derived.get(key) is not None:
             raw = _apply_derived(key, float(derived[key]), raw, point)
     return parse_config(raw, f"point {point.id}")
 
@@ -195,6 +201,10 @@ def _apply_derived(key: str, value: float, raw: dict, point: Point) -> dict:
         point.resolved["grid_n"] = int(value)
         return apply_overrides(raw, [_to_override("methods.jko.grid.sizes",
                                                   [int(value)] * n_axes)])
+    if key == "jko.D":
+        eps = 4.0 * value * float(raw["methods"]["jko"]["tau"])
+        point.resolved["eps"] = eps
+        return apply_overrides(raw, [_to_override("methods.jko.eps", eps)])
     delta = _grid_spacing(raw)
     point.resolved["delta"] = delta
     if key == "jko.eps_over_h2":

@@ -1,0 +1,31 @@
+"""The per-step pinning diagnostic (drift ratio) against the dense plan."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mfjko import data, grids, initial
+from mfjko.jko import JKOSolverOptions
+from mfjko.jko.solver import solve_step
+from mfjko.problem import GridProblem, MeanFieldProblem
+
+
+def test_drift_ratio_equals_the_dense_plans_barycentric_displacement():
+    ds = data.regression_1d(n_train=10, seed=0)
+    prob = MeanFieldProblem.create("neuron", ds.X, ds.y, 0.01)
+    geom = grids.cartesian_grid([(-2, 2)] * 3, [7, 8, 9])
+    grid = GridProblem.create(prob, geom)
+    q, _ = grids.discretize(initial.GaussianLaw(0.6), "neuron", geom, jax.random.PRNGKey(0))
+    tau, eps = 0.3, 0.15
+    _, state, diag = solve_step(grid, q, tau, eps, options=JKOSolverOptions(tol=1e-12))
+    P = np.asarray(geom.points)
+    C = ((P[:, None] - P[None]) ** 2).sum(-1)
+    plan = np.exp(np.asarray(state.f) / eps)[:, None] * np.exp(-C / eps) \
+        * np.exp(np.asarray(state.h) / eps)[None, :]
+    q = np.asarray(q)
+    bary = plan.T @ P / plan.sum(0)[:, None]
+    drift = np.sqrt(np.sum(q * ((bary - P) ** 2).sum(1)) / q.sum())
+    v = np.asarray(prob.first_variation_grad(geom.points, jnp.asarray(q), geom.points))
+    speed = np.sqrt(np.sum(q * (v * v).sum(1)) / q.sum())
+    assert abs(float(diag.drift_ratio) - drift / (tau * speed)) < 1e-8
+    assert 0.3 < float(diag.drift_ratio) < 1.5

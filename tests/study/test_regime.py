@@ -1,0 +1,58 @@
+"""The pinning prediction against an exact JKO step, and the regime rule."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mfjko import grids
+from mfjko.jko import JKOSolverOptions, jko_step
+from mfjko.study.regime import classify, pinning_boundary, predicted_drift_ratio
+
+
+@pytest.mark.parametrize("c, r", [(0.2, 0.05), (0.2, 0.3), (0.4, 0.1), (0.7, 0.2), (0.1, 2.0)])
+def test_predicted_drift_ratio_is_the_jko_step_of_a_linear_potential(c, r):
+    """F(p) = Σ_k p_k (−V θ_k) on a long line: the plan's barycentric displacement of an
+    interior cell is c·ρ(c, r) cells (the closed form the pinning boundary rests on)."""
+    delta, tau = 0.1, 0.05
+    V = c * delta / tau
+    eps = r * delta**2
+    x = np.arange(-60, 61) * delta
+    geom = grids.cartesian_grid([(x[0], x[-1])], [len(x)])
+    q = np.exp(-0.5 * (x / 1.5) ** 2)
+    q /= q.sum()
+    lam = 1.0
+    v = -2.0 * V * x / lam  # (λ/2) v_k = −V θ_k: a constant force V
+    phi = np.zeros((1, len(x)))
+    _, state, diag = jko_step(geom, q, phi, np.zeros(1), v, lam, tau, eps,
+                              options=JKOSolverOptions(tol=1e-12))
+    a, b = np.exp(np.asarray(state.f) / eps), np.exp(np.asarray(state.h) / eps)
+    K = np.exp(-((x[:, None] - x[None, :]) ** 2) / eps)
+    plan = a[:, None] * K * b[None, :]
+    mid = slice(40, 81)  # interior sources, far from the ends
+    bary = (plan[:, mid] * x[:, None]).sum(0) / plan[:, mid].sum(0)
+    displacement = (bary - x[mid]) / delta
+    np.testing.assert_allclose(displacement / c, predicted_drift_ratio(c, r), rtol=1e-6,
+                               atol=1e-9)
+
+
+def test_pinning_boundary_is_the_half_level_set():
+    cs = np.array([0.05, 0.2, 0.4])
+    rs = pinning_boundary(cs)
+    np.testing.assert_allclose(predicted_drift_ratio(cs, rs), 0.5, atol=1e-6)
+    assert np.all(np.diff(rs) < 0)  # a faster drift needs less entropy to move
+    assert math.isnan(pinning_boundary([0.6])[0])  # c > 1/2 moves a cell deterministically
+    # the deterministic limit: no motion below half a cell per step, whole cells above
+    assert predicted_drift_ratio(0.3, 1e-3) < 1e-10
+    assert predicted_drift_ratio(0.8, 1e-3) == pytest.approx(1 / 0.8)
+
+
+def test_regime_rule():
+    assert classify(0.2, 0.01).regime == "pinned"
+    assert classify(0.9, 0.04, 0.2).regime == "GD-like"
+    assert classify(0.9, 0.3, 0.02).regime == "Langevin-like"
+    assert classify(0.9, 0.3, 0.2).regime == "neither"
+    assert classify(0.9, 0.3).regime == "neither"  # no Langevin run
+    assert "within 4.0%" in classify(0.9, 0.04).sentence()
+    assert "Pinned" in classify(0.1, 0.5).sentence()
