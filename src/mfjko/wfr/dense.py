@@ -2,13 +2,13 @@ r"""Dense NumPy reference for one entropic WFR (unbalanced) JKO step on a direct
 
 Solves (docs/WFR.md, "Entropic JKO step"), for masses q = (q₊, q₋) (2, N):
 
-    min_{γ₊, γ₋ ≥ 0, ν ≥ 0} Σ_± [ε KL(γ_± | R_±) + ρ KL(γ_±1 | ν_±) + ρ KL(γ_±ᵀ1 | q_±)] + 2τ G(ν),
+    min_{γ₊, γ₋ ≥ 0, ν ≥ 0} Σ_± [ε KL(γ_± | R_±) + ρ KL(γ_±1 | ν_±) + ρ' KL(γ_±ᵀ1 | q_±)] + 2τ G(ν),
     R_±,kl = ω_k K_kl q_±,l / Z_l,  K = exp(−C/ε),  Z_l = Σ_k ω_k K_kl,
     G(ν) = (1/(2n))‖Φ(ν₊ − ν₋) − y‖² + Σ_± ⟨λ + ψ_±, ν_±⟩,
 
 by generalized Sinkhorn on γ = diag(a) R diag(b) in log space:
-b = (q / Rᵀa)^θ with θ = ρ/(ρ + ε), then (a, ν) from the prox of the first-marginal
-term, a = u^{−ρ/ε}, ν = a ⊙ Rb / u, u = 1 + (2τ/ρ)(λ + ψ + Φᵀg), where g ∈ ℝⁿ
+b = (q / Rᵀa)^θ with θ = ρ'/(ρ' + ε) (ρ' = ρ by default), then (a, ν) from the prox of
+the first-marginal term, a = u^{−ρ/ε}, ν = a ⊙ Rb / u, u = 1 + (2τ/ρ)(λ + ψ + Φᵀg), where g ∈ ℝⁿ
 minimizes H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (ε/(2τ)) Σ a ⊙ Rb (damped Newton, domain u > 0).
 Plain loops, explicit N×N matrices, no acceleration: the yardstick for the JAX solver.
 """
@@ -35,10 +35,11 @@ class DenseWFRResult(NamedTuple):
     marginal_error: float
 
 
-def check_wfr_data(q, phi, y, lam, tau, eps, rho, potential=None, omega=None):
+def check_wfr_data(q, phi, y, lam, tau, eps, rho, potential=None, omega=None, rho_old=None):
     """Shapes, finiteness and signs of one WFR step's data (NumPy or JAX arrays).
 
     q (2, N) nonnegative with positive total mass; phi (n, N); y (n,); λ ≥ 0; τ, ε, ρ > 0;
+    ρ' (``rho_old``, if given) > 0;
     optional potential ψ (2, N) with 1 + (2τ/ρ)(λ + ψ) > 0 (else the step creates mass
     from nothing, see docs/WFR.md); optional cell weights ω (N,) > 0.
     Raises ValueError naming the offending input.
@@ -62,6 +63,8 @@ def check_wfr_data(q, phi, y, lam, tau, eps, rho, potential=None, omega=None):
             raise ValueError(f"{name} must be positive and finite, got {val}")
     if not (math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam must be nonnegative and finite, got {lam}")
+    if rho_old is not None and not (math.isfinite(rho_old) and rho_old > 0):
+        raise ValueError(f"rho_old must be positive and finite (e.g. rho − eps), got {rho_old}")
     lin = lam
     if potential is not None:
         if potential.shape != (2, N):
@@ -138,6 +141,7 @@ def wfr_jko_step_dense(
     *,
     potential=None,
     omega=None,
+    rho_old: float | None = None,
     tol: float = 1e-11,
     max_iter: int = 100_000,
     full: bool = False,
@@ -154,6 +158,8 @@ def wfr_jko_step_dense(
       y: (n,) targets.  lam: λ ≥ 0 (weight decay per unit mass).
       tau: JKO step (mean-field time).  eps: entropic ε (units of C, i.e. angle²).
       rho: marginal weight ρ of the KL terms (ρ = 2: the flow of GD on balanced neurons).
+      rho_old: weight ρ' of the KL term of the old marginal (default ρ; ρ − ε removes
+        the O(ε) entropic bias of the reaction, docs/WFR.md).
       potential: optional (2, N) linear potential ψ added to G (tests: linear G).
       omega: optional (N,) cell weights ω of the entropy's reference measure (uniform
         if None; only ratios matter).
@@ -172,7 +178,8 @@ def wfr_jko_step_dense(
     psi = None if potential is None else np.asarray(potential, np.float64)
     om = None if omega is None else np.asarray(omega, np.float64)
     lam, tau, eps, rho = float(lam), float(tau), float(eps), float(rho)
-    check_wfr_data(q, phi, y, lam, tau, eps, rho, psi, om)
+    rho_old = rho if rho_old is None else float(rho_old)
+    check_wfr_data(q, phi, y, lam, tau, eps, rho, psi, om, rho_old)
     N = q.shape[1]
     if cost.shape != (N, N):
         raise ValueError(f"cost must be (N, N) = ({N}, {N}), got {cost.shape}")
@@ -180,7 +187,7 @@ def wfr_jko_step_dense(
         raise ValueError("cost contains NaN or -inf")
 
     n = phi.shape[0]
-    theta = rho / (rho + eps)
+    theta = rho_old / (rho_old + eps)
     k_a = rho / eps  # a = u^{-ρ/ε}
     c = 2.0 * tau / rho
     lin = (lam + (np.zeros((2, N)) if psi is None else psi)).reshape(-1)
