@@ -134,8 +134,8 @@ def wfr_kernel(directions=None, eps: float = 0.01, rho: float = 2.0, *, cost=Non
         log_k=jnp.asarray(log_k),
         log_omega=jnp.asarray(log_omega),
         log_zeta=jnp.asarray(log_zeta),
-        eps=jnp.asarray(float(eps)),
-        rho=jnp.asarray(float(rho)),
+        eps=jnp.asarray(float(eps), dtype=jnp.float64),
+        rho=jnp.asarray(float(rho), dtype=jnp.float64),
     )
 
 
@@ -399,11 +399,13 @@ def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: 
 
 
 def _numeric(options: WFRSolverOptions) -> dict:
+    # explicit dtypes: weakly-typed arrays would compile a second program
+    f, i = jnp.float64, jnp.int32
     return {
-        "tol": jnp.asarray(options.tol),
-        "max_iter": jnp.asarray(options.max_iter),
-        "newton_tol": jnp.asarray(options.newton_tol),
-        "newton_max_iter": jnp.asarray(options.newton_max_iter),
+        "tol": jnp.asarray(options.tol, dtype=f),
+        "max_iter": jnp.asarray(options.max_iter, dtype=i),
+        "newton_tol": jnp.asarray(options.newton_tol, dtype=f),
+        "newton_max_iter": jnp.asarray(options.newton_max_iter, dtype=i),
     }
 
 
@@ -457,13 +459,13 @@ def wfr_jko_step(
     check_wfr_data(q, phi_s, y, lam, tau, float(kernel.eps), float(kernel.rho), psi,
                    rho_old=rho_old)
     phi_signed = jnp.concatenate([phi_s, -phi_s], axis=1)
-    lin = jnp.full((2 * N,), lam) if psi is None else (lam + psi).reshape(-1)
+    lin = jnp.full((2 * N,), lam, dtype=jnp.float64) if psi is None else (lam + psi).reshape(-1)
     n = phi_s.shape[0]
-    g0 = jnp.zeros(n) if state is None else jnp.asarray(state.g, jnp.float64)
+    g0 = jnp.zeros(n, jnp.float64) if state is None else jnp.asarray(state.g, jnp.float64)
     if g0.shape != (n,):
         raise ValueError(f"state.g has shape {g0.shape}, expected ({n},)")
-    nu, new_state, diag = _solve(kernel, q, phi_signed, y, lin, jnp.asarray(tau),
-                                 jnp.asarray(rho_old), g0,
+    f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)
+    nu, new_state, diag = _solve(kernel, q, phi_signed, y, f64(lin), f64(tau), f64(rho_old), g0,
                                  _numeric(options), options.anderson_depth)
     if not bool(diag.converged):
         d = diag.as_dict()
