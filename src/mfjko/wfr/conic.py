@@ -74,6 +74,7 @@ def _g_prime(s, sign, res, X, lam):
     return sign * jnp.mean(res * relu(X @ s)) + lam
 
 
+@jax.jit
 def conic_velocity(theta, X, y, lam) -> Array:
     """(ds_i/dt, dβ_i/dt) = (−∇_S G'_i, −2 β_i G'_i), shape (m, d + 1) (uniform weights 1/m).
 
@@ -88,6 +89,7 @@ def conic_velocity(theta, X, y, lam) -> Array:
     return jnp.concatenate([-tang, (-2.0 * beta * gp)[:, None]], axis=1)
 
 
+@jax.jit
 def conic_objective(theta, X, y, lam) -> Array:
     """G(ν) = (1/(2n))‖f − y‖² + λ(1/m)Σ|β_i| (= F of the ``sphere`` measure, V = 2|β|)."""
     res = _residual(theta, X, y)
@@ -131,7 +133,7 @@ def _advance(theta, X, y, lam, h, n):
                          (theta, jnp.asarray(jnp.inf)))
 
 
-_objective_jit = jax.jit(conic_objective)
+_objective_jit = conic_objective
 
 
 def conic_gradient_descent(theta0, X, y, lam, h, T, record_every: int = 1,
