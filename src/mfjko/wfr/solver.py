@@ -82,7 +82,8 @@ class WFRKernel(eqx.Module):
         m = jnp.where(jnp.isfinite(m), m, 0.0)
         E = jnp.exp(U - m)
         finite = jnp.where(jnp.isfinite(U), 1.0, 0.0)
-        both = jnp.concatenate([E, finite], axis=0) @ self.K  # K symmetric: E K = (K Eᵀ)ᵀ
+        # K symmetric: E K = (K Eᵀ)ᵀ; XLA's CPU product is ~3× faster in the (N,N)@(N,B) form
+        both = (self.K @ jnp.concatenate([E, finite], axis=0).T).T
         S, reach = both[: U.shape[0]], both[U.shape[0] :]
         # Rows with reach = 0 have no finite term within the kernel's numerical support:
         # their exact value is < log(N·1e-308) + max U, i.e. a negligible mass; −inf is kept.
