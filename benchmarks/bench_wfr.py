@@ -1,23 +1,18 @@
 """Benchmark: one entropic WFR JKO step (mfjko.wfr.wfr_jko_step) on direction grids.
 
-Cases: N ∈ {512, 4096} directions on S¹ (1-D regression with bias: regression_1d,
-n = 20, d = 2) and on S³ (ReLU teacher data: data.teacher(d_in=3, n_train=50), d = 4).
-S¹: uniform angles, spacing h = 2π/N, ε = 4.5e-4 for both N (D = ε/4τ = 1.1e-3: the
-physics of the head-to-head's N = 512 runs; ε/h² = 3 at N = 512, 192 at N = 4096).
-S³: normalized Gaussian points (no repulsion: the O(N²d) repulsion would need GBs at
-N = 4096; point quality does not change the cost of a step), h = median nearest-neighbour
-geodesic distance, ε = 1.5h² (these grids are coarse: h = 0.33 and 0.17).
-τ = 0.1, λ = 0.01, ρ = 2, ρ' = ρ − ε; masses uniform, 0.125 per sign (lift of
-GaussianLaw(0.5)). ``--eps-s1`` changes the S¹ ε (e.g. 1.5h² = 3.5e-6 at N = 4096: each
-step then moves mass ~20 kernel widths and Sinkhorn needs far more iterations).
-Stopping rule: relative second-marginal error ≤ 1e-9 (the solver default).
+Cases: N ∈ {512, 4096} directions on S¹ (regression_1d, n = 20, d = 2) and on S³
+(data.teacher(d_in=3, n_train=50), d = 4). S¹: uniform angles, ε = 4.5e-4 for both N
+(D = ε/4τ = 1.1e-3, the head-to-head's physics; ``--eps-s1`` changes it). S³: normalized
+Gaussian points (repulsion would need GBs at N = 4096; point quality does not change the
+cost), h = median nearest-neighbour geodesic distance, ε = 1.5h². τ = 0.1, λ = 0.01,
+ρ = 2, ρ' = ρ − ε, uniform masses 0.125 per sign; stop at relative marginal error 1e-9.
 
-Reported per case: kernel build (cone cost + exp, NumPy, O(N²)), compile time, cold
-step (state None, already compiled; median of 3), warm step (started from the previous
-step's state; mean over steps 2..4 of a chained run), Sinkhorn iterations (cold / warm
-mean), Newton iterations per prox (max), exact log-sum-exp fallbacks, peak RSS.
+Reported: kernel build (NumPy, O(N²)), compile, cold step (state None, compiled; median
+of 3), warm step (from the previous step's state; mean of steps 2..4), Sinkhorn
+iterations (cold / warm mean), max Newton iterations per prox, exact log-sum-exp
+fallbacks, peak RSS. See benchmarks/WFR.md.
 
-Usage: python benchmarks/bench_wfr.py [--sizes 512 4096] [--out FILE]
+Usage: python benchmarks/bench_wfr.py [--sizes 512 4096] [--eps-s1 4.5e-4] [--out FILE]
 """
 
 from __future__ import annotations

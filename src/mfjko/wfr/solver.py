@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.linalg import cho_solve
 from jax.scipy.special import logsumexp
+from scipy.special import logsumexp as _np_logsumexp
 
 from mfjko.jko.dense import ConvergenceError
 from mfjko.trajectory import Trajectory
@@ -127,9 +128,7 @@ def wfr_kernel(directions=None, eps: float = 0.01, rho: float = 2.0, *, cost=Non
         raise ValueError(f"omega must be ({N},) positive and finite")
     log_k = -C / eps
     log_omega = np.log(om)
-    from scipy.special import logsumexp as _lse
-
-    log_zeta = _lse(log_k + log_omega[:, None], axis=0)
+    log_zeta = _np_logsumexp(log_k + log_omega[:, None], axis=0)
     return WFRKernel(
         K=jnp.asarray(np.exp(log_k)),
         log_k=jnp.asarray(log_k),
