@@ -15,7 +15,11 @@ import math
 
 import numpy as np
 
-from mfjko import grids
+try:  # the geometry/ package of the refactored main
+    from mfjko.geometry.sphere import sphere_directions as _geometry_sphere_directions
+except ImportError:  # pre-refactor API
+    _geometry_sphere_directions = None
+    from mfjko.grids import quasi_uniform_sphere as _quasi_uniform_sphere
 
 __all__ = [
     "circle_directions",
@@ -45,18 +49,24 @@ def circle_directions(n: int) -> np.ndarray:
     """n uniform directions s_k = (cos φ_k, sin φ_k), φ_k = 2πk/n, on S¹ (d = 2), (n, 2)."""
     if int(n) != n or n < 3:
         raise ValueError(f"a circle grid needs an integer n ≥ 3, got {n}")
-    return np.asarray(grids.quasi_uniform_sphere(2, int(n)))
+    phi = 2.0 * np.pi * np.arange(int(n)) / int(n)
+    return np.stack([np.cos(phi), np.sin(phi)], axis=1)
 
 
 def sphere_directions(d: int, n: int, *, seed: int = 0, steps: int = 50) -> np.ndarray:
-    """n quasi-uniform directions on S^{d−1} (``mfjko.grids.quasi_uniform_sphere``), (n, d).
-
-    d = 2 gives :func:`circle_directions`; d = 3 a Fibonacci lattice; d > 3 normalized
-    Gaussian points spread by ``steps`` repulsion steps (O(n²) memory per step).
-    """
+    """n quasi-uniform directions on S^{d−1}, (n, d), from the project's geometry code
+    (``mfjko.geometry.sphere.sphere_directions``, or ``mfjko.grids.quasi_uniform_sphere``
+    before the refactor). d = 2 gives :func:`circle_directions`; d > 3 points are spread
+    by ``steps`` repulsion steps (O(n²) memory per step)."""
     if int(d) != d or d < 2:
         raise ValueError(f"d must be an integer ≥ 2, got {d}")
-    return np.asarray(grids.quasi_uniform_sphere(int(d), int(n), seed=seed, steps=steps))
+    if int(d) == 2:
+        return circle_directions(n)
+    if _geometry_sphere_directions is not None:
+        S = _geometry_sphere_directions(int(n), int(d), seed=seed, repulsion_steps=steps)
+    else:
+        S = _quasi_uniform_sphere(int(d), int(n), seed=seed, steps=steps)
+    return np.asarray(S, dtype=np.float64)
 
 
 def geodesic_distance(S, T) -> np.ndarray:
