@@ -147,9 +147,13 @@ def conic_gradient_descent(theta0, X, y, lam, h, T, record_every: int = 1,
 
     Args:
       theta0: (m, d + 1) particles (s, β) (e.g. :func:`balanced_to_conic`).
-      X: (n, d) data with bias column.  y: (n,).  lam: λ ≥ 0.
-      h: step of mean-field time.  T: duration (a multiple of h).
-      record_every: steps between records.  t0: start time.
+      X: (n, d) data with bias column.
+      y: (n,) targets.
+      lam: λ ≥ 0.
+      h: step of mean-field time.
+      T: duration (a multiple of h).
+      record_every: steps between records.
+      t0: start time.
 
     Returns:
       Trajectory(method="conic_gd", param="sphere", support (T_rec, m, d + 1),

@@ -27,6 +27,8 @@ __all__ = ["ConvergenceError", "DenseWFRResult", "check_wfr_data", "wfr_jko_step
 
 
 class DenseWFRResult(NamedTuple):
+    """Full output of :func:`wfr_jko_step_dense` (``full=True``)."""
+
     nu: np.ndarray  # (2, N) new masses ν (the JKO iterate)
     p: np.ndarray  # (2, N) first marginal of the plan, p = ν ⊙ u
     col: np.ndarray  # (2, N) second marginal of the plan
@@ -155,8 +157,10 @@ def wfr_jko_step_dense(
       q: (2, N) or (2N,) previous masses (q₊, q₋) ≥ 0.
       phi: (n, N) direction features Φ_S[j, k] = σ(s_kᵀx_j); the − component enters
         with −Φ_S.
-      y: (n,) targets.  lam: λ ≥ 0 (weight decay per unit mass).
-      tau: JKO step (mean-field time).  eps: entropic ε (units of C, i.e. angle²).
+      y: (n,) targets.
+      lam: λ ≥ 0 (weight decay per unit mass).
+      tau: JKO step (mean-field time).
+      eps: entropic ε (units of C, i.e. angle²).
       rho: marginal weight ρ of the KL terms (ρ = 2: the flow of GD on balanced neurons).
       rho_old: weight ρ' of the KL term of the old marginal (default ρ; ρ − ε removes
         the O(ε) entropic bias of the reaction, docs/WFR.md).
@@ -164,6 +168,7 @@ def wfr_jko_step_dense(
       omega: optional (N,) cell weights ω of the entropy's reference measure (uniform
         if None; only ratios matter).
       tol: stop when ‖γᵀ1 − q^θ(Rᵀa)^{1−θ}‖₁ ≤ tol·|q| (second-marginal optimality).
+      max_iter: Sinkhorn iteration cap.
       full: also return the plan's marginals and the dual (:class:`DenseWFRResult`).
 
     Returns:

@@ -46,7 +46,7 @@ def _check_directions(S) -> np.ndarray:
 
 
 def circle_directions(n: int) -> np.ndarray:
-    """n uniform directions s_k = (cos φ_k, sin φ_k), φ_k = 2πk/n, on S¹ (d = 2), (n, 2)."""
+    """Uniform directions s_k = (cos φ_k, sin φ_k), φ_k = 2πk/n, on S¹ (d = 2), shape (n, 2)."""
     if int(n) != n or n < 3:
         raise ValueError(f"a circle grid needs an integer n ≥ 3, got {n}")
     phi = 2.0 * np.pi * np.arange(int(n)) / int(n)
@@ -54,10 +54,13 @@ def circle_directions(n: int) -> np.ndarray:
 
 
 def sphere_directions(d: int, n: int, *, seed: int = 0, steps: int = 50) -> np.ndarray:
-    """n quasi-uniform directions on S^{d−1}, (n, d), from the project's geometry code
-    (``mfjko.geometry.sphere.sphere_directions``, or ``mfjko.grids.quasi_uniform_sphere``
-    before the refactor). d = 2 gives :func:`circle_directions`; d > 3 points are spread
-    by ``steps`` repulsion steps (O(n²) memory per step)."""
+    """Quasi-uniform directions on S^{d−1}, shape (n, d).
+
+    From the project's geometry code (``mfjko.geometry.sphere.sphere_directions``, or
+    ``mfjko.grids.quasi_uniform_sphere`` before the refactor). d = 2 gives
+    :func:`circle_directions`; d > 3 points are spread by ``steps`` repulsion steps
+    (O(n²) memory per step).
+    """
     if int(d) != d or d < 2:
         raise ValueError(f"d must be an integer ≥ 2, got {d}")
     if int(d) == 2:
@@ -93,8 +96,9 @@ def cone_cost(S, rho: float = 2.0, T=None) -> np.ndarray:
     ρ = 2 (GD on balanced neurons, docs/WFR.md) the cut-off angle is π/√2 ≈ 127°.
 
     Args:
-      S: (N, d) unit directions.  rho: marginal weight ρ > 0 (= ℓ², ℓ the length scale
-        of the cone).  T: (M, d) second set (default S).
+      S: (N, d) unit directions.
+      rho: marginal weight ρ > 0 (= ℓ², ℓ the length scale of the cone).
+      T: (M, d) second set (default S).
 
     Returns:
       (N, M) float64 array, exactly 0 on coincident directions.
@@ -132,7 +136,8 @@ def as_neuron_measure(S, masses) -> tuple[np.ndarray, np.ndarray]:
     (θ = (s, β) = (s, ±1): V = 2|β| = 2), so F of either equals the lifted G.
 
     Args:
-      S: (N, d) unit directions.  masses: (2, N) nonnegative masses (ν₊, ν₋).
+      S: (N, d) unit directions.
+      masses: (2, N) nonnegative masses (ν₊, ν₋).
 
     Returns:
       (points (2N, d + 1), weights (2N,)): first the N points (s_k, +1), then (s_k, −1).
@@ -175,7 +180,10 @@ def lifted_objective(masses, phi, y, lam, potential=None) -> float:
     r"""G(ν) = (1/(2n))‖Φ_S(ν₊ − ν₋) − y‖² + λ(|ν₊| + |ν₋|) (+ ⟨ψ, ν⟩ if ``potential``).
 
     Args:
-      masses: (2, N).  phi: (n, N) direction features Φ_S.  y: (n,).  lam: λ.
+      masses: (2, N).
+      phi: (n, N) direction features Φ_S.
+      y: (n,) targets.
+      lam: λ.
       potential: optional (2, N) extra linear potential ψ.
     """
     nu = np.asarray(masses, np.float64)

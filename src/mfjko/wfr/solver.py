@@ -74,11 +74,18 @@ class WFRKernel(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number of directions N."""
         return self.K.shape[0]
 
     def lse(self, U: Array) -> tuple[Array, Array]:
-        """out[c, k] = log Σ_l K_kl exp(U[c, l]) for U (B, N); also whether the exact
-        path was taken (a bool array)."""
+        """Log-domain kernel application out[c, k] = log Σ_l K_kl exp(U[c, l]).
+
+        Args:
+          U: (B, N) log-vectors (−inf allowed).
+
+        Returns:
+          (out (B, N), whether the exact path was taken (bool array)).
+        """
         m = jnp.max(U, axis=1, keepdims=True)
         m = jnp.where(jnp.isfinite(m), m, 0.0)
         E = jnp.exp(U - m)
@@ -105,10 +112,19 @@ class WFRKernel(eqx.Module):
 
 def wfr_kernel(directions=None, eps: float = 0.01, rho: float = 2.0, *, cost=None,
                omega=None) -> WFRKernel:
-    """Build the :class:`WFRKernel` for unit ``directions`` (N, d) (cone cost with marginal
-    weight ρ, :func:`~mfjko.wfr.directions.cone_cost`) or for an explicit symmetric
-    ``cost`` (N, N). ``omega``: (N,) positive cell weights (None: uniform; only ratios
-    matter). Builds the N×N kernel once (O(N²) time and memory)."""
+    """Build the :class:`WFRKernel` once (O(N²) time and memory).
+
+    Args:
+      directions: (N, d) unit directions (cone cost with marginal weight ρ,
+        :func:`~mfjko.wfr.directions.cone_cost`), or None when ``cost`` is given.
+      eps: entropic ε > 0.
+      rho: marginal weight ρ > 0.
+      cost: explicit symmetric (N, N) cost instead of ``directions``.
+      omega: (N,) positive cell weights (None: uniform; only ratios matter).
+
+    Returns:
+      The :class:`WFRKernel`.
+    """
     if not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be positive and finite, got {eps}")
     if not (math.isfinite(rho) and rho > 0):
@@ -169,8 +185,11 @@ class WFRSolverOptions:
 
 
 class WFRState(eqx.Module):
-    """Warm start carried across steps: g (n,), the prox dual (it fixes a = u(g)^{−ρ/ε}
-    independently of q); log_a, log_b (2, N): scalings of the last plan (inspection)."""
+    """Warm start carried across steps.
+
+    g: (n,) prox dual (it fixes a = u(g)^{−ρ/ε} independently of q); log_a, log_b
+    (2, N): scalings of the last plan (inspection).
+    """
 
     g: Array
     log_a: Array
@@ -178,11 +197,13 @@ class WFRState(eqx.Module):
 
 
 class WFRDiagnostics(eqx.Module):
-    """Per-step scalars: sinkhorn_iterations; marginal_error (relative, at exit);
-    newton_total, newton_max, newton_residual (largest final ‖∇H‖); exact_lse (kernel
-    applications that took the exact path); objective G(ν); step_objective (the
-    minimized value J); mass_plus, mass_minus (|ν₊|, |ν₋|); mass_change (|ν| − |q|)/|q|;
-    converged (bool)."""
+    """Per-step scalars of one WFR JKO step.
+
+    sinkhorn_iterations; marginal_error (relative, at exit); newton_total, newton_max,
+    newton_residual (largest final ‖∇H‖); exact_lse (kernel applications that took the
+    exact path); objective G(ν); step_objective (the minimized value J); mass_plus,
+    mass_minus (|ν₊|, |ν₋|); mass_change (|ν| − |q|)/|q|; converged (bool).
+    """
 
     sinkhorn_iterations: Array
     marginal_error: Array
@@ -198,12 +219,14 @@ class WFRDiagnostics(eqx.Module):
     converged: Array
 
     def as_dict(self) -> dict[str, float]:
+        """The fields as Python scalars."""
         return {f.name: np.asarray(getattr(self, f.name)).item() for f in fields(self)}
 
 
 def _prox_newton(log_z, phi, y, lin, c, k_a, eps_over_2tau, g0, tol, max_iter):
-    r"""argmin_g H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (ε/2τ) Σ_k z_k u_k^{−k_a},
-    u = 1 + c(lin + Φᵀg) > 0 (c = 2τ/ρ, k_a = ρ/ε), by damped Newton.
+    r"""Minimize H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (ε/2τ) Σ_k z_k u_k^{−k_a} by damped Newton.
+
+    Domain u = 1 + c(lin + Φᵀg) > 0 (c = 2τ/ρ, k_a = ρ/ε).
 
     ∇H = n g + y − Φν with ν = z u^{−k_a−1};  ∇²H = nI + c(k_a + 1) Φ diag(ν/u) Φᵀ ⪰ nI.
     Returns (g, log u (M,), iterations, final ‖∇H‖).
@@ -264,8 +287,11 @@ def _prox_newton(log_z, phi, y, lin, c, k_a, eps_over_2tau, g0, tol, max_iter):
 
 
 def _anderson(hist_x, hist_t, hist_len, reg=1e-10):
-    """Type-II Anderson point Σ_j c_j T(g_j), Σc_j = 1, minimizing ‖Σ_j c_j (T(g_j) − g_j)‖
-    (Tikhonov-regularized), from ring buffers whose newest entry is row 0."""
+    """Type-II Anderson point Σ_j c_j T(g_j) with Σc_j = 1.
+
+    The c_j minimize ‖Σ_j c_j (T(g_j) − g_j)‖ (Tikhonov-regularized); ring buffers hold
+    the newest entry in row 0.
+    """
     m = hist_x.shape[0]
     F = hist_t - hist_x
     valid = (jnp.arange(1, m) < hist_len)[:, None]
@@ -436,10 +462,12 @@ def wfr_jko_step(
       kernel: :func:`wfr_kernel` (directions, ε, ρ, cell weights).
       q: (2, N) or (2N,) masses (q₊, q₋) ≥ 0 at the previous time.
       phi: (n, N) direction features Φ_S[j, k] = σ(s_kᵀx_j) (the − component uses −Φ_S).
-      y: (n,) targets.  lam: λ ≥ 0.  tau: step of mean-field time.
+      y: (n,) targets.
+      lam: λ ≥ 0.
+      tau: step of mean-field time.
       state: warm start (previous step's :class:`WFRState`), None for g = 0.
-      options: :class:`WFRSolverOptions`.  potential: optional (2, N) linear potential ψ
-        added to G (G gets + ⟨ψ, ν⟩).
+      options: :class:`WFRSolverOptions`.
+      potential: optional (2, N) linear potential ψ added to G (G gets + ⟨ψ, ν⟩).
       rho_old: weight ρ' of the old-marginal KL term (default: the kernel's ρ; ρ − ε
         removes the O(ε) entropic bias of the reaction rate, docs/WFR.md).
 
@@ -506,15 +534,24 @@ def run_wfr_jko(
 
     Args:
       directions: (N, d) unit directions (d includes the bias coordinate).
-      q0: (2, N) initial masses (ν₊, ν₋).  X: (n, d) data (bias column included).
-      y: (n,).  lam, tau, eps, rho: λ, τ, ε, ρ.  T: duration, a multiple of τ.
+      q0: (2, N) initial masses (ν₊, ν₋).
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: λ ≥ 0.
+      tau: JKO step τ (mean-field time).
+      eps: entropic ε.
+      T: duration, a multiple of τ.
+      rho: marginal weight ρ (2: GD on balanced neurons).
       rho_old: weight of the old-marginal KL term (default ρ; see :func:`wfr_jko_step`).
       record_every: steps between records (the last step is always recorded).
-      omega: (N,) cell weights.  potential: optional (2, N) linear potential.
+      options: :class:`WFRSolverOptions`.
+      omega: (N,) cell weights.
+      potential: optional (2, N) linear potential.
       kernel: a prebuilt :func:`wfr_kernel` for these (directions, ε, ρ, ω) (reuse
         across runs), else built here.
       callback: ``callback(k, t, nu, diag_dict)`` after each step.
-      state, t0: resume from a previous run's final state at time t0.
+      state: resume from a previous run's final :class:`WFRState`.
+      t0: start time (resuming).
       param: "neuron" or "sphere": the parametrization the support is read in (the
         point set (s_k, ±1) is the same for both).
 
