@@ -1,0 +1,615 @@
+r"""Production entropic WFR JKO on a direction grid (JAX, log domain), and its time loop.
+
+One step (docs/WFR.md) maps masses q (2, N) of the ± components to
+ν = argmin_ν min_γ Σ_± [εKL(γ_± | R_±) + ρKL(γ_±1 | ν_±) + ρ'KL(γ_±ᵀ1 | q_±)] + 2τG(ν),
+by the generalized Sinkhorn iteration of :mod:`mfjko.wfr.dense`, written as a fixed
+point on the prox dual g ∈ ℝⁿ (n = data points), warm-started from the previous step
+and Anderson-accelerated; a mixed g is used only if it keeps u = 1 + (2τ/ρ)(λ + Φᵀg) > 0.
+
+Kernel: the direction grid has no product structure (the cone cost is a function of
+the geodesic distance only), so K = exp(−C/ε) is a dense N×N matrix, applied to both
+components in one matrix product with a max-shift ("kernel mode"); when a row sum
+falls below 1e-280 (possible underflow), that application is redone exactly as a
+chunked log-sum-exp. On S¹ the matrix is circulant, but an FFT product would lose all
+entries below 1e-16 of the largest, so we keep the dense product.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.linalg import cho_solve
+from jax.scipy.special import logsumexp
+from scipy.special import logsumexp as _np_logsumexp
+
+from mfjko.jko.dense import ConvergenceError
+from mfjko.trajectory import Trajectory
+from mfjko.wfr import directions as _dirs
+from mfjko.wfr.dense import check_wfr_data
+
+Array = jax.Array
+
+__all__ = [
+    "WFRKernel",
+    "wfr_kernel",
+    "WFRSolverOptions",
+    "WFRState",
+    "WFRDiagnostics",
+    "wfr_jko_step",
+    "run_wfr_jko",
+    "UNDERFLOW",
+]
+
+#: kernel-mode row sums below this are recomputed by an exact log-sum-exp: terms lost to
+#: underflow (< 1e-308 each) are then < N·1e-28 relative to the sum.
+UNDERFLOW = 1e-280
+_ARMIJO = 1e-4
+_MAX_HALVINGS = 60
+_BLOCK = 256  # rows per block of the exact (fallback) log-sum-exp
+
+
+class WFRKernel(eqx.Module):
+    """Gibbs kernel K = exp(−C/ε) of the cone cost on N directions, for one (ε, ρ).
+
+    K: (N, N) (symmetric).  log_k: (N, N) −C/ε (−inf where C = +inf), for the exact path.
+    log_omega: (N,) log cell weights ω of the entropy's reference measure.
+    log_zeta: (N,) log Z, Z_l = Σ_k ω_k K_kl (normalizes the reference plan R).
+    eps, rho: scalars (arrays, so changing them does not recompile).
+    """
+
+    K: Array
+    log_k: Array
+    log_omega: Array
+    log_zeta: Array
+    eps: Array
+    rho: Array
+
+    @property
+    def size(self) -> int:
+        """Number of directions N."""
+        return self.K.shape[0]
+
+    def lse(self, U: Array) -> tuple[Array, Array]:
+        """Log-domain kernel application out[c, k] = log Σ_l K_kl exp(U[c, l]).
+
+        Args:
+          U: (B, N) log-vectors (−inf allowed).
+
+        Returns:
+          (out (B, N), whether the exact path was taken (bool array)).
+        """
+        m = jnp.max(U, axis=1, keepdims=True)
+        m = jnp.where(jnp.isfinite(m), m, 0.0)
+        E = jnp.exp(U - m)
+        finite = jnp.where(jnp.isfinite(U), 1.0, 0.0)
+        # K symmetric: E K = (K Eᵀ)ᵀ; XLA's CPU product is ~3× faster in the (N,N)@(N,B) form
+        both = (self.K @ jnp.concatenate([E, finite], axis=0).T).T
+        S, reach = both[: U.shape[0]], both[U.shape[0] :]
+        # Rows with reach = 0 have no finite term within the kernel's numerical support:
+        # their exact value is < log(N·1e-308) + max U, i.e. a negligible mass; −inf is kept.
+        risky = jnp.any((reach > 0) & ~(S >= UNDERFLOW))
+        fast = m + jnp.log(S)
+        out = lax.cond(risky, lambda: self._exact_lse(U), lambda: fast)
+        return out, risky
+
+    def _exact_lse(self, U: Array) -> Array:
+        N = self.size
+        nb = -(-N // _BLOCK)
+        pad = nb * _BLOCK - N
+        logk = jnp.pad(self.log_k, ((0, pad), (0, 0)), constant_values=-jnp.inf)
+        blocks = logk.reshape(nb, _BLOCK, N)
+        out = lax.map(lambda B: logsumexp(B[None, :, :] + U[:, None, :], axis=2), blocks)
+        return jnp.moveaxis(out, 0, 1).reshape(U.shape[0], nb * _BLOCK)[:, :N]
+
+
+def wfr_kernel(directions=None, eps: float = 0.01, rho: float = 2.0, *, cost=None,
+               omega=None) -> WFRKernel:
+    """Build the :class:`WFRKernel` once (O(N²) time and memory).
+
+    Args:
+      directions: (N, d) unit directions (cone cost with marginal weight ρ,
+        :func:`~mfjko.wfr.directions.cone_cost`), or None when ``cost`` is given.
+      eps: entropic ε > 0.
+      rho: marginal weight ρ > 0.
+      cost: explicit symmetric (N, N) cost instead of ``directions``.
+      omega: (N,) positive cell weights (None: uniform; only ratios matter).
+
+    Returns:
+      The :class:`WFRKernel`.
+    """
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be positive and finite, got {eps}")
+    if not (math.isfinite(rho) and rho > 0):
+        raise ValueError(f"rho must be positive and finite, got {rho}")
+    if (directions is None) == (cost is None):
+        raise ValueError("give exactly one of directions and cost")
+    C = _dirs.cone_cost(directions, rho) if cost is None else np.asarray(cost, np.float64)
+    if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] == 0:
+        raise ValueError(f"cost must be a square (N, N) matrix, got {C.shape}")
+    if np.any(np.isnan(C)) or np.any(C == -np.inf):
+        raise ValueError("cost contains NaN or -inf")
+    if not np.array_equal(C, C.T):
+        raise ValueError("cost must be symmetric (the kernel is applied as Kᵀ = K)")
+    N = C.shape[0]
+    om = np.ones(N) if omega is None else np.asarray(omega, np.float64)
+    if om.shape != (N,) or not np.all(np.isfinite(om) & (om > 0)):
+        raise ValueError(f"omega must be ({N},) positive and finite")
+    log_k = -C / eps
+    log_omega = np.log(om)
+    log_zeta = _np_logsumexp(log_k + log_omega[:, None], axis=0)
+    return WFRKernel(
+        K=jnp.asarray(np.exp(log_k)),
+        log_k=jnp.asarray(log_k),
+        log_omega=jnp.asarray(log_omega),
+        log_zeta=jnp.asarray(log_zeta),
+        eps=jnp.asarray(float(eps), dtype=jnp.float64),
+        rho=jnp.asarray(float(rho), dtype=jnp.float64),
+    )
+
+
+@dataclass(frozen=True)
+class WFRSolverOptions:
+    """Settings of the unbalanced generalized Sinkhorn (hashable: static under jit).
+
+    tol: stop when ‖γᵀ1 − q^θ(Rᵀa)^{1−θ}‖₁ ≤ tol·|q| (relative second-marginal error).
+    max_iter: Sinkhorn iteration cap.  newton_tol: the prox's Newton stops at
+    ‖∇H‖₂ ≤ newton_tol·max(1, ‖y‖₂).  newton_max_iter: Newton iteration cap per prox.
+    anderson_depth: m ≥ 2 mixes the last m iterates of g; 0 or 1: plain iterations.
+    on_failure: "raise" (ConvergenceError) or "warn" (warning + converged=False).
+    """
+
+    tol: float = 1e-9
+    max_iter: int = 20_000
+    newton_tol: float = 1e-12
+    newton_max_iter: int = 50
+    anderson_depth: int = 6
+    on_failure: str = "raise"
+
+    def __post_init__(self):
+        if not (self.tol > 0 and self.newton_tol > 0):
+            raise ValueError("tol and newton_tol must be positive")
+        if self.max_iter < 1 or self.newton_max_iter < 1:
+            raise ValueError("max_iter and newton_max_iter must be ≥ 1")
+        if self.anderson_depth < 0:
+            raise ValueError(f"anderson_depth must be ≥ 0, got {self.anderson_depth}")
+        if self.on_failure not in ("raise", "warn"):
+            raise ValueError(f"on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
+
+
+class WFRState(eqx.Module):
+    """Warm start carried across steps.
+
+    g: (n,) prox dual (it fixes a = u(g)^{−ρ/ε} independently of q); log_a, log_b
+    (2, N): scalings of the last plan (inspection).
+    """
+
+    g: Array
+    log_a: Array
+    log_b: Array
+
+
+class WFRDiagnostics(eqx.Module):
+    """Per-step scalars of one WFR JKO step.
+
+    sinkhorn_iterations; marginal_error (relative, at exit); newton_total, newton_max,
+    newton_residual (largest final ‖∇H‖); exact_lse (kernel applications that took the
+    exact path); objective G(ν); step_objective (the minimized value J); mass_plus,
+    mass_minus (|ν₊|, |ν₋|); mass_change (|ν| − |q|)/|q|; converged (bool).
+    """
+
+    sinkhorn_iterations: Array
+    marginal_error: Array
+    newton_total: Array
+    newton_max: Array
+    newton_residual: Array
+    exact_lse: Array
+    objective: Array
+    step_objective: Array
+    mass_plus: Array
+    mass_minus: Array
+    mass_change: Array
+    converged: Array
+
+    def as_dict(self) -> dict[str, float]:
+        """The fields as Python scalars."""
+        return {f.name: np.asarray(getattr(self, f.name)).item() for f in fields(self)}
+
+
+def _prox_newton(log_z, phi, y, lin, c, k_a, eps_over_2tau, g0, tol, max_iter):
+    r"""Minimize H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (ε/2τ) Σ_k z_k u_k^{−k_a} by damped Newton.
+
+    Domain u = 1 + c(lin + Φᵀg) > 0 (c = 2τ/ρ, k_a = ρ/ε).
+
+    ∇H = n g + y − Φν with ν = z u^{−k_a−1};  ∇²H = nI + c(k_a + 1) Φ diag(ν/u) Φᵀ ⪰ nI.
+    Returns (g, log u (M,), iterations, final ‖∇H‖).
+    """
+    n = phi.shape[0]
+    scaled_tol = tol * jnp.maximum(1.0, jnp.linalg.norm(y))
+    eye = jnp.eye(n, dtype=log_z.dtype)
+
+    def log_u_of(g):
+        arg = c * (lin + g @ phi)
+        # outside the domain (u ≤ 0) H = +∞: NaN logs are turned into a rejected trial
+        return jnp.where(arg > -1.0, jnp.log1p(jnp.maximum(arg, -1.0 + 1e-300)), jnp.nan)
+
+    def H(g, lu):
+        val = 0.5 * n * jnp.dot(g, g) + jnp.dot(g, y)
+        val = val + eps_over_2tau * jnp.sum(jnp.exp(log_z - k_a * lu))
+        return jnp.where(jnp.all(jnp.isfinite(lu)), val, jnp.inf)
+
+    def grad_of(g, lu):
+        return n * g + y - phi @ jnp.exp(log_z - (k_a + 1.0) * lu)
+
+    lu0 = log_u_of(g0)
+
+    def cond(s):
+        _, _, grad, it, stalled = s
+        return (it < max_iter) & (jnp.linalg.norm(grad) > scaled_tol) & ~stalled
+
+    def body(s):
+        g, lu, grad, it, _ = s
+        nu = jnp.exp(log_z - (k_a + 1.0) * lu)
+        hess = n * eye + (c * (k_a + 1.0)) * (phi * (nu * jnp.exp(-lu))) @ phi.T
+        step = cho_solve((jnp.linalg.cholesky(hess), True), grad)
+        h0 = H(g, lu)
+        slope = jnp.dot(grad, step)
+        slack = 1e-13 * (jnp.abs(h0) + 1.0)  # rounding of H near the root
+
+        def ls_cond(ls):
+            _, k, ok, _ = ls
+            return ~ok & (k < _MAX_HALVINGS)
+
+        def ls_body(ls):
+            t, k, _, _ = ls
+            t = jnp.where(k == 0, t, 0.5 * t)
+            lu_t = log_u_of(g - t * step)
+            h1 = H(g - t * step, lu_t)
+            ok = jnp.isfinite(h1) & (h1 <= h0 - _ARMIJO * t * slope + slack)
+            return t, k + 1, ok, lu_t
+
+        t, _, ok, lu_t = lax.while_loop(
+            ls_cond, ls_body, (jnp.asarray(1.0, g.dtype), 0, False, lu)
+        )
+        g_new = jnp.where(ok, g - t * step, g)
+        lu_new = jnp.where(ok, lu_t, lu)
+        return g_new, lu_new, grad_of(g_new, lu_new), it + 1, ~ok
+
+    g, lu, grad, it, _ = lax.while_loop(cond, body, (g0, lu0, grad_of(g0, lu0), 0, False))
+    return g, lu, it, jnp.linalg.norm(grad)
+
+
+def _anderson(hist_x, hist_t, hist_len, reg=1e-10):
+    """Type-II Anderson point Σ_j c_j T(g_j) with Σc_j = 1.
+
+    The c_j minimize ‖Σ_j c_j (T(g_j) − g_j)‖ (Tikhonov-regularized); ring buffers hold
+    the newest entry in row 0.
+    """
+    m = hist_x.shape[0]
+    F = hist_t - hist_x
+    valid = (jnp.arange(1, m) < hist_len)[:, None]
+    dF = jnp.where(valid, F[1:] - F[0], 0.0)
+    dT = jnp.where(valid, hist_t[1:] - hist_t[0], 0.0)
+    gram = dF @ dF.T
+    gram = gram + (reg * (jnp.trace(gram) + 1e-300)) * jnp.eye(m - 1)
+    gram = gram + jnp.diag(jnp.where(valid[:, 0], 0.0, 1.0))  # unused slots: γ_j = 0
+    gamma = cho_solve((jnp.linalg.cholesky(gram), True), -(dF @ F[0]))
+    return hist_t[0] + gamma @ dT
+
+
+def _objective(nu, phi, y, lin):
+    r = phi @ nu.reshape(-1) - y
+    return 0.5 * jnp.mean(r * r) + jnp.sum(lin * nu.reshape(-1))
+
+
+@eqx.filter_jit
+def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: int):
+    n = phi.shape[0]
+    N = kernel.size
+    eps, rho = kernel.eps, kernel.rho
+    theta = rho_old / (rho_old + eps)
+    k_a = rho / eps
+    c = 2.0 * tau / rho
+    positive = q > 0
+    log_q = jnp.where(positive, jnp.log(jnp.where(positive, q, 1.0)), -jnp.inf)
+    log_qz = log_q - kernel.log_zeta  # log of q/Z: the column factor of R
+    log_om = kernel.log_omega
+    q_mass = jnp.sum(q)
+    m_hist = max(int(depth), 1)
+
+    def log_u_of(g):
+        arg = c * (lin + g @ phi)
+        return jnp.log1p(jnp.maximum(arg, -1.0 + 1e-300)).reshape(2, N), jnp.all(arg > -1.0)
+
+    def log_rta_of(log_a):  # log Rᵀa
+        out, fb = kernel.lse(log_a + log_om)
+        return log_qz + out, fb
+
+    # warm start: any g with u(g) > 0 is admissible (u does not depend on q)
+    lu0, feasible0 = log_u_of(g0)
+    g0 = jnp.where(feasible0, g0, jnp.zeros_like(g0))
+    lu0, _ = log_u_of(g0)
+    rta0, fb0 = log_rta_of(-k_a * lu0)
+    zeros = jnp.zeros((2, N), q.dtype)
+    init = dict(
+        g=g0, log_rta=rta0, it=jnp.asarray(0), err=jnp.asarray(jnp.inf, q.dtype),
+        newton_total=jnp.asarray(0), newton_max=jnp.asarray(0),
+        newton_res=jnp.asarray(0.0, q.dtype), exact=fb0.astype(jnp.int32),
+        g_out=g0, log_u=lu0, log_z=zeros, log_b=zeros, col=zeros,
+        hist_x=jnp.zeros((m_hist, n), q.dtype), hist_t=jnp.zeros((m_hist, n), q.dtype),
+        hist_len=jnp.asarray(0), last_res=jnp.asarray(jnp.inf, q.dtype),
+    )
+
+    def cond(s):
+        return (s["it"] < numeric["max_iter"]) & (s["err"] > numeric["tol"]) & ~jnp.isnan(
+            s["err"]
+        )
+
+    def body(s):
+        log_b = jnp.where(positive, theta * (log_q - s["log_rta"]), 0.0)
+        lz, fb1 = kernel.lse(log_qz + log_b)
+        log_z = log_om + lz
+        g_out, lu_flat, nit, nres = _prox_newton(
+            log_z.reshape(-1), phi, y, lin, c, k_a, eps / (2.0 * tau), s["g"],
+            numeric["newton_tol"], numeric["newton_max_iter"],
+        )
+        log_u = lu_flat.reshape(2, N)
+        log_rta, fb2 = log_rta_of(-k_a * log_u)
+        col = jnp.exp(log_b + log_rta)
+        target = jnp.where(positive, jnp.exp(theta * log_q + (1.0 - theta) * log_rta), 0.0)
+        err = jnp.sum(jnp.abs(col - target)) / q_mass
+        err = jnp.where(jnp.isfinite(err) & jnp.all(jnp.isfinite(g_out)), err, jnp.nan)
+
+        # Anderson on g, restarted when the fixed-point residual grows
+        res = jnp.linalg.norm(g_out - s["g"])
+        restart = (res > 2.0 * s["last_res"]) | ~jnp.isfinite(res)
+        hx = jnp.where(restart, 0.0, s["hist_x"])
+        ht = jnp.where(restart, 0.0, s["hist_t"])
+        hl = jnp.where(restart, 0, s["hist_len"])
+        hx = jnp.roll(hx, 1, axis=0).at[0].set(s["g"])
+        ht = jnp.roll(ht, 1, axis=0).at[0].set(g_out)
+        hl = jnp.minimum(hl + 1, m_hist)
+        if m_hist >= 2:
+            mixed = _anderson(hx, ht, hl)
+            _, feasible = log_u_of(mixed)
+            use_mix = (hl >= 2) & jnp.all(jnp.isfinite(mixed)) & feasible
+            g_next = jnp.where(use_mix, mixed, g_out)
+        else:
+            use_mix = jnp.asarray(False)
+            g_next = g_out
+
+        def mixed_rta():
+            lu_m, _ = log_u_of(g_next)
+            return log_rta_of(-k_a * lu_m)
+
+        rta_next, fb3 = lax.cond(use_mix, mixed_rta, lambda: (log_rta, jnp.asarray(False)))
+        return dict(
+            g=g_next, log_rta=rta_next, it=s["it"] + 1, err=err,
+            newton_total=s["newton_total"] + nit,
+            newton_max=jnp.maximum(s["newton_max"], nit),
+            newton_res=jnp.maximum(s["newton_res"], nres),
+            exact=s["exact"] + fb1 + fb2 + fb3,
+            g_out=g_out, log_u=log_u, log_z=log_z, log_b=log_b, col=col,
+            hist_x=hx, hist_t=ht, hist_len=hl, last_res=res,
+        )
+
+    s = lax.while_loop(cond, body, init)
+    log_u, log_z, log_b, col = s["log_u"], s["log_z"], s["log_b"], s["col"]
+    log_a = -k_a * log_u
+    p = jnp.exp(log_z + log_a)  # first marginal of the plan
+    nu = p * jnp.exp(-log_u)
+    G = _objective(nu, phi, y, lin)
+    # J = ε KL(γ|R) + ρ KL(p|ν) + ρ' KL(γᵀ1|q) + 2τG, with Σγ log(γ/R) = ⟨p, log a⟩ + ⟨col, log b⟩
+    kl_gamma = jnp.sum(p * log_a) + jnp.sum(jnp.where(col > 0, col * log_b, 0.0)) - jnp.sum(p)
+    kl_gamma = kl_gamma + q_mass
+    kl_new = jnp.sum(p * log_u - p + nu)
+    kl_old = jnp.sum(jnp.where(col > 0, col * (jnp.log(jnp.where(col > 0, col, 1.0)) - log_q),
+                               0.0) - col + q)
+    J = eps * kl_gamma + rho * kl_new + rho_old * kl_old + 2.0 * tau * G
+    finite = jnp.all(jnp.isfinite(nu)) & jnp.isfinite(J) & jnp.all(jnp.isfinite(s["g_out"]))
+    converged = finite & (s["err"] <= numeric["tol"])
+    diag = WFRDiagnostics(
+        sinkhorn_iterations=s["it"], marginal_error=s["err"], newton_total=s["newton_total"],
+        newton_max=s["newton_max"], newton_residual=s["newton_res"], exact_lse=s["exact"],
+        objective=G, step_objective=J, mass_plus=jnp.sum(nu[0]), mass_minus=jnp.sum(nu[1]),
+        mass_change=(jnp.sum(nu) - q_mass) / q_mass, converged=converged,
+    )
+    return nu, WFRState(g=s["g_out"], log_a=log_a, log_b=log_b), diag
+
+
+def _numeric(options: WFRSolverOptions) -> dict:
+    # explicit dtypes: weakly-typed arrays would compile a second program
+    f, i = jnp.float64, jnp.int32
+    return {
+        "tol": jnp.asarray(options.tol, dtype=f),
+        "max_iter": jnp.asarray(options.max_iter, dtype=i),
+        "newton_tol": jnp.asarray(options.newton_tol, dtype=f),
+        "newton_max_iter": jnp.asarray(options.newton_max_iter, dtype=i),
+    }
+
+
+def _as_masses(q, N: int) -> Array:
+    q = jnp.asarray(q, jnp.float64)
+    if q.shape == (2 * N,):
+        q = q.reshape(2, N)
+    if q.shape != (2, N):
+        raise ValueError(f"q must have shape (2, N) = (2, {N}) of the kernel, got {q.shape}")
+    return q
+
+
+def wfr_jko_step(
+    kernel: WFRKernel,
+    q,
+    phi,
+    y,
+    lam: float,
+    tau: float,
+    state: WFRState | None = None,
+    options: WFRSolverOptions | None = None,
+    potential=None,
+    rho_old: float | None = None,
+) -> tuple[Array, WFRState, WFRDiagnostics]:
+    r"""One entropic WFR JKO step on the direction grid of ``kernel``.
+
+    Args:
+      kernel: :func:`wfr_kernel` (directions, ε, ρ, cell weights).
+      q: (2, N) or (2N,) masses (q₊, q₋) ≥ 0 at the previous time.
+      phi: (n, N) direction features Φ_S[j, k] = σ(s_kᵀx_j) (the − component uses −Φ_S).
+      y: (n,) targets.
+      lam: λ ≥ 0.
+      tau: step of mean-field time.
+      state: warm start (previous step's :class:`WFRState`), None for g = 0.
+      options: :class:`WFRSolverOptions`.
+      potential: optional (2, N) linear potential ψ added to G (G gets + ⟨ψ, ν⟩).
+      rho_old: weight ρ' of the old-marginal KL term (default: the kernel's ρ; ρ − ε
+        removes the O(ε) entropic bias of the reaction rate, docs/WFR.md).
+
+    Returns:
+      (ν (2, N), new state, :class:`WFRDiagnostics`). ν is the JKO iterate (its mass is
+      free). On a missed tolerance or a non-finite value: ConvergenceError
+      (on_failure="raise") or a RuntimeWarning with converged=False ("warn").
+    """
+    options = WFRSolverOptions() if options is None else options
+    N = kernel.size
+    q = _as_masses(q, N)
+    phi_s = jnp.asarray(phi, jnp.float64)
+    y = jnp.asarray(y, jnp.float64)
+    psi = None if potential is None else jnp.asarray(potential, jnp.float64)
+    lam, tau = float(lam), float(tau)
+    rho_old = float(kernel.rho) if rho_old is None else float(rho_old)
+    check_wfr_data(q, phi_s, y, lam, tau, float(kernel.eps), float(kernel.rho), psi,
+                   rho_old=rho_old)
+    phi_signed = jnp.concatenate([phi_s, -phi_s], axis=1)
+    lin = jnp.full((2 * N,), lam, dtype=jnp.float64) if psi is None else (lam + psi).reshape(-1)
+    n = phi_s.shape[0]
+    g0 = jnp.zeros(n, jnp.float64) if state is None else jnp.asarray(state.g, jnp.float64)
+    if g0.shape != (n,):
+        raise ValueError(f"state.g has shape {g0.shape}, expected ({n},)")
+    f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)
+    nu, new_state, diag = _solve(kernel, q, phi_signed, y, f64(lin), f64(tau), f64(rho_old), g0,
+                                 _numeric(options), options.anderson_depth)
+    if not bool(diag.converged):
+        d = diag.as_dict()
+        msg = (
+            f"WFR JKO step did not converge: marginal error {d['marginal_error']:.3e} "
+            f"(tol {options.tol:.1e}) after {d['sinkhorn_iterations']} iterations, Newton "
+            f"residual {d['newton_residual']:.3e}, finite ν: {bool(jnp.all(jnp.isfinite(nu)))}"
+        )
+        if options.on_failure == "raise":
+            raise ConvergenceError(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return nu, new_state, diag
+
+
+def run_wfr_jko(
+    directions,
+    q0,
+    X,
+    y,
+    lam: float,
+    tau: float,
+    eps: float,
+    T: float,
+    rho: float = 2.0,
+    *,
+    rho_old: float | None = None,
+    record_every: int = 1,
+    options: WFRSolverOptions | None = None,
+    omega=None,
+    potential=None,
+    kernel: WFRKernel | None = None,
+    callback: Callable | None = None,
+    state: WFRState | None = None,
+    t0: float = 0.0,
+    param: str = "neuron",
+) -> Trajectory:
+    r"""Entropic WFR JKO from masses q0 for mean-field time T in K = T/τ steps.
+
+    Args:
+      directions: (N, d) unit directions (d includes the bias coordinate).
+      q0: (2, N) initial masses (ν₊, ν₋).
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: λ ≥ 0.
+      tau: JKO step τ (mean-field time).
+      eps: entropic ε.
+      T: duration, a multiple of τ.
+      rho: marginal weight ρ (2: GD on balanced neurons).
+      rho_old: weight of the old-marginal KL term (default ρ; see :func:`wfr_jko_step`).
+      record_every: steps between records (the last step is always recorded).
+      options: :class:`WFRSolverOptions`.
+      omega: (N,) cell weights.
+      potential: optional (2, N) linear potential.
+      kernel: a prebuilt :func:`wfr_kernel` for these (directions, ε, ρ, ω) (reuse
+        across runs), else built here.
+      callback: ``callback(k, t, nu, diag_dict)`` after each step.
+      state: resume from a previous run's final :class:`WFRState`.
+      t0: start time (resuming).
+      param: "neuron" or "sphere": the parametrization the support is read in (the
+        point set (s_k, ±1) is the same for both).
+
+    Returns:
+      Trajectory(method="wfr_jko", support (2N, d + 1) = (s_k, +1) then (s_k, −1),
+      weights (T_rec, 2N)). Diagnostics: the :class:`WFRDiagnostics` fields per record;
+      at the initial frame objective and masses are those of q0, solver fields NaN.
+      meta["state"] is the final :class:`WFRState`.
+    """
+    options = WFRSolverOptions() if options is None else options
+    if param not in ("neuron", "sphere"):
+        raise ValueError(f"param must be 'neuron' or 'sphere', got {param!r}")
+    if not (math.isfinite(T) and T >= 0):
+        raise ValueError(f"T must be a finite time ≥ 0, got {T}")
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"tau must be positive, got {tau}")
+    n_steps = round(T / tau)
+    if abs(n_steps * tau - T) > 1e-9 * max(1.0, T):
+        raise ValueError(f"T = {T} is not a multiple of tau = {tau} (T/tau = {T / tau})")
+    if int(record_every) != record_every or record_every < 1:
+        raise ValueError(f"record_every must be an integer ≥ 1, got {record_every}")
+    S = np.asarray(directions, np.float64)
+    if kernel is None:
+        kernel = wfr_kernel(S, eps, rho, omega=omega)
+    elif not (np.isclose(float(kernel.eps), eps) and np.isclose(float(kernel.rho), rho)):
+        raise ValueError("the given kernel was built for another (eps, rho)")
+    X = np.asarray(X, np.float64)
+    phi = _dirs.direction_features(S, X)
+    if kernel.size != S.shape[0]:
+        raise ValueError(f"kernel has N = {kernel.size}, directions have {S.shape[0]}")
+    nu = _as_masses(q0, S.shape[0])
+    pts, _ = _dirs.as_neuron_measure(S, np.asarray(nu))
+    names = [f.name for f in fields(WFRDiagnostics)]
+    records: dict[str, list] = {k: [np.nan] for k in names}
+    q_np = np.asarray(nu)
+    records["objective"][0] = _dirs.lifted_objective(q_np, phi, y, lam, potential)
+    records["mass_plus"][0], records["mass_minus"][0] = q_np[0].sum(), q_np[1].sum()
+    records["mass_change"][0] = 0.0
+    times, frames = [t0], [q_np.reshape(-1)]
+    for k in range(1, n_steps + 1):
+        nu, state, diag = wfr_jko_step(kernel, nu, phi, y, lam, tau, state, options, potential,
+                                       rho_old)
+        t = t0 + k * tau
+        d = diag.as_dict()
+        if callback is not None:
+            callback(k, t, nu, d)
+        if k % record_every == 0 or k == n_steps:
+            times.append(t)
+            frames.append(np.asarray(nu).reshape(-1))
+            for key in names:
+                records[key].append(d[key])
+    return Trajectory(
+        method="wfr_jko",
+        param=param,
+        t=np.asarray(times),
+        support=pts,
+        weights=np.stack(frames),
+        diagnostics={k: np.asarray(v, dtype=float) for k, v in records.items()},
+        meta={"lam": lam, "tau": tau, "eps": eps, "rho": rho, "rho_old": rho_old, "state": state,
+              "options": options, "directions": S},
+    )
