@@ -245,7 +245,8 @@ def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
     """ρ = (Σ_l q_l ‖B_l − θ_l‖²)^{1/2} / (τ (Σ_l q_l ‖v_l‖²)^{1/2}), with B_l = Σ_k π_kl θ_k
     / Σ_k π_kl the barycentre of where the plan π = diag(a)K diag(b) sends the mass of θ_l
     (K symmetric: D + 1 kernel applications) and v_l = −∇F′(q)(θ_l), restricted to the
-    directions the grid can move along."""
+    directions the grid can move along.
+    """
     if grid.problem is None:
         return jnp.asarray(jnp.nan)
     points = grid.geom.points

@@ -73,7 +73,8 @@ class SweepSpec(BaseModel):
 
     def axes(self) -> list[tuple[str, list]]:
         """The sweep's axes in order: (name, values); a zip group is one axis named by its
-        keys joined with '+', whose values are dicts."""
+        keys joined with '+', whose values are dicts.
+        """
         out = [(k, list(v)) for k, v in self.product.items()]
         for group in self.zip:
             keys = list(group)
@@ -94,7 +95,8 @@ class SweepSpec(BaseModel):
 @dataclass
 class Point:
     """One point of a sweep: its index, coordinates (axis → value) and the overrides that
-    make its config from the base. ``resolved`` holds the derived keys' actual values."""
+    make its config from the base. ``resolved`` holds the derived keys' actual values.
+    """
 
     index: int
     coords: dict[str, Any]
@@ -156,7 +158,8 @@ def _derived_values(point: Point) -> dict[str, Any]:
 
 def resolve_point(spec: SweepSpec, point: Point) -> RunConfig:
     """The point's validated run config: base, ``set``, its overrides, then its derived
-    keys (which need the grid's spacing δ and the initial GD speed V₀)."""
+    keys (which need the grid's spacing δ and the initial GD speed V₀).
+    """
     raw = apply_overrides(spec.base_config(), list(spec.set) + point.overrides)
     derived = _derived_values(point)
     for key in _DERIVED_ORDER:
@@ -182,7 +185,8 @@ def _input_dim(cfg: RunConfig) -> int:
 
 def initial_speed(cfg: RunConfig) -> float:
     """V₀ = (mean_i ‖v_i‖²)^{1/2}, the RMS GD speed of the initial particles (mean-field
-    velocity −∇F′(μ₀)(θ_i), the run's seed and law)."""
+    velocity −∇F′(μ₀)(θ_i), the run's seed and law).
+    """
     from mfjko import initial
     from mfjko.problem import MeanFieldProblem
     from mfjko.runner.setup import _make_dataset, _make_law
