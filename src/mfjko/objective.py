@@ -59,8 +59,11 @@ def loss_from_features(phi: Array, weights: Array, y: Array, v: Array, lam) -> A
     """F = (1/(2n)) ‖Φp − y‖² + (λ/2) vᵀp: the one formula of F every method uses.
 
     Args:
-      phi: (n, K) features Φ[j, k] = m(θ_k; x_j).  weights: (K,) masses p.
-      y: (n,) targets.  v: (K,) potentials V(θ_k).  lam: weight decay λ.
+      phi: (n, K) features Φ[j, k] = m(θ_k; x_j).
+      weights: (K,) masses p.
+      y: (n,) targets.
+      v: (K,) potentials V(θ_k).
+      lam: weight decay λ.
 
     Returns:
       The scalar F.
@@ -109,8 +112,9 @@ def first_variation_grad(param, thetas, weights, X, y, lam, at: Array | None = N
 
 
 def velocity(param, thetas, weights, X, y, lam) -> Array:
-    """Wasserstein-gradient-flow velocity −∇F'(μ)(θ_k) at each support point,
-    projected on the tangent space of Θ (sphere), shape (K, D).
+    """Wasserstein-gradient-flow velocity −∇F'(μ)(θ_k) at each support point, shape (K, D).
+
+    Projected on the tangent space of Θ (sphere).
     """
     return -param.tangent(thetas, first_variation_grad(param, thetas, weights, X, y, lam))
 

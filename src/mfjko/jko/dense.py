@@ -42,10 +42,19 @@ class ConvergenceError(RuntimeError):
 
 
 def check_step_data(q, phi, y, v, lam, tau, eps) -> None:
-    """Shapes, finiteness and signs of one JKO step's data — q (N,), phi (n, N), y (n,),
-    v (N,), λ ≥ 0, τ > 0, ε > 0 — for NumPy (this reference) and JAX arrays (the
-    production solver, which must not copy them to the host); ValueError naming the
-    offending input.
+    """Check shapes, finiteness and signs of one JKO step's data; ValueError names the input.
+
+    Works on NumPy (this reference) and JAX arrays (the production solver, which must not
+    copy them to the host).
+
+    Args:
+      q: (N,) previous weights, nonnegative with positive mass.
+      phi: (n, N) features Φ.
+      y: (n,) targets.
+      v: (N,) weight-decay potential V(θ_k).
+      lam: weight decay λ ≥ 0.
+      tau: JKO step τ > 0 (mean-field time).
+      eps: entropic ε > 0 (units of the cost, θ-distance²).
     """
     xp = np if isinstance(q, np.ndarray) else jnp
     N = q.shape[0] if q.ndim == 1 else -1

@@ -40,9 +40,13 @@ def kl_prox_newton(log_z, phi, y, shift, sigma, g0, tol, max_iter):
 
     Args:
       log_z: (N,) log z (may contain −inf where z = 0).
-      phi: (n, N) features Φ.  y: (n,) targets.  shift: (N,) λv/2.
-      sigma: σ = 2τ/ε > 0.  g0: (n,) initial dual (warm start).
-      tol: stop when ‖∇H(g)‖₂ ≤ tol · max(1, ‖y‖₂).  max_iter: Newton iteration cap.
+      phi: (n, N) features Φ.
+      y: (n,) targets.
+      shift: (N,) λv/2.
+      sigma: σ = 2τ/ε > 0.
+      g0: (n,) initial dual (warm start).
+      tol: stop when ‖∇H(g)‖₂ ≤ tol · max(1, ‖y‖₂).
+      max_iter: Newton iteration cap.
 
     Returns:
       (log_p (N,), g (n,), iterations, final ‖∇H‖₂).

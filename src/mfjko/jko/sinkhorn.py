@@ -43,6 +43,13 @@ __all__ = ["SinkhornResult", "StepData", "SinkhornControls", "generalized_sinkho
 
 
 class SinkhornResult(NamedTuple):
+    """Output of :func:`generalized_sinkhorn`: the prox output, the scalings and diagnostics.
+
+    ``iterations`` counts fixed-point iterations over all ε stages; ``marginal_error`` is
+    ‖b ⊙ Kᵀa − q‖₁ at exit; ``newton_total`` / ``newton_max`` are the KL-prox Newton
+    iterations in total and at most per prox; ``final_eps`` is the last ε stage reached.
+    """
+
     log_p: Array  # (N,) log of the prox output p = a ⊙ Kb (before renormalization)
     g: Array  # (n,) dual of the KL-prox at the solution (warm start for the next step)
     log_a: Array  # (N,)
@@ -79,9 +86,10 @@ class _Carry(NamedTuple):
 
 
 def _anderson_mix(hist_x, hist_t, hist_len, reg):
-    """Type-II Anderson step from the stored (g_j, T(g_j)); the newest is at index 0
-    after rolling. Returns the mixed point Σ_j c_j T(g_j) with Σ c_j = 1 minimizing
-    ‖Σ_j c_j r_j‖ (r_j = T(g_j) − g_j), Tikhonov-regularized.
+    """Type-II Anderson step from the stored (g_j, T(g_j)), the newest at index 0.
+
+    Returns the mixed point Σ_j c_j T(g_j) with Σ c_j = 1 minimizing ‖Σ_j c_j r_j‖
+    (r_j = T(g_j) − g_j), Tikhonov-regularized.
     """
     m = hist_x.shape[0]
     R = hist_t - hist_x  # (m, n) residuals
@@ -134,8 +142,10 @@ def generalized_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sink
 
     Args:
       apply_lse: ``(u, eps) -> LSE`` of the geometry.
-      data: the step's :class:`StepData`.  tau: JKO step τ (mean-field time).
-      eps: target ε.  g0: (n,) warm start of the KL-prox dual.
+      data: the step's :class:`StepData`.
+      tau: JKO step τ (mean-field time).
+      eps: target ε (units of the cost).
+      g0: (n,) warm start of the KL-prox dual.
       controls: :class:`SinkhornControls`.
       anderson_depth: m ≥ 2 for Anderson(m−1), 0 or 1 for plain iterations (static).
       anderson_reg: Tikhonov regularization of the Anderson least-squares problem.

@@ -133,10 +133,13 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
     """Run a sweep file (module docstring).
 
     Args:
-      path: the sweep YAML.  out: the sweep folder (default runs/sweeps/<name>).
-      workers: local worker processes (default 1).  scheduler: an existing Dask
-        scheduler's address (then ``workers`` is ignored).  resume: skip finished points.
-      overwrite: replace an existing sweep folder.  progress: a progress bar.
+      path: the sweep YAML.
+      out: the sweep folder (default runs/sweeps/<name>).
+      workers: local worker processes (default 1).
+      scheduler: an existing Dask scheduler's address (then ``workers`` is ignored).
+      resume: skip finished points.
+      overwrite: replace an existing sweep folder.
+      progress: show a progress bar.
       batch: override the spec's ``batch`` (batched JKO and shared references).
 
     Returns:

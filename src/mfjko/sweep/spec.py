@@ -72,8 +72,9 @@ class SweepSpec(BaseModel):
         return self
 
     def axes(self) -> list[tuple[str, list]]:
-        """The sweep's axes in order: (name, values); a zip group is one axis named by its
-        keys joined with '+', whose values are dicts.
+        """The sweep's axes in order, as (name, values) pairs.
+
+        A zip group is one axis named by its keys joined with '+', whose values are dicts.
         """
         out = [(k, list(v)) for k, v in self.product.items()]
         for group in self.zip:
@@ -94,8 +95,10 @@ class SweepSpec(BaseModel):
 
 @dataclass
 class Point:
-    """One point of a sweep: its index, coordinates (axis → value) and the overrides that
-    make its config from the base. ``resolved`` holds the derived keys' actual values.
+    """One point of a sweep: its index, coordinates (axis → value) and config overrides.
+
+    The overrides make its config from the base. ``resolved`` holds the derived keys'
+    actual values.
     """
 
     index: int
@@ -157,8 +160,9 @@ def _derived_values(point: Point) -> dict[str, Any]:
 
 
 def resolve_point(spec: SweepSpec, point: Point) -> RunConfig:
-    """The point's validated run config: base, ``set``, its overrides, then its derived
-    keys (which need the grid's spacing δ and the initial GD speed V₀).
+    """The point's validated run config: base, ``set``, its overrides, then derived keys.
+
+    The derived keys need the grid's spacing δ and the initial GD speed V₀.
     """
     raw = apply_overrides(spec.base_config(), list(spec.set) + point.overrides)
     derived = _derived_values(point)
@@ -184,8 +188,10 @@ def _input_dim(cfg: RunConfig) -> int:
 
 
 def initial_speed(cfg: RunConfig) -> float:
-    """V₀ = (mean_i ‖v_i‖²)^{1/2}, the RMS GD speed of the initial particles (mean-field
-    velocity −∇F′(μ₀)(θ_i), the run's seed and law).
+    """V₀ = (mean_i ‖v_i‖²)^{1/2}, the RMS GD speed of the initial particles.
+
+    v_i is the mean-field velocity −∇F′(μ₀)(θ_i) of particles drawn with the run's seed
+    and law.
     """
     from mfjko import initial
     from mfjko.problem import MeanFieldProblem
