@@ -1,7 +1,8 @@
-r"""docs/FINDINGS.md from the shipped studies (``make study``): every number in it is read
-from the studies' outputs (runs/studies/<name>/study/summary.json and points.csv), every
-figure copied from them to docs/findings/. Usage: ``python -m mfjko.study.findings
-[STUDIES_DIR] [OUT.md]``.
+r"""docs/FINDINGS.md from the shipped studies (``make study``).
+
+Every number in it is read from the studies' outputs (runs/studies/<name>/study/
+summary.json and points.csv), every figure copied from them to docs/findings/.
+Usage: ``python -m mfjko.study.findings [STUDIES_DIR] [OUT.md]``.
 """
 
 from __future__ import annotations
