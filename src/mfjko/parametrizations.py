@@ -1,34 +1,12 @@
-r"""The four parametrizations of a neuron (MATH.md, "The four parametrizations").
+r"""The four parametrizations of a neuron and their grid facts (MATH.md: parametrizations).
 
-A neuron is a point θ of Θ, stored as a flat float64 vector of length ``dim(d)``
-where ``d`` is the input dimension *including* the bias column. Each
-parametrization gives
-
-- ``output(theta, X)``: m(θ; x_j) for every data row, shape (n,), for θ of shape (D,);
-- ``potential(theta)``: V(θ), the weight-decay potential, a scalar;
-- ``from_classic(W, alpha)``: the exact image of classic neurons (W: (m, d), α: (m,))
-  as particles, shape (m, D), so that the predictors agree;
-- ``project(theta)``: the retraction onto Θ (identity except on the sphere) and
-  ``tangent(theta, g)``: the projection of an ambient gradient g onto the tangent
-  space at θ (identity except on the sphere).
-
-σ(z) = max(0, z) with σ'(0) = 0 (``jax.nn.relu``'s derivative at 0 is 0).
-
-| name     | θ              | m(θ; x)           | V(θ)            |
-| -------- | -------------- | ----------------- | --------------- |
-| neuron   | (w, α)         | α σ(wᵀx)          | ‖w‖² + α²       |
-| signed   | (w, α)         | α σ(wᵀx)          | |α|‖w‖² + α²    |
-| pm       | (u, v)         | σ(uᵀx) − σ(vᵀx)   | 2(‖u‖ + ‖v‖)    |
-| sphere   | (s, β), ‖s‖=1  | β σ(sᵀx)          | 2|β|            |
-
-``signed``: the measure ν = (1/m) Σ α_i δ_{w_i} carries a signed mass α; as particles
-we evolve (w, α) jointly, and its weight decay is MATH.md's
-(λ/2)(∫‖w‖² d|ν| + Σ α_i²/m), i.e. V(w, α) = |α|‖w‖² + α². On a grid the mass is
-split into two nonnegative components with α = ±1 (see ``mfjko.grids``), where
-V = ‖w‖² + 1.
-
-``pm`` and ``sphere``: V equals ‖w‖² + α² of the classic neuron exactly when the
-neuron is balanced (‖w‖ = |α|); their gradients differ from GD's on (w, α).
+A neuron θ ∈ Θ is a flat float64 vector of length ``dim(d)`` (d includes the bias column).
+Each parametrization gives its output m(θ; x), potential V(θ), the exact image of classic
+neurons (``from_classic``), the retraction onto Θ and the tangent projection (identity
+except on the sphere), and the facts of its grids (kind, cost, multi-scale coordinates,
+builders, the 2-D view for plots). σ(z) = max(0, z) with σ′(0) = 0. ``neuron``: (w, α),
+α σ(wᵀx), ‖w‖² + α²; ``signed``: (w, α) with V = |α|‖w‖² + α² (grids: two components
+α = ±1); ``pm``: (u, v), σ(uᵀx) − σ(vᵀx), 2(‖u‖ + ‖v‖); ``sphere``: (s, β), β σ(sᵀx), 2|β|.
 """
 
 from __future__ import annotations
