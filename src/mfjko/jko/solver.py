@@ -8,7 +8,7 @@ reach t = kτ, the axis GD with lr = m·h uses.
 Public API:
 
 - :class:`JKOSolverOptions` — tolerances, caps, ε-scaling and Anderson settings;
-- :class:`JKOState` — the warm-start state (KL-prox dual g (n,); f, h (N,) for inspection);
+- :class:`JKOState` — the warm-start state (KL-prox dual g (n,); f, ψ (N,) for inspection);
 - :func:`solve_step` — one step on a :class:`~mfjko.problem.GridProblem`;
 - :func:`jko_step` — the same on plain arrays (the stable functional API);
 - :func:`run_jko` — k = T/τ steps from p0 by :func:`mfjko.driver.drive`, a Trajectory.
@@ -97,12 +97,12 @@ class JKOState(eqx.Module):
     g: (n,) dual variable of the KL-prox; it determines the a-potential,
        f = ε log a = −2τ(λv/2 + Φᵀg), independently of ε, hence warm-starts a (and b,
        which the first half-iteration recomputes exactly from a).
-    f, h: (N,) ε-scaled log-potentials ε log a, ε log b of the last plan (inspection).
+    f, psi: (N,) ε-scaled log-potentials ε log a, ε log b of the last plan (inspection).
     """
 
     g: Array
     f: Array
-    h: Array
+    psi: Array
 
 
 class JKODiagnostics(eqx.Module):
@@ -172,10 +172,10 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
     q_mass = jnp.sum(q)
     p = p_raw * (q_mass / mass)  # πᵀ1 = q fixes the mass: Σp = Σq
     f = eps * res.log_a
-    h = jnp.where(res.col > 0, eps * res.log_b, 0.0)
+    psi = jnp.where(res.col > 0, eps * res.log_b, 0.0)
     # W_ε of the returned plan π = diag(a)K diag(b): since C_kl + ε log π_kl = f_k + h_l,
-    # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, h⟩ − ε Σπ.
-    w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, h) - eps * mass
+    # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, ψ⟩ − ε Σπ.
+    w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, psi) - eps * mass
     F = grid.objective(p)
     ratio = _drift_ratio(grid, q, res.log_a, tau, apply_lse, eps)
     finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
@@ -192,7 +192,7 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
         converged=converged,
         drift_ratio=ratio,
     )
-    return p, JKOState(g=res.g, f=f, h=h), diag
+    return p, JKOState(g=res.g, f=f, psi=psi), diag
 
 
 _solve = eqx.filter_jit(_solve_impl)

@@ -112,11 +112,11 @@ class EntropicJKO(Stepper):
         return np.asarray(state.problem.geom.points), np.asarray(state.p)
 
     def save(self, state: JKOStepperState) -> dict[str, np.ndarray]:
-        """The weights p, step count k and, after a first step, the warm-start duals g, f, h."""
+        """The weights p, step count k and, after a first step, the warm-start duals g, f, psi."""
         out = {"p": np.asarray(state.p), "k": np.asarray(state.k)}
         if state.solver is not None:
             out.update(g=np.asarray(state.solver.g), f=np.asarray(state.solver.f),
-                       h=np.asarray(state.solver.h))
+                       psi=np.asarray(state.solver.psi))
         return out
 
     def restore(self, problem: GridProblem, arrays: dict) -> JKOStepperState:
@@ -124,7 +124,7 @@ class EntropicJKO(Stepper):
         solver = None
         if "g" in arrays:
             solver = JKOState(g=jnp.asarray(arrays["g"]), f=jnp.asarray(arrays["f"]),
-                              h=jnp.asarray(arrays["h"]))
+                              psi=jnp.asarray(arrays["psi"]))
         return JKOStepperState(problem, jnp.asarray(arrays["p"]), solver,
                                int(arrays.get("k", 0)))
 
