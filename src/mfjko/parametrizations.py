@@ -203,6 +203,12 @@ class Parametrization:
         return points[:, 0], points[:, -1], weights, ("w_1", "α")
 
 
+def _signed_view(w: np.ndarray, sign: np.ndarray, weights: np.ndarray):
+    """(w_1, w_2 (0 if d = 1), weight × sign, labels): the view of signed neurons."""
+    second = w[:, 1] if w.shape[1] > 1 else np.zeros(len(w))
+    return w[:, 0], second, weights * sign, ("w_1", "w_2")
+
+
 @dataclass(frozen=True)
 class Neuron(Parametrization):
     """``neuron``: θ = (w, α) ∈ ℝ^d × ℝ, m(θ; x) = α σ(wᵀx), V(θ) = ‖w‖² + α²."""
@@ -270,9 +276,7 @@ class Signed(Neuron):
 
     def view2d(self, points, weights):
         """(w_1, w_2, weight × sign α, labels) for heatmaps: points (K, d + 1), weights (K,)."""
-        wpos, sign = points[:, :-1], np.sign(points[:, -1])
-        second = wpos[:, 1] if wpos.shape[1] > 1 else np.zeros(len(wpos))
-        return wpos[:, 0], second, weights * sign, ("w_1", "w_2")
+        return _signed_view(points[:, :-1], np.sign(points[:, -1]), weights)
 
 
 @dataclass(frozen=True)
@@ -300,10 +304,8 @@ class PlusMinus(Parametrization):
         D = points.shape[1]
         u, v = points[:, : D // 2], points[:, D // 2:]
         nu, nv = np.linalg.norm(u, axis=1), np.linalg.norm(v, axis=1)
-        wpos = np.where((nu >= nv)[:, None], u, v)
-        sign = np.where(nu >= nv, 1.0, -1.0)
-        second = wpos[:, 1] if wpos.shape[1] > 1 else np.zeros(len(wpos))
-        return wpos[:, 0], second, weights * sign, ("w_1", "w_2")
+        return _signed_view(np.where((nu >= nv)[:, None], u, v), np.where(nu >= nv, 1.0, -1.0),
+                            weights)
 
     def dim(self, d: int) -> int:
         """D = 2d: the positive unit u and the negative unit v."""

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 import ot
-from pydantic import BaseModel, ConfigDict, Field
 
 from mfjko.methods.base import (
     Diagnostics,
@@ -25,7 +24,7 @@ from mfjko.methods.base import (
     check_int,
     check_positive,
 )
-from mfjko.methods.implicit import _implicit_advance, warn_unconverged
+from mfjko.methods.implicit import ImplicitConfig, _implicit_advance, warn_unconverged
 
 __all__ = ["W2Prox", "W2Config", "optimal_assignment", "METHOD"]
 
@@ -121,16 +120,8 @@ class W2Prox(Stepper):
         return ParticleState(p, jnp.asarray(th), state.k + n_steps), Diagnostics(diag)
 
 
-class W2Config(BaseModel):
-    """``methods.w2``: exact-W₂ proximal steps of length h."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    h: float = Field(0.01, gt=0, allow_inf_nan=False)
-    tol: float = Field(1e-10, gt=0, allow_inf_nan=False)
-
-    def step_size(self) -> float:
-        """The time step h (mean-field time), to check it divides ``record_every``."""
-        return self.h
+class W2Config(ImplicitConfig):
+    """``methods.w2``: exact-W₂ proximal steps of length h, inner Newton to ``tol``."""
 
 
 def _build(mc: W2Config, setup) -> W2Prox:
