@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["predicted_drift_ratio", "predicted_drift_ratio_field", "pinning_boundary", "Verdict", "classify",
-           "sup_relative_gap", "run_verdict", "PIN_RATIO", "GAP_TOL"]
+__all__ = ["predicted_drift_ratio", "predicted_drift_ratio_field", "pinning_boundary",
+           "Verdict", "classify", "sup_relative_gap", "run_verdict", "PIN_RATIO", "GAP_TOL"]
 
 #: a run is pinned when its mean drift ratio is below this
 PIN_RATIO = 0.5
@@ -47,9 +47,11 @@ def predicted_drift_ratio(c, r, cells: int = 60):
 
 
 def predicted_drift_ratio_field(cells, r) -> float:
-    """ρ predicted for a whole velocity field: each coordinate of each particle moves
-    c·ρ(c, r) cells with c its own cells per step (the Gibbs kernel of a box is a product
-    over axes), aggregated as the measured ratio is, RMS displacement over RMS speed.
+    """ρ predicted for a whole velocity field, aggregated as the measured ratio is.
+
+    Each coordinate of each particle moves c·ρ(c, r) cells with c its own cells per step
+    (the Gibbs kernel of a box is a product over axes); the ratio is the RMS displacement
+    over the RMS speed.
 
     Args:
       cells: (m, D) per-coordinate cells per step τ|v_ik|/δ of m particles.

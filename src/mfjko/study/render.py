@@ -154,8 +154,10 @@ def _drift_figure(points: pd.DataFrame, path: Path) -> None:
 
 
 def _prediction_column(points: pd.DataFrame) -> str:
-    """The best available prediction of the drift ratio: from the initial velocity field
-    when the sweep recorded it, else the scalar ρ(c, ε/δ²)."""
+    """The best available drift-ratio prediction's column.
+
+    From the initial velocity field when the sweep recorded it, else the scalar ρ(c, ε/δ²).
+    """
     if "drift_predicted_field" in points and points["drift_predicted_field"].notna().any():
         return "drift_predicted_field"
     return "drift_predicted"
