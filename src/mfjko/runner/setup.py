@@ -3,7 +3,8 @@ r"""Everything a run needs, built and checked before any dynamics run.
 Data, the problem, the initial law, m particles drawn from it with the run's seed, the JKO
 grid (:meth:`Parametrization.build_grid`) with the same law discretized on it
 (:func:`mfjko.initial.discretize`), and the reference optimum F*. Any infeasible setting
-raises :class:`~mfjko.config.ConfigError` naming the key.
+raises :class:`~mfjko.config.ConfigError` naming the key; an unusable data or particle
+file raises :class:`~mfjko.data.DataError` naming data.path or init.path.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Setup:
 
 
 def _make_dataset(cfg: RunConfig):
+    """The data set of ``cfg.data``: a bad file raises :class:`~mfjko.data.DataError`
+    naming data.path, a bad generator option :class:`ConfigError` naming data.kwargs."""
     from mfjko import data as data_mod
 
     kwargs = dict(cfg.data.kwargs)
@@ -78,9 +81,20 @@ def _make_dataset(cfg: RunConfig):
         if cfg.data.name == "file":
             return data_mod.make_dataset("file", path=cfg.data.path, **kwargs)
         return data_mod.make_dataset(cfg.data.name, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"data.kwargs: {e} (check the keyword names of the {cfg.data.name} "
-                          "data set)") from None
+    except data_mod.DataFileNotFoundError as e:
+        raise data_mod.DataFileNotFoundError(f"data.path: {e}") from None
+    except data_mod.DataError as e:
+        raise data_mod.DataError(f"data.path: {e}") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ConfigError(f"data.kwargs: {e} (options of the {cfg.data.name} data set; fix "
+                          "them in the config or with --set data.kwargs.<option>=...)") from None
+
+
+def _data_error(e: Exception) -> type:
+    from mfjko import data as data_mod
+
+    return (data_mod.DataFileNotFoundError if isinstance(e, FileNotFoundError)
+            else data_mod.DataError)
 
 
 def _make_law(cfg: RunConfig):
@@ -118,8 +132,11 @@ def prepare(cfg: RunConfig) -> Setup:
     try:
         theta0 = np.asarray(initial.sample_particles(law, problem.param, k_particles,
                                                      cfg.init.m, problem.d))
-    except (ValueError, FileNotFoundError) as e:
-        raise ConfigError(f"init: {e}") from None
+    except (ValueError, OSError) as e:
+        if cfg.init.law != "file":
+            raise ConfigError(f"init: {e}") from None
+        # a particle file that is missing, unreadable or does not fit the data / init.m
+        raise _data_error(e)(f"init.path: {e}; fix the file or init.path / init.m") from None
     setup = Setup(cfg=cfg, dataset=dataset, problem=problem, law=law, theta0=theta0,
                   keys={"langevin": k_langevin, "peers": k_peers})
     if cfg.methods.jko is not None:
