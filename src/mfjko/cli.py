@@ -60,8 +60,9 @@ def _message(error: BaseException) -> str:
     """The error on one line (an OSError as 'what: path')."""
     if isinstance(error, OSError) and error.strerror:
         where = error.filename if error.filename is not None else ""
-        fix = {13: "choose a writable location", 30: "choose a writable location",
-               28: "free some space", 20: "check the path"}.get(error.errno, "check the path")
+        fix = {1: "choose a writable location", 13: "choose a writable location",
+               30: "choose a writable location", 28: "free some disk space",
+               122: "free some disk space"}.get(error.errno, "check the path")
         text = f"{error.strerror}: {where}; {fix}"
     else:
         text = str(error) or type(error).__name__
@@ -162,27 +163,35 @@ def run(
 ):
     """Run every configured method against GD and write metrics, trajectories, report."""
     from mfjko.config import ConfigError, load_config
+    from mfjko.report import render
     from mfjko.runner import RunStopped
     from mfjko.runner import run as run_
 
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: pass one of them")
-    cfg = load_config(config, set_)
-    folder = Path(out_dir if out_dir is not None else cfg.out)
-    hint = f"resume with: {_resume_command(config, folder, set_)}"
     try:
-        run_(cfg, folder, resume=resume, overwrite=overwrite, progress=progress,
+        cfg = load_config(config, set_)
+        folder = Path(out_dir if out_dir is not None else cfg.out)
+        hint = f"resume with: {_resume_command(config, folder, set_)}"
+        run_(cfg, folder, resume=resume, overwrite=overwrite, progress=progress, render=False,
              source={"file": str(config), "overrides": list(set_)}, resume_hint=hint)
     except RunStopped as e:
         if e.written:
-            at = f"at t = {e.t:g} ({e.method})" if e.t is not None else "before any record"
-            err.print(f"[yellow]interrupted[/yellow] {at}; everything up to there is saved; "
-                      f"{hint}", highlight=False)
+            at = f"at t = {e.t:g} of {e.method}" if e.t is not None else "before any record"
+            done = f" ({', '.join(e.done)} complete)" if e.done else ""
+            err.print(f"[yellow]interrupted[/yellow] {at}{done}; everything up to there is "
+                      f"saved; {hint}", highlight=False)
         else:
             err.print("[yellow]interrupted[/yellow] before the run started; nothing was "
                       "written", highlight=False)
         raise typer.Exit(130) from None
-    except KeyboardInterrupt:  # only outside the run's own handling (the report)
+    except KeyboardInterrupt:  # before the run installed its own handling
+        err.print("[yellow]interrupted[/yellow] before the run started; nothing was written",
+                  highlight=False)
+        raise typer.Exit(130) from None
+    try:
+        render(folder)
+    except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/yellow] while writing the report; the run is "
                   f"complete: mfjko report {shlex.quote(str(folder))}", highlight=False)
         raise typer.Exit(130) from None

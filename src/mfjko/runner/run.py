@@ -56,12 +56,14 @@ class RunStopped(RunInterrupted):
       out: the run folder.  method: the method that was running (None: before any).
       t: the last committed mean-field time of that method.
       written: whether the folder was created (False: nothing to resume).
+      done: the methods already complete.
     """
 
     def __init__(self, message: str, *, out: Path, method: str | None, t: float | None,
-                 written: bool):
+                 written: bool, done: tuple[str, ...] = ()):
         super().__init__(message)
         self.out, self.method, self.t, self.written = out, method, t, written
+        self.done = tuple(done)
 
 
 class SolverError(RuntimeError):
@@ -216,10 +218,11 @@ def _run_method(mr: _MethodRun, rows_by_method: dict, timings: dict, order: list
             store.write_timings(timings)
             bar.update(task, completed=mr.segments)
             if stop.signum is not None:  # a safe point: everything up to t is committed
+                done = tuple(order[: order.index(mr.name)])
                 raise RunStopped(
-                    f"{signal.Signals(stop.signum).name}: stopped at t = {mr.t:g} "
-                    f"({mr.name}, committed)", out=store.root, method=mr.name, t=mr.t,
-                    written=True)
+                    f"{signal.Signals(stop.signum).name}: stopped at t = {mr.t:g} of "
+                    f"{mr.name} (committed)", out=store.root, method=mr.name, t=mr.t,
+                    written=True, done=done)
             if rec.index > 0:
                 budget.tick()
 
@@ -256,6 +259,12 @@ def _folder_plan(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> st
                 raise RunFolderError(f"--out {out}: {parent} is a file, not a folder; choose "
                                      "a folder path for the run")
             break
+    plan = _plan(out, cfg, resume, overwrite)
+    _probe_writable(out)
+    return plan
+
+
+def _plan(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> str:
     exists = out.is_dir()
     empty = exists and RunStore(out).is_empty()
     if resume:
@@ -287,6 +296,29 @@ def _folder_plan(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> st
         )
     _check_overwritable(out)
     return "overwrite"
+
+
+def _probe_writable(out: Path) -> None:
+    """Raise the OSError (permission, read-only disk, ...) now, before any computation, if
+    the run folder cannot be written: create and remove a probe file, or the missing
+    folders."""
+    if out.is_dir():
+        probe = out / f".probe.{os.getpid()}.tmp"
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+        except OSError as e:
+            raise type(e)(e.errno, e.strerror, str(out)) from None
+        os.unlink(probe)
+        return
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    created = []
+    try:
+        for p in reversed(missing):
+            os.mkdir(p)
+            created.append(p)
+    finally:
+        for p in reversed(created):
+            os.rmdir(p)
 
 
 def _check_overwritable(out: Path) -> None:
