@@ -3,11 +3,14 @@ exit status of their class (mfjko.cli.EXIT_CODES) and no traceback (issue 10, it
 5, 7); ``--debug`` shows the traceback. None of these runs any dynamics."""
 
 import contextlib
+import csv
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -193,3 +196,91 @@ def test_entry_point_prints_one_line_without_traceback(tmp_path):
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert "data.kwargs.n_trian" in res.stderr
+
+
+# --------------------------------------------------------------------------- fuzzing
+# Malformed configs and data files through the command line: the class's status, one
+# line, no traceback, and no folder left behind.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mfjko.config import ConfigError, load_config  # noqa: E402
+
+_fuzz = settings(max_examples=40, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_fuzz
+@given(st.integers(0, 10_000), st.text(min_size=1, max_size=20))
+def test_fuzz_cli_malformed_config_text(tmp_path, where, junk):
+    text = yaml.safe_dump(tiny_raw())
+    i = where % (len(text) + 1)
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text[:i] + junk + text[i:])
+    out = tmp_path / "fuzz-run"
+    try:
+        load_config(path)
+    except ConfigError:
+        _fails(["run", str(path), "--out", str(out)], 2, "config")
+        assert not out.exists()
+
+
+_defects = st.sampled_from(["nan", "inf", "rows", "dtype", "ndim", "missing", "empty"])
+
+
+@_fuzz
+@given(_defects, st.integers(1, 6), st.integers(1, 3), st.floats(-1e3, 1e3))
+def test_fuzz_cli_malformed_data_arrays(tmp_path, defect, n, d, value):
+    X, y = np.full((n, d), value), np.linspace(-1, 1, n)
+    arrays = {"X": X, "y": y}
+    if defect in ("nan", "inf"):
+        X.flat[(n * d) // 2] = np.nan if defect == "nan" else -np.inf
+    elif defect == "rows":
+        arrays["y"] = np.ones(n + 1)
+    elif defect == "dtype":
+        arrays["X"] = X.astype(complex)
+    elif defect == "ndim":
+        arrays["X"] = X[..., None]
+    elif defect == "missing":
+        del arrays["y"]
+    else:
+        arrays = {"X": np.ones((0, d)), "y": np.ones(0)}
+    np.savez(tmp_path / "d.npz", **arrays)
+    cfg = _config(tmp_path, name="file", path=str(tmp_path / "d.npz"))
+    out = tmp_path / "fuzz-run"
+    _fails(["run", cfg, "--out", str(out)], 4, "d.npz")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@settings(max_examples=5, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.floats(-900, 900))
+def test_fuzz_cli_valid_data_of_any_scale_never_gives_nan(tmp_path, log_scale):
+    """Finite data of any magnitude: a run with finite losses, or a one-line error (data
+    scale: status 4, before any folder; GD diverging: status 6) — never NaN results."""
+    n = 6  # one shape: one compilation
+    rng = np.random.default_rng(0)
+    scale = 10.0 ** (log_scale / 3)
+    np.savez(tmp_path / "d.npz", X=scale * rng.standard_normal(n), y=scale * rng.random(n))
+    raw = tiny_raw()
+    raw["data"] = {"name": "file", "path": str(tmp_path / "d.npz"),
+                   "kwargs": {"test_fraction": 0.0}}
+    raw["methods"] = {"gd": {"h": 0.1}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "fuzz-run"
+    shutil.rmtree(out, ignore_errors=True)
+    res = runner.invoke(app, ["run", str(tmp_path / "c.yaml"), "--out", str(out),
+                              "--no-progress"])
+    if res.exit_code == 0:
+        rows = list(csv.DictReader(open(out / "metrics.csv")))
+        for r in rows:
+            for col in ("loss", "data_loss", "test_loss"):
+                assert np.isfinite(float(r[col])), (col, r)
+    else:
+        text = res.output.strip()
+        assert res.exit_code in (4, 6) and len(text.splitlines()) == 1, text
+        assert "Traceback" not in text
+        if res.exit_code == 4:
+            assert "rescale" in text and not out.exists()

@@ -189,15 +189,17 @@ class _MethodRun:
                                    n_steps=self.n_steps, notes=self.notes,
                                    lengths=self.committed)
 
-    def fail(self, error: Exception) -> str:
-        """Report a failed interval; keep what was committed. Returns the message."""
+    def fail(self, error: Exception, show: bool = True) -> str:
+        """Report a failed interval (on the console if ``show``); keep what was committed.
+        Returns the message."""
         cfg = self.setup.cfg
         t0 = record_time(self.segments, cfg.record_every)
         t1 = record_time(self.segments + 1, cfg.record_every)
         msg = f"FAILED on [{t0:g}, {t1:g}]: {type(error).__name__}: {error}"
         self.notes.append(msg)
         self.checkpoint()
-        self.console.print(f"[red]{self.name}[/red] {msg}", highlight=False)
+        if show:
+            self.console.print(f"[red]{self.name}[/red] {msg}", highlight=False)
         return msg
 
 
@@ -239,7 +241,7 @@ def _run_method(mr: _MethodRun, rows_by_method: dict, timings: dict, order: list
                 raise
             # one method failing (e.g. an ODE solver stuck at a kink) must not lose the
             # others: report it, keep what it computed, go on
-            msg = mr.fail(e)
+            msg = mr.fail(e, show=mr.name != "gd")
             if mr.name == "gd":  # GD is every other method's reference
                 raise SolverError(f"gd (the reference method) {msg}; reduce methods.gd.h "
                                   "or rescale the data") from e

@@ -137,6 +137,7 @@ def prepare(cfg: RunConfig) -> Setup:
             raise ConfigError(f"init: {e}") from None
         # a particle file that is missing, unreadable or does not fit the data / init.m
         raise _data_error(e)(f"init.path: {e}; fix the file or init.path / init.m") from None
+    _check_initial_objective(problem, theta0, dataset, cfg)
     setup = Setup(cfg=cfg, dataset=dataset, problem=problem, law=law, theta0=theta0,
                   keys={"langevin": k_langevin, "peers": k_peers})
     if cfg.methods.jko is not None:
@@ -153,6 +154,21 @@ def prepare(cfg: RunConfig) -> Setup:
         setup.p0, setup.mass_outside = np.asarray(p0, dtype=np.float64), float(outside)
     setup.F_star, setup.F_star_note = _reference_value(cfg, dataset)
     return setup
+
+
+def _check_initial_objective(problem, theta0, dataset, cfg) -> None:
+    """F at t = 0 (and the test loss) must be finite: data of extreme magnitude would
+    otherwise fill the results with inf/NaN. Raises :class:`~mfjko.data.DataError`."""
+    from mfjko import data as data_mod
+
+    m = theta0.shape[0]
+    losses = problem.losses(theta0, np.full(m, 1.0 / m), dataset.X_test, dataset.y_test)
+    if not (math.isfinite(losses["loss"]) and math.isfinite(losses["test_loss"])):
+        where = "data.path" if cfg.data.name == "file" else "data.kwargs"
+        scale = max(float(np.abs(dataset.X).max()), float(np.abs(dataset.y).max()))
+        raise data_mod.DataError(
+            f"{where}: F at t = 0 is not finite ({losses['loss']:g}; largest |value| in the "
+            f"data {scale:.3g}): rescale the data (e.g. standardize X and y)")
 
 
 def _reference_value(cfg: RunConfig, dataset) -> tuple[float, str]:
