@@ -135,8 +135,11 @@ def examples_dir() -> Path:
 
 
 def _shown_path(path: Path) -> str:
-    """``path`` as the user can type it from the working folder: relative when inside it,
-    else absolute."""
+    """A path as the user can type it from the working folder.
+
+    ``path`` as the user can type it from the working folder: relative when inside it,
+    else absolute.
+    """
     path = path.resolve()
     try:
         return str(path.relative_to(Path.cwd().resolve()))

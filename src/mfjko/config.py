@@ -114,6 +114,8 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """The parametrization of a neuron and the weight decay λ ≥ 0."""
+
     parametrization: Literal["neuron", "signed", "pm", "sphere"] = "neuron"
     lam: float = Field(0.01, allow_inf_nan=False)
 
@@ -142,9 +144,12 @@ class InitConfig(_Strict):
 
 
 def _normalize_methods(value):
-    """``methods: [gd, flow]`` enables methods with defaults; in the mapping form a section
+    """Normalize the ``methods`` section (list form, on/off values).
+
+    ``methods: [gd, flow]`` enables methods with defaults; in the mapping form a section
     ``{}`` or ``true`` enables its method with defaults and ``null`` or ``false`` switches
-    it off (``--set methods.flow=null``)."""
+    it off (``--set methods.flow=null``).
+    """
     if isinstance(value, list | tuple):
         if not all(isinstance(v, str) for v in value):
             raise ValueError("methods as a list must be method names, e.g. [gd, flow]")
@@ -183,7 +188,9 @@ JKOConfig = _methods.jko.JKOConfig
 
 
 class MetricsConfig(_Strict):
-    """How gaps are measured. ``sinkhorn_eps`` is the absolute ε of the Sinkhorn divergence
+    """How gaps are measured.
+
+    ``sinkhorn_eps`` is the absolute ε of the Sinkhorn divergence
     (squared Θ-distance units), fixed for the whole run; its Sinkhorn solves stop at an
     L1 marginal error ``sinkhorn_threshold``. ``max_support``: particle measures use their
     first max_support particles (an iid subsample, the same indices for GD). Grid measures
@@ -194,7 +201,8 @@ class MetricsConfig(_Strict):
     (:func:`mfjko.metrics.compress_measure`; the moved mass is reported as
     measure_gap_grid_tv). ``particles_saved``:
     particles per record kept in trajectories.zarr. ``measure_gap``: at every record
-    ("all"), at T only ("final", sweeps) or never ("none")."""
+    ("all"), at T only ("final", sweeps) or never ("none").
+    """
 
     sinkhorn_eps: PositiveFloat = 0.05
     sinkhorn_threshold: PositiveFloat = 1e-6
@@ -206,6 +214,8 @@ class MetricsConfig(_Strict):
 
 
 class RunConfig(_Strict):
+    """A whole run (module docstring): data, model, initial law, methods, time axis."""
+
     name: str = "run"
     description: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
@@ -267,12 +277,15 @@ class RunConfig(_Strict):
 
     @property
     def n_segments(self) -> int:
+        """Recording intervals up to T."""
         return int(round(self.T / self.record_every))
 
 
 def is_multiple(a: float, b: float, rel: float = 1e-9) -> bool:
-    """Whether a = k·b for an integer k ≥ 1, up to relative rounding ``rel`` (False when
-    a/b is not a finite number)."""
+    """Whether a = k·b for an integer k ≥ 1, up to relative rounding.
+
+    ``rel`` is the relative tolerance; False when a/b is not a finite number.
+    """
     ratio = a / b if b != 0 else math.inf
     if not math.isfinite(ratio):
         return False
@@ -325,8 +338,11 @@ def parse_config(raw: dict, source: str = "<dict>") -> RunConfig:
 
 
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
-    """Apply ``key=value`` overrides with dotted keys (``methods.jko.eps=0.01``); values are
-    parsed as YAML scalars/flow collections (``[11, 11]``, ``true``, ``1e-3``)."""
+    """Apply ``key=value`` overrides with dotted keys.
+
+    E.g. ``methods.jko.eps=0.01``; values are parsed as YAML scalars/flow collections
+    (``[11, 11]``, ``true``, ``1e-3``).
+    """
     raw = _deepcopy(raw)
     for item in overrides:
         if "=" not in item:
@@ -361,8 +377,11 @@ def _deepcopy(x):
 
 
 def _resolve_path(path: str | None, base: Path) -> str | None:
-    """A relative path is taken from the working directory if it exists there, else from
-    the config file's folder (so shipped configs can reference files beside them)."""
+    """Resolve a relative path of a config.
+
+    A relative path is taken from the working directory if it exists there, else from
+    the config file's folder (so shipped configs can reference files beside them).
+    """
     if path is None:
         return None
     p = Path(os.path.expanduser(path))
@@ -413,9 +432,12 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 
 
 def check_grid(cfg: RunConfig, spacing: float, mass_outside: float) -> None:
-    """Checks that need the built grid: raise :class:`ConfigError` if more than
-    MAX_MASS_OUTSIDE of the initial law falls outside it, or if ε < EPS_SAFETY · spacing²
-    (the Gibbs kernel exp(−C/ε) would be the identity to float64: no transport at all)."""
+    """Checks that need the built grid.
+
+    Raise :class:`ConfigError` if more than MAX_MASS_OUTSIDE of the initial law falls
+    outside it, or if ε < EPS_SAFETY · spacing²
+    (the Gibbs kernel exp(−C/ε) would be the identity to float64: no transport at all).
+    """
     jc = cfg.methods.jko
     if jc is None:
         return

@@ -49,8 +49,11 @@ __all__ = [
 
 
 class DataError(ValueError):
-    """Data that cannot be used (unreadable file, wrong shapes, NaN, ...); the message
-    names the file or array and the fix."""
+    """Data that cannot be used.
+
+    An unreadable file, wrong shapes, NaN, ...: the message names the file or array and
+    the fix.
+    """
 
 
 class DataFileNotFoundError(DataError, FileNotFoundError):
@@ -122,6 +125,7 @@ class Dataset:
 
     @property
     def has_bias(self) -> bool:
+        """Whether the last column of X is the constant bias 1."""
         return bool(self.meta.get("bias", False))
 
 
@@ -263,7 +267,7 @@ def orthogonal(
     random_rotation: bool = False,
     seed: int = 0,
 ) -> Dataset:
-    """n orthonormal inputs in ℝ^d (n ≤ d), labels ±1, NO bias column.
+    """N orthonormal inputs in ℝ^d (n ≤ d), labels ±1, NO bias column.
 
     X = the first n rows of I_d, or of a Haar-random orthogonal matrix when
     ``random_rotation``. Default labels: +1 for the first ⌈n/2⌉ points, −1 for the rest
@@ -435,7 +439,9 @@ def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(path, test_fraction: float = 0.2, seed: int = 0, add_bias: bool = True) -> Dataset:
-    """User data from ``.npz`` (arrays ``X`` (n, d_in) or (n,), ``y`` (n,)) or ``.csv``
+    """User data from a ``.npz`` or ``.csv`` file.
+
+    User data from ``.npz`` (arrays ``X`` (n, d_in) or (n,), ``y`` (n,)) or ``.csv``
     (comma-separated, optional header line, last column y).
 
     The rows are shuffled with ``seed``; round(test_fraction·n) of them form the test
@@ -501,8 +507,11 @@ DATASETS = {
 
 
 def make_dataset(name: str, **kwargs) -> Dataset:
-    """The data set ``name`` ∈ {regression_1d, teacher, orthogonal, digits, file}, built by
-    its generator with ``kwargs`` (for "file": ``path`` and :func:`load`'s options)."""
+    """The data set ``name`` built by its generator.
+
+    The data set ``name`` ∈ {regression_1d, teacher, orthogonal, digits, file}, built by
+    its generator with ``kwargs`` (for "file": ``path`` and :func:`load`'s options).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
     fn = DATASETS[name]

@@ -51,12 +51,17 @@ _TMP = re.compile(r"^\..+\.\d+\.tmp$")
 
 
 class SimulatedCrash(BaseException):
-    """Raised at an armed write point in-process: a BaseException, so that no ``except
-    Exception`` handler of the run (or of zarr) treats it as an error to clean up after."""
+    """Raised at an armed write point in-process.
+
+    A BaseException, so that no ``except Exception`` handler of the run (or of zarr) treats
+    it as an error to clean up after.
+    """
 
 
 class CrashPoints:
-    """Counts write points (each file write, rename and delete of a run) and ends the run
+    """Counts write points and ends the run at the armed one.
+
+    Counts write points (each file write, rename and delete of a run) and ends the run
     at the armed one: the test hook of the crash-consistency test.
 
     Attributes:
@@ -99,8 +104,11 @@ class CrashPoints:
             self.arm(at, "exit")
 
     def alive(self) -> None:
-        """Raise :class:`SimulatedCrash` after a simulated crash: a write still queued (zarr
-        may run several in one event-loop batch) must not reach the disk, as after a kill."""
+        """Refuse every write after a simulated crash.
+
+        Raise :class:`SimulatedCrash` after a simulated crash: a write still queued (zarr
+        may run several in one event-loop batch) must not reach the disk, as after a kill.
+        """
         if self.dead:
             raise SimulatedCrash("write after a simulated crash")
 
@@ -161,9 +169,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def durable_delete(path: str | os.PathLike) -> None:
-    """Remove a file, or a folder tree atomically: renamed to a temporary name first (one
-    write point), so a crash leaves it whole or gone (a leftover temporary folder is
-    removed by :meth:`RunStore.remove_temporaries`)."""
+    """Remove a file, or a folder tree atomically.
+
+    A folder is renamed to a temporary name first (one write point), so a crash leaves it
+    whole or gone (a leftover temporary folder is
+    removed by :meth:`RunStore.remove_temporaries`).
+    """
     path = Path(path)
     CRASH.hit(f"delete {path}")
     if path.is_dir() and not path.is_symlink():
@@ -176,9 +187,12 @@ def durable_delete(path: str | os.PathLike) -> None:
 
 
 class DurableStore(LocalStore):
-    """A zarr LocalStore whose every write is :func:`durable_write` (fsync + rename) and
+    """A zarr LocalStore whose writes are durable write points.
+
+    A zarr LocalStore whose every write is :func:`durable_write` (fsync + rename) and
     whose writes and deletes are write points of :data:`CRASH`. Writes run in the calling
-    event loop, one after the other, so the write points come in a reproducible order."""
+    event loop, one after the other, so the write points come in a reproducible order.
+    """
 
     async def set(self, key: str, value) -> None:  # noqa: D102 — zarr's Store API
         if not self._is_open:
@@ -222,8 +236,11 @@ def read_metrics(path) -> list[dict]:
 
 
 def is_run_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a run: the marker, or (runs written before the marker existed)
-    a config.yaml with the ``config`` and ``provenance`` sections a run writes."""
+    """Whether ``path`` holds a run.
+
+    It does if it holds the marker, or (runs written before the marker existed) a
+    config.yaml with the ``config`` and ``provenance`` sections a run writes.
+    """
     path = Path(path)
     if (path / RUN_MARKER).is_file():
         return True
@@ -273,16 +290,21 @@ class RunStore:
         return not any(not _TMP.match(p.name) for p in self.root.iterdir())
 
     def foreign_entries(self) -> list[str]:
-        """Names at the top of the folder that a run does not write (--overwrite refuses
-        to delete a folder holding any)."""
+        """Names at the top of the folder that a run does not write.
+
+        --overwrite refuses to delete a folder holding any.
+        """
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir()
                       if p.name not in RUN_ENTRIES and not _TMP.match(p.name))
 
     def clear(self) -> None:
-        """Delete the run's entries (RUN_ENTRIES and temporary files), the marker last;
-        anything else in the folder is left alone."""
+        """Delete the run's entries, and nothing else.
+
+        Delete the run's entries (RUN_ENTRIES and temporary files), the marker last;
+        anything else in the folder is left alone.
+        """
         for p in sorted(self.root.iterdir()):
             if (p.name in RUN_ENTRIES or _TMP.match(p.name)) and p.name != RUN_MARKER:
                 durable_delete(p)
@@ -309,10 +331,12 @@ class RunStore:
 
     # ------------------------------------------------------------------ config
     def write_config(self, doc: dict) -> None:
+        """Write config.yaml (durably)."""
         atomic_write_text(self.root / "config.yaml",
                           yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
 
     def read_config(self) -> dict:
+        """Read config.yaml."""
         return yaml.safe_load((self.root / "config.yaml").read_text())
 
     # ------------------------------------------------------------------ arrays
@@ -384,8 +408,11 @@ class RunStore:
         return out
 
     def truncate_to(self, prefix: str, lengths: dict[str, int]) -> None:
-        """Undo what was written after a checkpoint: cut every appended array under
-        ``prefix`` to its committed length, delete those the checkpoint does not list."""
+        """Undo what was written after a checkpoint.
+
+        Cut every appended array under ``prefix`` to its committed length, delete those the
+        checkpoint does not list.
+        """
         g = self.group()
         for path, arr in self.appended_arrays(prefix).items():
             keep = lengths.get(path)
@@ -399,8 +426,11 @@ class RunStore:
             self.lengths[path] = int(min(keep, arr.shape[0]))
 
     def truncate(self, prefix: str, n_records: int, n_steps: int | None = None) -> None:
-        """Checkpoints without committed lengths (format 0): cut arrays under
-        ``prefix/steps`` to ``n_steps`` frames and the others to ``n_records``."""
+        """Truncate for checkpoints without committed lengths (format 0).
+
+        Checkpoints without committed lengths (format 0): cut arrays under
+        ``prefix/steps`` to ``n_steps`` frames and the others to ``n_records``.
+        """
         lengths = {}
         for path, arr in self.appended_arrays(prefix).items():
             keep = n_steps if "/steps/" in path else n_records
@@ -412,9 +442,12 @@ class RunStore:
         return {p: n for p, n in self.lengths.items() if p.startswith(prefix + "/")}
 
     def committed_view(self) -> RunStore:
-        """A reader of the committed state: appended arrays cut to the lengths their
-        method's checkpoint committed; those of methods without one are hidden.
-        Checkpoints without lengths (format 0) commit their arrays' full lengths."""
+        """A reader of the committed state.
+
+        Appended arrays are cut to the lengths their method's checkpoint committed; those of
+        methods without one are hidden.
+        Checkpoints without lengths (format 0) commit their arrays' full lengths.
+        """
         view = RunStore(self.root)
         committed: dict[str, int] = {}
         for method, ck in self.checkpoints().items():
@@ -442,11 +475,15 @@ class RunStore:
         """Commit a method's progress (the commit point of the protocol).
 
         Args:
-          method: the method's name.  segments: recording intervals done.
-          state: the stepper's state arrays.  rows: its metrics rows so far.
-          seconds: wall-clock seconds spent.  n_steps: steps made.
-          notes: solver warnings and failures.  lengths: path → frames of every array
-            the method appended (the committed lengths).
+          method: the method's name.
+          segments: recording intervals done.
+          state: the stepper's state arrays.
+          rows: its metrics rows so far.
+          seconds: wall-clock seconds spent.
+          n_steps: steps made.
+          notes: solver warnings and failures.
+          lengths: path → frames of every array the method appended (the committed
+            lengths).
         """
         payload = {f"state__{k}": np.asarray(v) for k, v in state.items()}
         payload["segments"] = np.asarray(segments)
@@ -491,6 +528,7 @@ class RunStore:
 
     # ------------------------------------------------------------------ metrics
     def write_metrics(self, rows_by_method: dict[str, list[dict]], order: list[str]) -> None:
+        """Rewrite metrics.csv (durably) from every method's rows, methods in ``order``."""
         buf = _io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(METRIC_COLUMNS)
@@ -500,8 +538,10 @@ class RunStore:
         atomic_write_text(self.root / "metrics.csv", buf.getvalue())
 
     def write_timings(self, timings: dict) -> None:
+        """Write timings.json: wall-clock seconds per method."""
         atomic_write_text(self.root / "timings.json", json.dumps(timings, indent=2))
 
     def read_timings(self) -> dict:
+        """timings.json as a dict (empty if absent)."""
         p = self.root / "timings.json"
         return json.loads(p.read_text()) if p.exists() else {}

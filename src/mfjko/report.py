@@ -176,8 +176,11 @@ def _edges(v: np.ndarray, max_bins: int = 60) -> np.ndarray:
 
 
 def _heatmap(ax, param, support, weights, particles, t):
-    """Draw the grid measure's 2-D marginal (and GD's particles) on ``ax`` with a colour
-    bar of the mass per cell."""
+    """Draw the grid measure's 2-D marginal with a colour bar.
+
+    Draw the grid measure's 2-D marginal (and GD's particles) on ``ax`` with a colour
+    bar of the mass per cell.
+    """
     x, yv, w, (lx, ly) = _project(param, support, weights)
     ex, ey = _edges(x), _edges(yv)
     H, _, _ = np.histogram2d(x, yv, bins=(ex, ey), weights=w)
@@ -231,8 +234,11 @@ def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str])
 
 
 def _kinks(param: str, points: np.ndarray, weights: np.ndarray, j: int, b: int, c: float):
-    """Kinks x = −c·w_b / w_j of a measure's neurons (1-D inputs, bias column b of value c),
-    with their masses and output-weight signs; neurons with w_j = 0 have none."""
+    """Kinks x = −c·w_b / w_j of a measure's neurons.
+
+    For 1-D inputs with a bias column b of value c: the kinks with their masses and
+    output-weight signs; neurons with w_j = 0 have none.
+    """
     W, alpha = (np.asarray(a) for a in _params.get(param).to_classic(np.asarray(points)))
     mass = np.asarray(weights, dtype=np.float64)
     if len(alpha) != len(mass):  # pm: two classic neurons (u, +1), (v, −1) per atom
@@ -394,8 +400,11 @@ _SETUP_DIGITS = {"F_star": 10, "grid_mass_outside": 3}
 
 
 def fmt_value(value, digits: int = 6) -> str:
-    """A value as a researcher reads it: floats to ``digits`` significant digits (so
-    0.34999999999999964 reads 0.35), lists element-wise, the rest as text."""
+    """A value as a researcher reads it.
+
+    Floats to ``digits`` significant digits (so 0.34999999999999964 reads 0.35), lists
+    element-wise, the rest as text.
+    """
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
@@ -423,8 +432,11 @@ def _grid_summary(grid: dict) -> str:
 
 
 def describe(cfg: dict) -> str:
-    """One paragraph describing a run from its resolved config (config.yaml's ``config``):
-    the data, model, initial law, every method with its settings, and the time axis."""
+    """One paragraph describing a run from its resolved config.
+
+    From config.yaml's ``config``: the data, model, initial law, every method with its
+    settings, and the time axis.
+    """
     if not cfg:
         return ""
     data, model, init = cfg.get("data", {}), cfg.get("model", {}), cfg.get("init", {})
@@ -569,9 +581,12 @@ def render(run_dir) -> Path:
 
 
 def compare(run_dirs, out_dir) -> Path:
-    """Overlay F(t) and the gaps to GD of several runs (one colour per method, one line
-    style per run); write OUT/compare.png and OUT/compare.html; return the html path.
-    Every folder is checked before OUT is created."""
+    """Overlay F(t) and the gaps to GD of several runs.
+
+    One colour per method, one line style per run; write OUT/compare.png and
+    OUT/compare.html; return the html path.
+    Every folder is checked before OUT is created.
+    """
     run_dirs = [Path(d) for d in run_dirs]
     if len(run_dirs) < 2:
         raise ValueError("compare needs at least two run folders")

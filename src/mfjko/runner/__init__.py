@@ -1,4 +1,6 @@
-r"""Runs: prepare (:mod:`.setup`), drive every method and record (:mod:`.run`,
+r"""Runs: prepare, drive every method and record, with provenance.
+
+Runs: prepare (:mod:`.setup`), drive every method and record (:mod:`.run`,
 :mod:`.recorder`), with provenance (:mod:`.provenance`).
 
 All methods start from the same initial law (particles drawn from it with the run's seed,

@@ -37,8 +37,11 @@ INTERRUPT_ENV = "MFJKO_INTERRUPT_AFTER"
 
 
 class RunFolderError(Exception):
-    """The run folder cannot be used as asked (missing for --resume, a file, not a run
-    folder for --overwrite, ...); the message names the folder and the fix."""
+    """The run folder cannot be used as asked.
+
+    Missing for --resume, a file, not a run folder for --overwrite, ...: the message names
+    the folder and the fix.
+    """
 
 
 class RunExistsError(RunFolderError, FileExistsError):
@@ -88,8 +91,11 @@ class _Budget:
 
 
 class _StopFlag:
-    """Set by SIGINT/SIGTERM; the record hook stops the run at the next record. A second
-    signal ends the process at once (exit 130): the folder is crash-consistent."""
+    """The stop request of SIGINT/SIGTERM.
+
+    Set by SIGINT/SIGTERM; the record hook stops the run at the next record. A second
+    signal ends the process at once (exit 130): the folder is crash-consistent.
+    """
 
     def __init__(self, hint: str):
         self.signum: int | None = None
@@ -138,8 +144,11 @@ class _MethodRun:
         self.mark = time.perf_counter()
 
     def start(self):
-        """The state to drive from: restored from the checkpoint, or None (initial). What
-        was written after the checkpoint is cut back first."""
+        """The state to drive from.
+
+        Restored from the checkpoint, or None (initial). What was written after the
+        checkpoint is cut back first.
+        """
         ck = self.store.load_checkpoint(self.name)
         if ck is None:
             self.store.truncate_to(self.name, {})
@@ -160,8 +169,10 @@ class _MethodRun:
         return record_time(self.segments, self.setup.cfg.record_every)
 
     def on_record(self, rec: Record, caught: list) -> None:
-        """Frames, row, warnings, then the checkpoint (commit) of one record. A non-finite
-        F raises FloatingPointError before anything is committed."""
+        """Frames, row, warnings, then the checkpoint (commit) of one record.
+
+        A non-finite F raises FloatingPointError before anything is committed.
+        """
         now = time.perf_counter()
         segments = self.segments + (1 if rec.index > 0 else 0)
         row = self.recorder.record(self.name, self.info.kind, segments, rec)
@@ -190,8 +201,11 @@ class _MethodRun:
                                    lengths=self.committed)
 
     def fail(self, error: Exception, show: bool = True) -> str:
-        """Report a failed interval (on the console if ``show``); keep what was committed.
-        Returns the message."""
+        """Report a failed interval; keep what was committed.
+
+        Report a failed interval (on the console if ``show``); keep what was committed.
+        Returns the message.
+        """
         cfg = self.setup.cfg
         t0 = record_time(self.segments, cfg.record_every)
         t1 = record_time(self.segments + 1, cfg.record_every)
@@ -250,8 +264,11 @@ def _run_method(mr: _MethodRun, rows_by_method: dict, timings: dict, order: list
 
 
 def _folder_plan(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> str:
-    """What to do with ``out``: "new", "overwrite", "resume" or "restart" (resume of a
-    folder killed before its config was written). Never overwrites silently."""
+    """What to do with the run folder ``out``.
+
+    What to do with ``out``: "new", "overwrite", "resume" or "restart" (resume of a
+    folder killed before its config was written). Never overwrites silently.
+    """
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file, not a folder: choose a folder path "
                              "for the run")
@@ -301,9 +318,12 @@ def _plan(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> str:
 
 
 def _probe_writable(out: Path) -> None:
-    """Raise the OSError (permission, read-only disk, ...) now, before any computation, if
+    """Fail now if the run folder cannot be written.
+
+    Raise the OSError (permission, read-only disk, ...) now, before any computation, if
     the run folder cannot be written: create and remove a probe file, or the missing
-    folders."""
+    folders.
+    """
     if out.is_dir():
         probe = out / f".probe.{os.getpid()}.tmp"
         try:
@@ -324,8 +344,11 @@ def _probe_writable(out: Path) -> None:
 
 
 def _check_overwritable(out: Path) -> None:
-    """--overwrite replaces a run folder only: never /, the home folder, the working
-    folder or one containing it, nor a folder holding files a run does not write."""
+    """Refuse --overwrite of anything but a dedicated run folder.
+
+    --overwrite replaces a run folder only: never /, the home folder, the working
+    folder or one containing it, nor a folder holding files a run does not write.
+    """
     real, cwd = out.resolve(), Path.cwd().resolve()
     what = None
     if real == Path(real.anchor):
@@ -346,8 +369,10 @@ def _check_overwritable(out: Path) -> None:
 
 
 def config_doc(cfg: RunConfig) -> dict:
-    """The resolved config as stored in config.yaml (without ``out``: where a run lives is
-    not part of what it computes)."""
+    """The resolved config as stored in config.yaml.
+
+    Without ``out``: where a run lives is not part of what it computes.
+    """
     doc = cfg.model_dump(mode="json")
     doc.pop("out", None)
     return doc
@@ -355,8 +380,11 @@ def config_doc(cfg: RunConfig) -> dict:
 
 def _open_store(out: Path, cfg: RunConfig, setup: Setup, plan: str,
                 source: dict | None) -> RunStore:
-    """The run folder, created (marker, initial arrays, then config.yaml: a folder with a
-    config.yaml has all its initial arrays) or reopened for resuming."""
+    """Create the run folder, or reopen it for resuming.
+
+    The run folder, created (marker, initial arrays, then config.yaml: a folder with a
+    config.yaml has all its initial arrays) or reopened for resuming.
+    """
     store = RunStore(out)
     if plan == "overwrite":
         store.clear()
@@ -398,10 +426,13 @@ def run(cfg: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = 
     """Run every configured method from the same initial law; write the run folder.
 
     Args:
-      cfg: the validated config.  out: the run folder (default ``cfg.out``).
-      resume: continue an interrupted run.  overwrite: replace an existing run folder
-        (only a run folder: see :func:`_check_overwritable`).
-      progress: show progress bars.  render: write figures and report.html at the end.
+      cfg: the validated config.
+      out: the run folder (default ``cfg.out``).
+      resume: continue an interrupted run.
+      overwrite: replace an existing run folder (only a run folder: see
+        :func:`_check_overwritable`).
+      progress: show progress bars.
+      render: write figures and report.html at the end.
       handle_signals: SIGINT/SIGTERM stop the run at the next record (main thread only).
       source: where the config came from (``{"file": ..., "overrides": [...]}``), stored
         in config.yaml for the report's header.

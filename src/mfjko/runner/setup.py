@@ -52,14 +52,17 @@ class Setup:
 
     @property
     def param(self):
+        """The parametrization."""
         return self.problem.param
 
     @property
     def geom(self):
+        """The JKO grid's geometry (None without a grid method)."""
         return None if self.grid is None else self.grid.geom
 
     @property
     def d(self) -> int:
+        """Input dimension, bias column included."""
         return int(self.dataset.X.shape[1])
 
     def problem_for(self, kind: str):
@@ -72,8 +75,11 @@ class Setup:
 
 
 def _make_dataset(cfg: RunConfig):
-    """The data set of ``cfg.data``: a bad file raises :class:`~mfjko.data.DataError`
-    naming data.path, a bad generator option :class:`ConfigError` naming data.kwargs."""
+    """The data set of ``cfg.data``.
+
+    A bad file raises :class:`~mfjko.data.DataError`
+    naming data.path, a bad generator option :class:`ConfigError` naming data.kwargs.
+    """
     from mfjko import data as data_mod
 
     kwargs = dict(cfg.data.kwargs)
@@ -107,8 +113,11 @@ def _make_law(cfg: RunConfig):
 
 
 def build_geometry(cfg: RunConfig, param, d: int):
-    """The JKO grid of ``methods.jko.grid`` for input dimension d (bias included);
-    :class:`ConfigError` naming the key when it does not fit the parametrization."""
+    """The JKO grid of ``methods.jko.grid`` for input dimension d.
+
+    d counts the bias column; a grid that does not fit the parametrization raises
+    :class:`ConfigError` naming the key.
+    """
     try:
         return param.build_grid(cfg.methods.jko.grid, d)
     except ValueError as e:
@@ -121,8 +130,11 @@ def _grid_key(cfg: RunConfig) -> str:
 
 
 def prepare(cfg: RunConfig) -> Setup:
-    """Build data, problem, law, particles, grid and p0, and run every check that needs
-    them (grid mass, ε vs spacing). Raises :class:`ConfigError` before any dynamics run."""
+    """Build and check everything a run needs.
+
+    Build data, problem, law, particles, grid and p0, and run every check that needs
+    them (grid mass, ε vs spacing). Raises :class:`ConfigError` before any dynamics run.
+    """
     dataset = _make_dataset(cfg)
     problem = MeanFieldProblem.create(cfg.model.parametrization, dataset.X, dataset.y,
                                       cfg.model.lam)
@@ -157,8 +169,11 @@ def prepare(cfg: RunConfig) -> Setup:
 
 
 def _check_initial_objective(problem, theta0, dataset, cfg) -> None:
-    """F at t = 0 (and the test loss) must be finite: data of extreme magnitude would
-    otherwise fill the results with inf/NaN. Raises :class:`~mfjko.data.DataError`."""
+    """Check that F at t = 0 is finite.
+
+    F at t = 0 (and the test loss) must be finite: data of extreme magnitude would
+    otherwise fill the results with inf/NaN. Raises :class:`~mfjko.data.DataError`.
+    """
     from mfjko import data as data_mod
 
     m = theta0.shape[0]
