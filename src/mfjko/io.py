@@ -312,7 +312,12 @@ class RunStore:
         self._group, self._arrays, self.lengths = None, {}, {}
 
     def remove_temporaries(self) -> None:
-        """Delete the temporary files a crash left behind (``.<name>.<pid>.tmp``)."""
+        """Delete what a killed write left.
+
+        Temporary files and folders (``.<name>.<pid>.tmp``), then the folders of
+        trajectories.zarr left empty (an array killed before its first metadata write),
+        which zarr would warn about.
+        """
         for dirpath, dirs, files in os.walk(self.root):
             for f in files:
                 if _TMP.match(f):
@@ -320,6 +325,10 @@ class RunStore:
             for d in [d for d in dirs if _TMP.match(d)]:
                 shutil.rmtree(Path(dirpath, d))
                 dirs.remove(d)
+        if self.zarr_path.is_dir():
+            for dirpath, _dirs, _files in os.walk(self.zarr_path, topdown=False):
+                if Path(dirpath) != self.zarr_path and not any(os.scandir(dirpath)):
+                    os.rmdir(dirpath)
 
     def group(self, mode: str = "a") -> zarr.Group:
         """The zarr root group (cached for writing)."""

@@ -134,8 +134,15 @@ def _is_1d(X: np.ndarray) -> bool:
     return len(varying) == 1
 
 
+_DATA = ("data/X", "data/y", "data/X_test")
+
+
+def _has_all(store: RunStore, *paths: str) -> bool:
+    return all(store.has(p) for p in paths)
+
+
 def _predictor_figure(store: RunStore, methods: list[str], figdir: Path, made: list[str]):
-    if not (store.has("data/X") and store.has("gd/t")):
+    if not _has_all(store, *_DATA, "gd/t"):
         return
     X, y = store.get("data/X"), store.get("data/y")
     Xt = store.get("data/X_test")
@@ -250,7 +257,7 @@ def _kinks(param: str, points: np.ndarray, weights: np.ndarray, j: int, b: int, 
 
 def _data_space_figure(store: RunStore, param: str, figdir: Path, made: list[str]) -> None:
     """GD's particles and the JKO measure in data space (module docstring), over time."""
-    if not store.has("data/X"):
+    if not _has_all(store, *_DATA):
         return
     X, y, Xt = store.get("data/X"), store.get("data/y"), store.get("data/X_test")
     const = [k for k in range(X.shape[1]) if np.ptp(X[:, k]) == 0 and X[0, k] != 0]

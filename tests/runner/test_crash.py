@@ -10,12 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from runs_support import assert_same_results, crash_raw, view_fingerprint, write_config
+from zarr.errors import ZarrUserWarning
 
 from mfjko import io, report
 from mfjko.config import parse_config
@@ -40,7 +42,9 @@ def crash_and_resume(k: int, folder: Path, reference: Path, rendered: dict) -> s
             page = report.render(folder).read_text()
             assert "<h1>mfjko run" in page
             rendered[key] = k
-        run(cfg, folder, resume=True, progress=False, render=False)
+        with warnings.catch_warnings():  # no leftover zarr cannot read
+            warnings.filterwarnings("error", category=ZarrUserWarning)
+            run(cfg, folder, resume=True, progress=False, render=False)
     else:  # killed before the marker's rename: only a temporary file, the folder is empty
         run(cfg, folder, progress=False, render=False)
     assert_same_results(folder, reference)
@@ -60,6 +64,24 @@ def sample(trace: list[str]) -> list[int]:
     return [1, first(lambda s: s.endswith("config.yaml")),
             first(lambda s: "/jko/diag/" in s and "/c/" in s, ck_jko),
             first(lambda s: "/jko/steps/" in s and "zarr.json" in s, ck_jko) + 3, last_ck]
+
+
+def test_resume_removes_what_a_killed_write_left(tmp_path):
+    """Temporary files and folders, and array folders killed before their metadata."""
+    store = io.RunStore(tmp_path / "run")
+    store.create()
+    half = store.zarr_path / "jko" / "steps" / "t"
+    half.mkdir(parents=True)
+    (half / ".zarr.json.123.tmp").write_text("{")
+    (store.root / ".metrics.csv.9.tmp").write_text("x")
+    (store.zarr_path / ".gone.77.tmp").mkdir()
+    (store.root / "keep.txt").write_text("x")
+    store.remove_temporaries()
+    assert not (store.zarr_path / "jko").exists()
+    assert not (store.zarr_path / ".gone.77.tmp").exists()
+    assert sorted(p.name for p in store.root.iterdir()) == [
+        ".mfjko-run", "figures", "keep.txt", "state", "trajectories.zarr"]
+    assert (store.zarr_path / "zarr.json").exists()
 
 
 def test_trace_covers_every_kind_of_write(crash_reference):
