@@ -25,6 +25,7 @@ from mfjko import methods
 from mfjko.config import ConfigError, RunConfig
 from mfjko.driver import Record, drive
 from mfjko.io import CRASH, RUN_MARKER, RunStore, is_run_folder
+from mfjko.progress import progress_bar
 from mfjko.runner.provenance import provenance
 from mfjko.runner.recorder import Recorder, record_time
 from mfjko.runner.setup import Setup, prepare
@@ -404,21 +405,6 @@ def _open_store(out: Path, cfg: RunConfig, setup: Setup, plan: str,
     return store
 
 
-def _progress(progress: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    return Progress(*columns, disable=not progress, transient=False)
-
-
 def run(cfg: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = False,
         overwrite: bool = False, progress: bool = True, render: bool = True,
         handle_signals: bool = True, source: dict | None = None,
@@ -461,7 +447,7 @@ def run(cfg: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = 
         checkpoints = store.checkpoints()
         rows_by_method = {m: c["rows"] for m, c in checkpoints.items() if m in order}
         timings = {m: c["seconds"] for m, c in checkpoints.items() if m in order}
-        with _progress(progress) as bar:
+        with progress_bar(progress) as bar:
             tasks = {m: bar.add_task(m, total=cfg.n_segments) for m in order}
             for name in order:
                 if name != "gd" and recorder.gd is None:

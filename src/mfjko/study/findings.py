@@ -178,8 +178,8 @@ def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:
         _groups_section(root, "orthogonal", "(d′) The grid-scale problem on orthogonal inputs",
                         ["init.scale", "tag.grid"], figdir),
     ]
-    extra = out.parent / "findings_extra.md"
-    if extra.exists():
+    # hand-written sections (docs/findings/*.md, e.g. a method's measured numbers) follow
+    for extra in sorted((out.parent / "findings").glob("*.md")):
         parts.append(extra.read_text())
     out.write_text("\n".join(parts))
     return out

@@ -163,23 +163,15 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
 def _execute(out: Path, tasks: list, workers, scheduler, progress: bool, total: int,
              done: int) -> None:
     from dask.distributed import as_completed
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from mfjko.progress import progress_bar
 
     if not tasks:
         return
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     client, cluster = _client(workers, scheduler)
-    columns = (TextColumn("points"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())
     try:
-        with Progress(*columns, disable=not progress) as bar:
+        with progress_bar(progress, label_width=6) as bar:
             task_bar = bar.add_task("points", total=total, completed=done)
             futures = {}
             for members in tasks:
