@@ -52,10 +52,13 @@ def crash_and_resume(k: int, folder: Path, reference: Path, rendered: dict) -> s
 
 
 def sample(trace: list[str]) -> list[int]:
-    """1-based write points: the marker (only a temporary file is left); config.yaml (the
-    folder has its arrays but no config); just after GD's first checkpoint; a JKO diagnostics chunk after JKO's first
-    checkpoint (a frame without a t = 0 twin, issue 10.2); between two per-step arrays
-    (10.3); JKO's last checkpoint, just before its rename."""
+    """1-based write points.
+
+    The marker (only a temporary file is left); config.yaml (the folder has its arrays but
+    no config); just after GD's first checkpoint; a JKO diagnostics chunk after JKO's
+    first checkpoint (a frame without a t = 0 twin, issue 10.2); between two per-step
+    arrays (10.3); JKO's last checkpoint, just before its rename.
+    """
     def first(pred, start=0):
         return next(i for i in range(start, len(trace)) if pred(trace[i])) + 1
 
