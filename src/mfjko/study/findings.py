@@ -71,6 +71,39 @@ def _boundary_table(summary: dict) -> str:
     return out
 
 
+def _span(values: pd.Series, fmt=None) -> str:
+    fmt = fmt or (lambda v: _num(v, 2))
+    lo, hi = float(values.min()), float(values.max())
+    return fmt(lo) if lo == hi else f"{fmt(lo)}–{fmt(hi)}"
+
+
+def _phase_reading(points: pd.DataFrame) -> str:
+    """Where each regime lives in (grid, c, ε/δ², D), and what the moving runs track.
+
+    Sentences computed from the points (no number typed in).
+    """
+    out = []
+    for regime in ("pinned", "GD-like", "Langevin-like", "neither"):
+        sub = points[points["regime"] == regime]
+        if sub.empty:
+            continue
+        out.append(f"- **{regime}** ({len(sub)} runs): grids of "
+                   f"{_span(sub['grid_size'], lambda v: str(int(v)))} points, c = "
+                   f"{_span(sub['courant'])}, ε/δ² = {_span(sub['eps_over_h2'])}, D = "
+                   f"{_span(sub['D'])}; sup gap to GD {_span(sub['gap_gd'], _pct)} "
+                   f"(median {_pct(sub['gap_gd'].median())}), to Langevin "
+                   f"{_span(sub['gap_langevin'], _pct)} "
+                   f"(median {_pct(sub['gap_langevin'].median())}).")
+    moving = points[(points["regime"] != "pinned") & points["gap_langevin"].notna()]
+    if len(moving):
+        closer = moving["gap_langevin"] < moving["gap_gd"]
+        wide = moving["eps_over_h2"] >= 1
+        out.append(f"- Of the {len(moving)} runs that move, {int(closer.sum())} are closer to "
+                   "mean-field Langevin at D = ε/(4τ) than to GD; among those with ε/δ² ≥ 1, "
+                   f"{int(closer[wide].sum())} of {int(wide.sum())}.")
+    return "\n".join(out) + "\n"
+
+
 def _phase_section(root: Path, name: str, title: str, figdir: Path) -> str:
     summary, points = _load(root, name)
     if summary is None:
@@ -80,6 +113,7 @@ def _phase_section(root: Path, name: str, title: str, figdir: Path) -> str:
     text = [f"## {title}\n",
             f"{n} runs. Regimes by the rule of docs/STUDY.md: "
             + ", ".join(f"{k} {v}" for k, v in sorted(reg.items())) + ".\n"]
+    text.append(_phase_reading(points))
     err1 = summary.get("drift_predicted_error")
     errf = summary.get("drift_predicted_field_error")
     if err1 is not None:
@@ -125,6 +159,28 @@ def _rates_section(root: Path, name: str, figdir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _groups_reading(points: pd.DataFrame, x: str, hue: str) -> str:
+    """For each value of ``x``: the ``hue`` closest to GD; a 2-valued hue is compared head on."""
+    if not {x, hue, "gap_gd"} <= set(points) or points["gap_gd"].isna().all():
+        return ""
+    out = []
+    hues = sorted(points[hue].dropna().unique(), key=str)
+    wins = {h: 0 for h in hues}
+    for xv, sub in points.groupby(x, sort=True):
+        sub = sub.dropna(subset=["gap_gd"])
+        if sub.empty:
+            continue
+        best = sub.loc[sub["gap_gd"].idxmin()]
+        wins[best[hue]] = wins.get(best[hue], 0) + 1
+        rest = ", ".join(f"{r[hue]}: {_pct(r['gap_gd'])}" for _, r in sub.iterrows())
+        out.append(f"- {x} = {xv}: closest to GD with {hue} = {best[hue]} ({rest}).")
+    if len(hues) == 2:
+        n = sum(wins.values())
+        out.append(f"- {hue} = {hues[0]} is closer to GD at {wins[hues[0]]} of {n} values of "
+                   f"{x}, {hue} = {hues[1]} at {wins[hues[1]]}.")
+    return "Sup-in-time loss gap to GD:\n\n" + "\n".join(out) + "\n\n"
+
+
 def _groups_section(root: Path, name: str, title: str, by: list[str], figdir: Path) -> str:
     summary, points = _load(root, name)
     if summary is None:
@@ -138,7 +194,7 @@ def _groups_section(root: Path, name: str, title: str, by: list[str], figdir: Pa
         body += "| " + " | ".join(
             _pct(d[c]) if c.startswith("gap") else
             (str(d[c]) if isinstance(d[c], str) else _num(d[c])) for c in cols) + " |\n"
-    return (f"## {title}\n\n" + head + body + "\n"
+    return (f"## {title}\n\n" + _groups_reading(points, *by[:2]) + head + body + "\n"
             + _figure(root, name, "groups.png", figdir, title) + "\n")
 
 

@@ -1,0 +1,42 @@
+"""docs/FINDINGS.md assembly: readings computed from the points, sections, fragments."""
+
+import pandas as pd
+
+from mfjko.study.findings import _groups_reading, _phase_reading, write_findings
+
+
+def _points():
+    return pd.DataFrame({
+        "regime": ["pinned", "GD-like", "Langevin-like", "neither"],
+        "grid_size": [2197, 19683, 6859, 6859], "courant": [0.05, 0.7, 0.2, 0.5],
+        "eps_over_h2": [0.1, 0.3, 3.0, 1.0], "D": [0.01, 0.005, 0.2, 0.05],
+        "gap_gd": [2.0, 0.04, 0.2, 0.3], "gap_langevin": [2.1, 0.06, 0.03, 0.4],
+    })
+
+
+def test_phase_reading_counts_regimes_and_what_moving_runs_track():
+    text = _phase_reading(_points())
+    assert "**GD-like** (1 runs): grids of 19683 points" in text
+    assert "sup gap to GD 4.0 %" in text
+    # three runs move; only the Langevin-like one is closer to Langevin than to GD
+    assert "Of the 3 runs that move, 1 are closer" in text
+    assert "among those with ε/δ² ≥ 1, 1 of 2" in text
+
+
+def test_groups_reading_compares_a_two_valued_hue():
+    p = pd.DataFrame({"init.scale": [0.5, 0.5, 0.1, 0.1, 0.01, 0.01],
+                      "tag.grid": ["single", "multi"] * 3,
+                      "gap_gd": [0.1, 0.05, 0.3, 0.2, 0.9, 1.0]})
+    text = _groups_reading(p, "init.scale", "tag.grid")
+    assert "init.scale = 0.01: closest to GD with tag.grid = single" in text
+    assert "tag.grid = multi is closer to GD at 2 of 3 values of init.scale" in text
+
+
+def test_write_findings_without_studies_and_with_a_fragment(tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "findings").mkdir(parents=True)
+    (docs / "findings" / "zz_method.md").write_text("## A hand-written section\n")
+    out = write_findings(tmp_path / "no_studies", docs / "FINDINGS.md")
+    text = out.read_text()
+    assert "(not run: `make study` produces it)" in text
+    assert text.rstrip().endswith("## A hand-written section")
