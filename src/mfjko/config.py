@@ -2,32 +2,16 @@ r"""Run configuration: YAML files validated with pydantic v2 (unknown keys are e
 
 A run compares every listed method with particle gradient descent (GD) on one data set,
 one initial law and one mean-field time axis t (MATH.md: GD with step h advances t by h,
-i.e. lr = m·h; a JKO step advances t by τ). Layout of a config::
-
-    name: default                 # free text, shown in reports
-    description: one line for `mfjko examples`
-    data:  {name: regression_1d, kwargs: {n_train: 20, seed: 0}}   # or name: file, path: x.npz
-    model: {parametrization: neuron, lam: 0.01}
-    init:  {law: gaussian, scale: 0.5, m: 1000}                    # or balanced, or file + path
-    methods:
-      gd:       {h: 0.01}                                          # the reference (required)
-      flow:     {rtol: 1.0e-8, atol: 1.0e-10}
-      implicit: {h: 0.05}
-      langevin: {h: 0.01, match_jko: true}                         # D = ε/(4τ) of jko, or D: 0.01
-      jko:      {tau: 0.05, eps: 0.01, grid: {kind: cartesian, ranges: [...], sizes: [...]}}
-    T: 2.0                # mean-field horizon
-    record_every: 0.2     # recording cadence, in mean-field time
-    seed: 0
-    out: runs/default
-    metrics: {sinkhorn_eps: 0.05, max_support: 600, particles_saved: 300}
-
+i.e. lr = m·h; a JKO step advances t by τ). Sections: ``name``, ``description``, ``data``,
+``model``, ``init``, ``methods`` (one per registered method; GD is required), ``T``,
+``record_every``, ``seed``, ``out``, ``metrics``; ``configs/default.yaml`` shows them all.
 A method runs when its section is present: ``{}`` or ``true`` gives its defaults, ``null``
 or ``false`` switches it off (``--set methods.flow=null``).
 
 Static checks (here): types, unknown keys, λ ≥ 0, T a positive multiple of record_every,
 record_every a multiple of every step h and τ, Langevin's D given exactly one way.
 Checks that need the data and the grid (the initial mass outside the grid, ε versus the
-grid spacing) are :func:`check_grid` — the runner calls it before any dynamics run.
+grid spacing δ) are :func:`check_grid`, called before any dynamics run.
 """
 
 from __future__ import annotations

@@ -1,28 +1,16 @@
 r"""Data sets for the two-layer ReLU regression problems (MATH.md, "Notation").
 
-Every generator returns a frozen :class:`Dataset` of float64 NumPy arrays:
-
-- ``X`` (n, d), ``y`` (n,): training data, the data the objective F is built on;
-- ``X_test`` (n_test, d), ``y_test`` (n_test,): held-out data for the test loss;
-- ``meta``: how the set was made (generator arguments, teacher weights, ...).
-
-Where a set has a bias, it is the constant 1 appended as the LAST column of X, so a
-neuron w ∈ ℝ^d acts as wᵀx = w_{1:d−1}ᵀx_{1:d−1} + w_d. ``d`` always counts that
-column. Label noise, when asked for, is added to the training labels only: the test
-labels are the noiseless target, so the test loss measures the distance to it.
-
-Generators (all deterministic given ``seed``):
-
-- :func:`regression_1d` — x ∈ [−1, 1] plus bias (d = 2), the research note's 2-D
-  pictures setting;
-- :func:`teacher` — a width-k ReLU teacher in d_in dimensions, plus bias;
-- :func:`orthogonal` — orthonormal inputs without bias (Boursier et al. 2022);
-- :func:`digits` — scikit-learn's shipped 8×8 digits, PCA to a few dimensions;
-- :func:`load` — user data from ``.npz`` (arrays ``X``, ``y``) or ``.csv`` (last column y);
-- :func:`make_dataset` — dispatch by name, used by the configuration layer.
-
-A user file that cannot be used raises :class:`DataError` (a ValueError; a missing file
-:class:`DataFileNotFoundError`, also a FileNotFoundError) naming the file and the fix.
+Every generator returns a frozen :class:`Dataset` of float64 arrays: ``X`` (n, d), ``y``
+(n,) (the data F is built on), ``X_test``, ``y_test`` (held out), ``meta`` (how it was
+made). A bias is the constant 1 appended as the LAST column of X, and ``d`` counts it.
+Label noise, when asked for, goes to the training labels only, so the test loss measures
+the distance to the noiseless target. Generators (deterministic given ``seed``):
+:func:`regression_1d` (x ∈ [−1, 1] plus bias), :func:`teacher` (a width-k ReLU teacher),
+:func:`orthogonal` (orthonormal inputs, Boursier et al. 2022), :func:`digits`
+(scikit-learn's 8×8 digits, PCA), :func:`load` (user ``.npz``/``.csv``), and
+:func:`make_dataset` (dispatch by name). A user file that cannot be used raises
+:class:`DataError` (a ValueError; a missing file :class:`DataFileNotFoundError`) naming
+the file and the fix.
 """
 
 from __future__ import annotations

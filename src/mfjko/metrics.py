@@ -1,22 +1,12 @@
 r"""Metrics that compare a method's measure with gradient descent's at equal mean-field time.
 
-For a measure μ = Σ_k p_k δ_{θ_k} (a grid measure or uniform particles) on data (X, y):
-
-- ``loss``       F(μ) = (1/(2n))‖f_μ(X) − y‖² + (λ/2) Σ_k p_k V(θ_k)   (MATH.md);
-- ``data_loss``  (1/(2n))‖f_μ(X) − y‖²; ``test_loss`` the same on the test set;
-- ``loss_gap``   |F(μ) − F(μ_GD)|;
-- ``pred_gap``   ‖f_μ − f_GD‖ = sqrt(mean_j (f_μ(x_j) − f_GD(x_j))²) on the training points
-  (``pred_gap_test`` on the test points);
-- ``measure_gap`` the debiased Sinkhorn divergence (Feydy et al. 2019)
-
-      S_ε(μ, ν) = OT_ε(μ, ν) − ½ OT_ε(μ, μ) − ½ OT_ε(ν, ν),
-      OT_ε(μ, ν) = min_{π ∈ Π(a, b)} ⟨C, π⟩ + ε KL(π | a ⊗ b),
-
-  computed with OTT-JAX (``PointCloud``, dense cost, no ``batch_size`` online mode) for the
-  cost C = ‖θ − θ'‖² (``"sqeuclidean"``) or, on Θ = S^{d−1} × ℝ, the squared geodesic
-  distance C = arccos(sᵀs')² + (β − β')² (``"sphere_line"``). S_ε ≥ 0, S_ε(μ, μ) = 0, it is
-  symmetric, and it has units of squared distance in Θ. The ε of a run is fixed in its
-  config (``metrics.sinkhorn_eps``) so gaps are comparable along t.
+The columns of metrics.csv (``loss``, ``data_loss``, ``test_loss``, ``loss_gap``,
+``pred_gap``, ``pred_gap_test``, ``measure_gap``, ...) are defined in docs/MATH.md
+("Comparing JKO with GD") and listed once, with how to compute them, in
+:data:`ROW_METRICS`. The measure gap is the debiased Sinkhorn divergence S_ε, computed
+with OTT-JAX (dense ``PointCloud`` cost, or the separable ``Grid`` for box grids) for the
+squared Euclidean or the S^{d−1} × ℝ geodesic cost; its ε is fixed per run
+(``metrics.sinkhorn_eps``).
 """
 
 from __future__ import annotations
