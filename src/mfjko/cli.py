@@ -255,18 +255,10 @@ def sweep(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar"),
 ):
     """Run every point of a sweep on Dask; write results.parquet and results.zarr."""
-    from mfjko.config import ConfigError
-    from mfjko.sweep import SweepExistsError, run_sweep
+    from mfjko.sweep import run_sweep
 
-    try:
-        folder = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler, resume=resume,
-                           overwrite=overwrite, progress=progress)
-    except ConfigError as e:
-        err.print(f"[red]config error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    except SweepExistsError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(3) from None
+    folder = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler, resume=resume,
+                       overwrite=overwrite, progress=progress)
     out.print(f"sweep folder: {folder}")
 
 
@@ -275,12 +267,7 @@ def study(sweep_dir: Path = typer.Argument(..., help="a finished sweep folder"))
     """Render a sweep's study: phase diagrams, regimes, fitted rates, study.html."""
     from mfjko.study.render import render_study
 
-    try:
-        page = render_study(sweep_dir)
-    except FileNotFoundError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    out.print(f"study: {page}")
+    out.print(f"study: {render_study(sweep_dir)}")
 
 
 if __name__ == "__main__":

@@ -151,3 +151,19 @@ def test_scheduler_address_path(tmp_path):
         sched.terminate()
         worker.wait(20)
         sched.wait(20)
+
+
+def test_cli_sweep_and_study_errors_are_one_line_with_the_folder_status(tmp_path):
+    """A folder that is no finished sweep, and a sweep folder that exists: exit 3, one line."""
+    from typer.testing import CliRunner
+
+    from mfjko.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["study", str(tmp_path)])
+    assert res.exit_code == 3
+    assert "no results.parquet" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["sweep", str(tmp_path / "none.yaml"), "--out", str(tmp_path),
+                              "--resume"])
+    assert res.exit_code in (2, 3, 4) and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1

@@ -231,7 +231,10 @@ def render_study(sweep_dir) -> Path:
     """Write DIR/study/ (module docstring); return the page's path."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "results.parquet").exists():
-        raise FileNotFoundError(f"{sweep_dir} has no results.parquet: run `mfjko sweep` first")
+        from mfjko.runner.run import RunFolderError
+
+        raise RunFolderError(f"{sweep_dir} has no results.parquet: not a finished sweep "
+                             "folder; run `mfjko sweep` first")
     spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
     study = spec.get("study") or {}
     table = pd.read_parquet(sweep_dir / "results.parquet")

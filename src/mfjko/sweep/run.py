@@ -21,6 +21,7 @@ import yaml
 
 from mfjko.config import ConfigError
 from mfjko.io import METRIC_COLUMNS, atomic_write_text
+from mfjko.runner.run import RunFolderError
 from mfjko.sweep.execute import run_group
 from mfjko.sweep.spec import Point, SweepSpec, expand, load_sweep, resolve_point
 
@@ -30,8 +31,12 @@ __all__ = ["run_sweep", "SweepExistsError", "plan", "MAX_BATCH"]
 MAX_BATCH = 8
 
 
-class SweepExistsError(FileExistsError):
-    """The output folder holds a sweep and neither resume nor overwrite was asked for."""
+class SweepExistsError(RunFolderError):
+    """The sweep folder cannot be used as asked.
+
+    It holds a sweep and neither resume nor overwrite was asked for, or there is nothing
+    to resume (exit status 3, like a run folder).
+    """
 
 
 def _group_key(cfg_doc: dict) -> str:
