@@ -524,6 +524,35 @@ def _not_a_run(run_dir: Path, why: str):
     return RunFolderError(f"{run_dir} {why}: not a run folder; check the path")
 
 
+def _figures(view, series: dict, param: str, figdir: Path) -> list[str]:
+    """Write every figure the stored results allow; return their file names in order."""
+    figdir.mkdir(exist_ok=True)
+    made: list[str] = []
+    _loss_figures(series, figdir, made)
+    _gap_figure(series, figdir, made)
+    _predictor_figure(view, list(series), figdir, made)
+    _data_space_figure(view, param, figdir, made)
+    _measure_figures(view, param, figdir, made)
+    _diagnostics_figure(view, figdir, made)
+    return made
+
+
+def _warnings_html(store: RunStore, sentences: list[str]) -> list[str]:
+    """The 'Solver warnings' section (the checkpoints' notes); adds a reading sentence."""
+    notes = {m: c["notes"] for m, c in store.checkpoints().items() if c.get("notes")}
+    out = ["<h2>Solver warnings</h2>"]
+    if not notes:
+        return [*out, "<p>None.</p>"]
+    out.append("<ul id='warnings'>")
+    for m, msgs in notes.items():
+        shown = msgs[:20] + ([f"... and {len(msgs) - 20} more"] if len(msgs) > 20 else [])
+        out += [f"<li>{html.escape(m)}: {html.escape(x)}</li>" for x in shown]
+    out.append("</ul>")
+    sentences.append("Some solvers warned (see 'Solver warnings'): "
+                     + ", ".join(f"{m} ({len(v)})" for m, v in notes.items()) + ".")
+    return out
+
+
 def render(run_dir) -> Path:
     """Write DIR/figures/* and DIR/report.html from the stored results.
 
@@ -553,15 +582,8 @@ def render(run_dir) -> Path:
     series = _by_method(rows)
     timings = store.read_timings()
     figdir = store.figures
-    figdir.mkdir(exist_ok=True)
-    made: list[str] = []
-    _loss_figures(series, figdir, made)
-    _gap_figure(series, figdir, made)
-    param = cfg.get("model", {}).get("parametrization", "neuron")
-    _predictor_figure(view, list(series), figdir, made)
-    _data_space_figure(view, param, figdir, made)
-    _measure_figures(view, param, figdir, made)
-    _diagnostics_figure(view, figdir, made)
+    made = _figures(view, series, cfg.get("model", {}).get("parametrization", "neuron"),
+                    figdir)
 
     sentences = summary_sentences(series, timings, setup)
     verdict = _verdict(view, series)
@@ -570,18 +592,7 @@ def render(run_dir) -> Path:
                      "computed yet (resume it with --resume)."]
     elif not rows:
         sentences = ["No record was committed yet (resume the run with --resume)."]
-    notes = {m: c["notes"] for m, c in store.checkpoints().items() if c.get("notes")}
-    warn_html = ["<h2>Solver warnings</h2>"]
-    if notes:
-        warn_html.append("<ul id='warnings'>")
-        for m, msgs in notes.items():
-            shown = msgs[:20] + ([f"... and {len(msgs) - 20} more"] if len(msgs) > 20 else [])
-            warn_html += [f"<li>{html.escape(m)}: {html.escape(x)}</li>" for x in shown]
-        warn_html.append("</ul>")
-        sentences.append("Some solvers warned (see 'Solver warnings'): "
-                         + ", ".join(f"{m} ({len(v)})" for m, v in notes.items()) + ".")
-    else:
-        warn_html.append("<p>None.</p>")
+    warn_html = _warnings_html(store, sentences)
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         *_header(doc),

@@ -35,6 +35,49 @@ class ReferenceValue:
     result: OptimumResult
 
 
+def _starting_patterns(X, y, lam: float, grid: OptimumResult) -> np.ndarray:
+    """Activation patterns (P, n) of the chambers met by the grid's near-active directions.
+
+    Directions whose dual value |φ_kᵀg| is within the safe screening margin of the maximum
+    (at least 5 % of λ, so chambers adjacent to the atoms are kept); at most the 100 most
+    active ones: column generation adds whatever else is needed, and small cone programs
+    are fast.
+    """
+    n = X.shape[0]
+    Phi = direction_features(X, grid.directions)
+    eta = np.abs(Phi.T @ ((Phi @ grid.nu - y) / n))
+    radius = max(np.sqrt(2.0 * max(grid.duality_gap, 0.0) / n), 0.05 * lam)
+    near = np.flatnonzero(eta + np.linalg.norm(Phi, axis=0) * radius >= min(lam, eta.max()))
+    near = near[np.argsort(eta[near])[-100:]]
+    return np.unique(X @ grid.directions[near].T >= 0, axis=1).T
+
+
+def _violating_chambers(X, g, cand, wit, thr: float) -> list[tuple[float, np.ndarray]]:
+    """The chambers (patterns D) whose sup of |η| over their cone exceeds ``thr``.
+
+    η(u) = aᵀu with a = Xᵀ(D ⊙ g) on the cone of D. Exact pricing (NNLS cone projection)
+    except where cheap bounds decide: sup ≤ ‖a‖, and sup ≥ |aᵀs| for a witness s in the
+    chamber (NaN: none). Returns (sup or its lower bound, D) pairs, duplicates dropped.
+    """
+    a_all = (cand * g) @ X  # (C, d)
+    upper = np.linalg.norm(a_all, axis=1)
+    lower = np.abs(np.nan_to_num(np.sum(a_all * wit, axis=1), nan=0.0))
+    scored, seen = [], set()
+    for D, a, ub, lb in zip(cand, a_all, upper, lower, strict=True):
+        key = D.tobytes()
+        if ub <= thr or key in seen:
+            continue
+        seen.add(key)
+        if lb > thr:
+            scored.append((lb, D))
+            continue
+        A = np.where(D, 1.0, -1.0)[:, None] * X
+        v = max(_cone_sup(A, a), _cone_sup(A, -a))
+        if v > thr:
+            scored.append((v, D))
+    return scored
+
+
 def optimum_refined(
     X, y, lam: float, directions, tol: float = 1e-6, max_iter: int = 3000,
     max_patterns: int = 2000, max_rounds: int = 12,
@@ -57,17 +100,7 @@ def optimum_refined(
     X, y = _check_data(X, y, lam)
     grid = optimum_directions(X, y, lam, directions, tol, max_iter, finish=False)
     n = X.shape[0]
-    Phi = direction_features(X, grid.directions)
-    g = (Phi @ grid.nu - y) / n
-    eta = np.abs(Phi.T @ g)
-    # Candidate chambers: directions whose dual value is close to the maximum (the safe
-    # screening margin, at least 5% of λ so that chambers adjacent to the atoms are kept).
-    radius = max(np.sqrt(2.0 * max(grid.duality_gap, 0.0) / n), 0.05 * lam)
-    near = np.flatnonzero(eta + np.linalg.norm(Phi, axis=0) * radius >= min(lam, eta.max()))
-    # At most 100 starting chambers (the most active directions): column generation below
-    # adds whatever else is needed, and small cone programs are fast.
-    near = near[np.argsort(eta[near])[-100:]]
-    patterns = np.unique(X @ grid.directions[near].T >= 0, axis=1).T
+    patterns = _starting_patterns(X, y, lam, grid)
     # Chambers met by the grid, each with one grid direction inside it (a witness).
     grid_patterns, first = np.unique(X @ grid.directions.T >= 0, axis=1, return_index=True)
     grid_patterns, witnesses = grid_patterns.T, grid.directions[first]
@@ -94,24 +127,7 @@ def optimum_refined(
                                                  np.nan)])
         current = {p.tobytes() for p in patterns}
         fresh = np.asarray([D.any() and D.tobytes() not in current for D in cand], dtype=bool)
-        cand, wit = cand[fresh], wit[fresh]
-        a_all = (cand * g) @ X  # (C, d): η(u) = a·u on each cone
-        upper = np.linalg.norm(a_all, axis=1)
-        lower = np.abs(np.nan_to_num(np.sum(a_all * wit, axis=1), nan=0.0))
-        scored = []
-        seen = set()
-        for D, a, ub, lb in zip(cand, a_all, upper, lower, strict=True):
-            key = D.tobytes()
-            if ub <= thr or key in seen:
-                continue
-            seen.add(key)
-            if lb > thr:
-                scored.append((lb, D))
-                continue
-            A = np.where(D, 1.0, -1.0)[:, None] * X
-            v = max(_cone_sup(A, a), _cone_sup(A, -a))
-            if v > thr:
-                scored.append((v, D))
+        scored = _violating_chambers(X, g, cand[fresh], wit[fresh], thr)
         if not scored:
             break
         scored.sort(key=lambda t: -t[0])
@@ -119,24 +135,26 @@ def optimum_refined(
         # Keep only the chambers that carry mass plus the new ones: the cone program
         # stays small (dropped chambers are priced again next round).
         patterns = np.unique(np.concatenate([used, added]), axis=0)[:max_patterns]
+    return _refined_result(X, y, lam, grid, best, patterns,
+                           {"refine_iterations": total_iters, "refine_rounds": n_rounds})
+
+
+def _refined_result(X, y, lam: float, grid: OptimumResult, best: tuple, patterns,
+                    counts: dict) -> OptimumResult:
+    """The refined optimum (or the grid's, if refining did not lower the value)."""
     primal, nu, dirs, status = best
     if primal > grid.value:  # numerical safety: never worse than the grid solution
         return OptimumResult(**{**grid.__dict__, "method": "refined",
                                 "meta": {**grid.meta, "refinement": "rejected"}})
+    n = X.shape[0]
     r = direction_features(X, dirs) @ nu - y
     sup = dual_sup(X, r / n, patterns)
     c = 1.0 if sup <= lam else lam / sup
     return OptimumResult(
-        value=primal,
-        nu=nu,
-        directions=dirs,
-        duality_gap=grid.duality_gap,
-        iterations=grid.iterations,
-        method="refined",
-        lower_bound=float("nan"),
+        value=primal, nu=nu, directions=dirs, duality_gap=grid.duality_gap,
+        iterations=grid.iterations, method="refined", lower_bound=float("nan"),
         meta={**grid.meta, "grid_value": grid.value, "refine_patterns": int(len(patterns)),
-              "refine_status": status, "refine_iterations": total_iters,
-              "refine_rounds": n_rounds, "sampled_dual": dual_value(y, c * r / n)},
+              "refine_status": status, **counts, "sampled_dual": dual_value(y, c * r / n)},
     )
 
 
