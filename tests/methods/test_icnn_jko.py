@@ -135,6 +135,26 @@ def test_config_section_and_registry():
             parse_config(r)
 
 
+def test_sweep_axes_over_the_icnn_section(tmp_path):
+    """A sweep varies methods.icnn_jko keys like any other: each point's resolved config
+    carries them."""
+    import yaml
+
+    from mfjko.sweep.spec import expand, load_sweep, resolve_point
+
+    base = {"data": {"name": "regression_1d", "kwargs": {"n_train": 8, "seed": 1}},
+            "init": {"m": 16}, "T": 0.2, "record_every": 0.1,
+            "methods": {"gd": {"h": 0.05}, "icnn_jko": {"max_iter": 20}}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "base": base, "product": {
+        "methods.icnn_jko.D": [0.0, 0.02], "methods.icnn_jko.tau": [0.05, 0.1]}}))
+    spec = load_sweep(path)
+    cfgs = [resolve_point(spec, p) for p in expand(spec)]
+    got = sorted((c.methods.icnn_jko.D, c.methods.icnn_jko.tau) for c in cfgs)
+    assert got == [(0.0, 0.05), (0.0, 0.1), (0.02, 0.05), (0.02, 0.1)]
+    assert all(c.methods.icnn_jko.max_iter == 20 for c in cfgs)
+
+
 def test_bad_inputs_fail_before_any_step():
     sphere = MeanFieldProblem.create("sphere", DS.X, DS.y, 0.01)
     with pytest.raises(ValueError, match="Euclidean"):
