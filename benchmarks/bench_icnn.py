@@ -150,11 +150,11 @@ def main(argv=None):
         pe = r.get("per_eval_ms", float("nan"))
         print(f"{r['kind']:<11} {r['dim']:>4} {r['m']:>5} {r['step_s']:10.4g} {pe:8.3g} "
               f"{r['compile_s']:8.1f} {ratio:10.3g} {r['rss_peak_mb']:7.0f}", flush=True)
-    meta = dict(python=platform.python_version(), machine=platform.machine(),
-                cpus=os.cpu_count(), load=os.getloadavg(), evals=a.evals)
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(dict(meta=meta, rows=rows), f, indent=1)
+        meta = dict(python=platform.python_version(), machine=platform.machine(),
+                    cpus=os.cpu_count(), load=os.getloadavg(), evals=a.evals)
+        if a.out:  # after every case: a run cut short keeps what it measured
+            with open(a.out, "w") as f:
+                json.dump(dict(meta=meta, rows=rows), f, indent=1)
     print(json.dumps(meta))
 
 
