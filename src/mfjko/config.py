@@ -185,7 +185,9 @@ class MetricsConfig(_Strict):
     (:func:`mfjko.metrics.compress_measure`; the moved mass is reported as
     measure_gap_grid_tv). ``particles_saved``:
     particles per record kept in trajectories.zarr. ``measure_gap``: at every record
-    ("all"), at T only ("final", sweeps) or never ("none").
+    ("all"), at T only ("final", sweeps) or never ("none"). ``f_star``: compute the
+    reference optimum F* (false: skip it; its convex program takes many minutes for
+    high-dimensional Θ, e.g. digits with 16 PCA components).
     """
 
     sinkhorn_eps: PositiveFloat = 0.05
@@ -195,6 +197,7 @@ class MetricsConfig(_Strict):
     max_grid_support: Annotated[int, Field(ge=16)] = 1500
     particles_saved: Annotated[int, Field(ge=1)] = 300
     measure_gap: Literal["all", "final", "none"] = "all"
+    f_star: bool = True
 
 
 class RunConfig(_Strict):

@@ -9,7 +9,18 @@ come from it. Adding a method = one module + one line below + its tests.
 
 from __future__ import annotations
 
-from mfjko.methods import classic, flow, frobenius, gd, implicit, jko, langevin, sliced, w2
+from mfjko.methods import (
+    classic,
+    flow,
+    frobenius,
+    gd,
+    icnn_jko,
+    implicit,
+    jko,
+    langevin,
+    sliced,
+    w2,
+)
 from mfjko.methods.base import Diagnostics, MethodInfo, ParticleState, Stepper
 
 __all__ = ["REGISTRY", "get", "runnable", "Stepper", "Diagnostics", "MethodInfo",
@@ -25,6 +36,7 @@ REGISTRY: dict[str, MethodInfo] = {m.name: m for m in (
     w2.METHOD,
     sliced.METHOD,
     jko.METHOD,
+    icnn_jko.METHOD,
     classic.METHOD,
 )}
 

@@ -187,6 +187,8 @@ def _check_initial_objective(problem, theta0, dataset, cfg) -> None:
 
 
 def _reference_value(cfg: RunConfig, dataset) -> tuple[float, str]:
+    if not cfg.metrics.f_star:
+        return math.nan, "F* not reported: metrics.f_star is false in the config"
     if cfg.model.parametrization not in FSTAR_PARAMS:
         return math.nan, (f"F* not reported: the {cfg.model.parametrization} weight decay is "
                           "not the TV-regularized problem mfjko.optimum solves")
