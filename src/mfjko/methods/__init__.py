@@ -9,7 +9,19 @@ come from it. Adding a method = one module + one line below + its tests.
 
 from __future__ import annotations
 
-from mfjko.methods import classic, flow, frobenius, gd, implicit, jko, langevin, sliced, w2
+from mfjko.methods import (
+    classic,
+    conic,
+    flow,
+    frobenius,
+    gd,
+    implicit,
+    jko,
+    langevin,
+    sliced,
+    w2,
+    wfr_jko,
+)
 from mfjko.methods.base import Diagnostics, MethodInfo, ParticleState, Stepper
 
 __all__ = ["REGISTRY", "get", "runnable", "Stepper", "Diagnostics", "MethodInfo",
@@ -25,6 +37,8 @@ REGISTRY: dict[str, MethodInfo] = {m.name: m for m in (
     w2.METHOD,
     sliced.METHOD,
     jko.METHOD,
+    conic.METHOD,
+    wfr_jko.METHOD,
     classic.METHOD,
 )}
 
