@@ -352,6 +352,10 @@ class _WFRBase(BaseModel):
                       initial=self.initial, law=law, seed=self.seed,
                       repulsion_steps=self.repulsion_steps, options=self.solver_options())
 
+    def grid_size(self) -> int:
+        """Number of grid points, 2N (two signs per direction)."""
+        return 2 * self.n_dirs
+
     def spacing(self, d: int) -> float:
         """Angular spacing δ of the direction grid (:func:`direction_spacing`)."""
         return direction_spacing(self.stepper().directions(d))

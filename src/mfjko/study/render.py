@@ -201,7 +201,7 @@ def render_study(sweep_dir) -> Path:
     study = spec.get("study") or {}
     table = pd.read_parquet(sweep_dir / "results.parquet")
     axes = [a for a in _axes_columns(spec) if a in table]
-    points = point_summaries(table, axes)
+    points = point_summaries(table, axes, jko=study.get("method", "jko"))
     out = sweep_dir / "study"
     out.mkdir(exist_ok=True)
     points.to_csv(out / "points.csv", index=False)

@@ -75,8 +75,9 @@ def _jko_batch(setups: list[Setup], recorders: list[Recorder]) -> tuple[list, li
 
 def point_facts(setup: Setup) -> dict:
     """The dimensionless numbers of a point (docs/STUDY.md): grid spacing δ, τ, ε, D = ε/(4τ),
-    ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ (NaN without a JKO method)."""
-    from mfjko.sweep.spec import initial_speed
+    ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ (NaN without a JKO method); the same
+    for every other grid method with a spacing (wfr_jko), prefixed ``<method>.``."""
+    from mfjko.sweep.spec import grid_spacing, initial_speed
 
     cfg = setup.cfg
     facts = {"speed0": initial_speed(cfg), "T": cfg.T, "record_every": cfg.record_every}
@@ -84,6 +85,15 @@ def point_facts(setup: Setup) -> dict:
         delta, tau, eps = float(setup.geom.spacing), cfg.methods.jko.tau, cfg.methods.jko.eps
         facts.update(delta=delta, tau=tau, eps=eps, D=eps / (4 * tau), eps_over_h2=eps / delta**2,
                      courant=tau * facts["speed0"] / delta, grid_size=int(setup.geom.size))
+    for name in cfg.methods.enabled():
+        mc = getattr(cfg.methods, name)
+        if name == "jko" or not hasattr(mc, "spacing"):
+            continue
+        delta, speed = grid_spacing(cfg, name, setup.d), initial_speed(cfg, name)
+        facts.update({f"{name}.{k}": v for k, v in dict(
+            delta=delta, tau=mc.tau, eps=mc.eps, D=mc.eps / (4 * mc.tau),
+            eps_over_h2=mc.eps / delta**2, speed0=speed, courant=mc.tau * speed / delta,
+            grid_size=mc.grid_size()).items()})
     return facts
 
 
