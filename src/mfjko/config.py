@@ -176,7 +176,8 @@ class MetricsConfig(_Strict):
     (:func:`mfjko.metrics.compress_measure`; the moved mass is reported as
     measure_gap_grid_tv). ``particles_saved``:
     particles per record kept in trajectories.zarr. ``measure_gap``: at every record
-    ("all"), at T only ("final", sweeps) or never ("none")."""
+    ("all"), at T only ("final", sweeps) or never ("none").
+    """
 
     sinkhorn_eps: PositiveFloat = 0.05
     sinkhorn_threshold: PositiveFloat = 1e-6
@@ -299,7 +300,8 @@ def parse_config(raw: dict, source: str = "<dict>") -> RunConfig:
 
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     """Apply ``key=value`` overrides with dotted keys (``methods.jko.eps=0.01``); values are
-    parsed as YAML scalars/flow collections (``[11, 11]``, ``true``, ``1e-3``)."""
+    parsed as YAML scalars/flow collections (``[11, 11]``, ``true``, ``1e-3``).
+    """
     raw = _deepcopy(raw)
     for item in overrides:
         if "=" not in item:
@@ -334,7 +336,8 @@ def _deepcopy(x):
 
 def _resolve_path(path: str | None, base: Path) -> str | None:
     """A relative path is taken from the working directory if it exists there, else from
-    the config file's folder (so shipped configs can reference files beside them)."""
+    the config file's folder (so shipped configs can reference files beside them).
+    """
     if path is None:
         return None
     p = Path(os.path.expanduser(path))
@@ -363,7 +366,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 def check_grid(cfg: RunConfig, spacing: float, mass_outside: float) -> None:
     """Checks that need the built grid: raise :class:`ConfigError` if more than
     MAX_MASS_OUTSIDE of the initial law falls outside it, or if ε < EPS_SAFETY · spacing²
-    (the Gibbs kernel exp(−C/ε) would be the identity to float64: no transport at all)."""
+    (the Gibbs kernel exp(−C/ε) would be the identity to float64: no transport at all).
+    """
     jc = cfg.methods.jko
     if jc is None:
         return

@@ -233,7 +233,7 @@ def orthogonal(
     random_rotation: bool = False,
     seed: int = 0,
 ) -> Dataset:
-    """n orthonormal inputs in ℝ^d (n ≤ d), labels ±1, NO bias column.
+    """N orthonormal inputs in ℝ^d (n ≤ d), labels ±1, NO bias column.
 
     X = the first n rows of I_d, or of a Haar-random orthogonal matrix when
     ``random_rotation``. Default labels: +1 for the first ⌈n/2⌉ points, −1 for the rest
@@ -437,7 +437,8 @@ DATASETS = {
 
 def make_dataset(name: str, **kwargs) -> Dataset:
     """The data set ``name`` ∈ {regression_1d, teacher, orthogonal, digits, file}, built by
-    its generator with ``kwargs`` (for "file": ``path`` and :func:`load`'s options)."""
+    its generator with ``kwargs`` (for "file": ``path`` and :func:`load`'s options).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
     fn = DATASETS[name]

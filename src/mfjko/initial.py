@@ -46,7 +46,7 @@ class GaussianLaw:
         return W, alpha
 
     def log_density_classic(self, W: Array, alpha: Array) -> Array:
-        """log density of (w, α) ∈ ℝ^{d+1} (the law is absolutely continuous there)."""
+        """Log density of (w, α) ∈ ℝ^{d+1} (the law is absolutely continuous there)."""
         z = jnp.concatenate([W, alpha[:, None]], axis=1) / self.scale
         D = z.shape[1]
         return -0.5 * jnp.sum(z * z, axis=1) - D * jnp.log(self.scale * jnp.sqrt(2 * jnp.pi))
@@ -98,7 +98,7 @@ class FileLaw:
 
 
 def sample_particles(law, param: Parametrization, key: Array, m: int, d: int) -> Array:
-    """m particles θ_i (m, D) of ``param`` drawn from ``law`` (d includes the bias column)."""
+    """M particles θ_i (m, D) of ``param`` drawn from ``law`` (d includes the bias column)."""
     W, alpha = law.sample_classic(key, m, d)
     return param.project(param.from_classic(W, alpha))
 

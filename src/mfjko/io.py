@@ -124,7 +124,8 @@ class RunStore:
 
     def truncate(self, prefix: str, n_records: int, n_steps: int | None = None) -> None:
         """Cut every appended array under ``prefix`` back to ``n_records`` frames (those under
-        ``prefix/steps`` to ``n_steps``): undo a segment written after the last checkpoint."""
+        ``prefix/steps`` to ``n_steps``): undo a segment written after the last checkpoint.
+        """
         g = self.group()
         if prefix not in g:
             return

@@ -21,12 +21,11 @@ For a measure μ = Σ_k p_k δ_{θ_k} (a grid measure or uniform particles) on d
 
 from __future__ import annotations
 
-import warnings
-from functools import partial
-
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +64,8 @@ def _acceleration(mode: str) -> dict:
     the potentials needs ~9x fewer iterations than plain Sinkhorn on well-separated
     measures but can stall on nearly identical ones; adaptive momentum (started once the
     error is below 1e-2) converges on both. "symmetric" (a = b): averaged parallel updates
-    (Feydy et al. 2019, eq. 25), as OTT's own divergence uses for its self-terms."""
+    (Feydy et al. 2019, eq. 25), as OTT's own divergence uses for its self-terms.
+    """
     if mode == "symmetric":
         return {"parallel_dual_updates": True,
                 "momentum": acceleration.Momentum(start=0, value=0.5)}
@@ -109,7 +109,8 @@ def _check_measure(name, pts, w):
 def _pad_to_bucket(pts, w):
     """Pad with zero-weight copies of the first point to a size in a few buckets (16, 32,
     64, then multiples of 64), so that measures of varying support size reuse a few
-    compiled Sinkhorn solvers."""
+    compiled Sinkhorn solvers.
+    """
     k = pts.shape[0]
     size = 1 << max(int(np.ceil(np.log2(k))), 4) if k <= 64 else 64 * int(np.ceil(k / 64))
     if size == k:
@@ -166,7 +167,8 @@ def sinkhorn_divergence(x, a, y, b, eps: float, cost: str = "sqeuclidean",
 @partial(jax.jit, static_argnames=("max_iterations", "mode"))
 def _reg_ot_cost(geom, a, b, threshold, max_iterations, mode):
     """OT_ε(a, b) on ``geom`` (OTT's reg_ot_cost), accelerated by ``mode``
-    (:func:`_acceleration`)."""
+    (:func:`_acceleration`).
+    """
     out = ott_linear.solve(geom, a=a, b=b, lse_mode=True, threshold=threshold,
                            max_iterations=max_iterations, **_acceleration(mode))
     return out.reg_ot_cost, out.converged, out.n_iters
@@ -185,7 +187,8 @@ def grid_sinkhorn_divergence(axes, p, y, b, eps: float, threshold: float = 1e-9,
     at most N·prune of the total, is returned); OT_ε(ν, ν) on a PointCloud. Same
     conventions as :func:`sinkhorn_divergence`, which it equals on small grids.
 
-    Returns (S_ε ≥ 0, pruned mass)."""
+    Returns (S_ε ≥ 0, pruned mass).
+    """
     axes = [np.asarray(ax, dtype=np.float64).reshape(-1)
             for ax in (axes.axes if hasattr(axes, "ott_grid") else axes)]
     shape = tuple(len(ax) for ax in axes)
@@ -233,7 +236,8 @@ def compress_measure(points, weights, max_points: int):
     counts/M. Every point with p_k ≥ 1/M is kept with its mass to within 1/M.
 
     Returns (points, weights (sum 1), tv) with tv = ½ Σ_k |p_k − q_k|, the mass moved by
-    the compression (reported next to the gap, never hidden)."""
+    the compression (reported next to the gap, never hidden).
+    """
     points = np.asarray(points)
     weights = np.asarray(weights, dtype=np.float64)
     p = weights / weights.sum()
@@ -260,7 +264,8 @@ def pred_gap(f, f_ref) -> float:
 def measure_losses(param: Parametrization, points, weights, X, y, X_test, y_test, lam) -> dict:
     """Losses and predictions of μ = Σ_k p_k δ_{θ_k} (:meth:`MeanFieldProblem.losses`): dict
     with ``loss`` F(μ), ``data_loss``, ``test_loss`` (floats) and ``pred_train`` (n,),
-    ``pred_test`` (n_test,) arrays."""
+    ``pred_test`` (n_test,) arrays.
+    """
     from mfjko.problem import MeanFieldProblem
 
     problem = MeanFieldProblem(param=param, X=jnp.asarray(X), y=jnp.asarray(y),
@@ -307,7 +312,8 @@ class RowContext:
 class RowMetric:
     """Columns of metrics.csv and how to compute them (``compute(ctx) -> {column: value}``;
     a column it leaves out is empty in that row). ``shown``: columns of the report's
-    compact table."""
+    compact table.
+    """
 
     columns: tuple[str, ...]
     compute: Callable[[RowContext], dict]

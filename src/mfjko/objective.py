@@ -74,7 +74,7 @@ def predict(param: Parametrization, thetas: Array, weights: Array, X: Array) -> 
 
 
 def residual(param, thetas, weights, X, y) -> Array:
-    """r = f_μ(X) − y, shape (n,)."""
+    """R = f_μ(X) − y, shape (n,)."""
     return predict(param, thetas, weights, X) - y
 
 
@@ -110,7 +110,8 @@ def first_variation_grad(param, thetas, weights, X, y, lam, at: Array | None = N
 
 def velocity(param, thetas, weights, X, y, lam) -> Array:
     """Wasserstein-gradient-flow velocity −∇F'(μ)(θ_k) at each support point,
-    projected on the tangent space of Θ (sphere), shape (K, D)."""
+    projected on the tangent space of Θ (sphere), shape (K, D).
+    """
     return -param.tangent(thetas, first_variation_grad(param, thetas, weights, X, y, lam))
 
 

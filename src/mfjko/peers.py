@@ -32,7 +32,8 @@ __all__ = [
 def frobenius_prox(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: float = 1e-10,
                    max_iter: int = 50, t0: float = 0.0) -> Trajectory:
     """θ_{k+1} = argmin_θ G(θ) + ‖θ − θ_k‖²_F/(2mh): exactly
-    :func:`mfjko.particles.implicit_steps` (same arguments), as a peer method."""
+    :func:`mfjko.particles.implicit_steps` (same arguments), as a peer method.
+    """
     traj = run_particles(FrobeniusProx(h=h, tol=tol, max_iter=max_iter), param, theta0, X, y,
                          lam, T, record_every, t0)
     return dataclasses.replace(traj, method="frobenius_prox")
@@ -43,7 +44,8 @@ def w2_prox(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: float = 
     """θ_{k+1} = argmin_θ G(θ) + W₂²(μ_θ, μ_{θ_k})/(2h) by alternating the prox with the
     optimal assignment (:class:`mfjko.methods.w2.W2Prox`); diagnostics per record:
     ``alternations_max``, ``inner_iterations_total``, ``inner_residual``,
-    ``identity_coupling``, ``converged``."""
+    ``identity_coupling``, ``converged``.
+    """
     stepper = W2Prox(h=h, tol=tol, max_iter=max_iter, max_alternations=max_alternations)
     traj = run_particles(stepper, param, theta0, X, y, lam, T, record_every, t0)
     return dataclasses.replace(traj, method="w2_prox")
@@ -54,7 +56,8 @@ def sliced_prox(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: floa
                 t0: float = 0.0) -> Trajectory:
     """θ_{k+1} = argmin_θ G(θ) + SW²(μ_θ, μ_{θ_k})/(2h) (:class:`mfjko.methods.sliced.
     SlicedProx`); ``n_projections`` directions per step from ``key`` (default
-    PRNGKey(seed)) folded with the global step index round(t0/h) + k."""
+    PRNGKey(seed)) folded with the global step index round(t0/h) + k.
+    """
     key = jax.random.PRNGKey(int(seed)) if key is None else key
     stepper = SlicedProx(h=h, tol=tol, n_projections=n_projections, key=key, max_iter=max_iter)
     traj = run_particles(stepper, param, theta0, X, y, lam, T, record_every, t0)

@@ -227,6 +227,24 @@ def _diagnostics_figure(store: RunStore, figdir: Path, made: list[str]) -> None:
     made.append("jko_diagnostics.png")
 
 
+def _verdict(store: RunStore, series: dict) -> str:
+    """The one-line verdict of the grid method(s): pinned, GD-like, Langevin-like or
+    neither, by :func:`mfjko.study.regime.classify` (the study's rule).
+    """
+    from mfjko.study.regime import run_verdict
+
+    lines = []
+    for name, info in _methods.REGISTRY.items():
+        if info.kind != "grid" or name not in series:
+            continue
+        path = f"{name}/steps/drift_ratio"
+        drift = store.get(path) if store.has(path) else None
+        v = run_verdict(series, drift, name)
+        if v is not None:
+            lines.append(f"{name}: {v.sentence()}")
+    return " ".join(lines)
+
+
 def summary_sentences(series: dict, timings: dict, setup: dict) -> list[str]:
     """The automatic reading of a run: final-time comparison of every method with GD."""
     out = []
@@ -303,7 +321,8 @@ padding:1em;overflow:auto}"""
 
 def render(run_dir) -> Path:
     """Write DIR/figures/* and DIR/report.html from the stored results; return the html
-    path. Works on a partial run (what is stored so far)."""
+    path. Works on a partial run (what is stored so far).
+    """
     run_dir = Path(run_dir)
     store = RunStore(run_dir)
     if not (run_dir / "metrics.csv").exists():
@@ -324,6 +343,7 @@ def render(run_dir) -> Path:
     _diagnostics_figure(store, figdir, made)
 
     sentences = summary_sentences(series, timings, setup)
+    verdict = _verdict(store, series)
     notes = {m: c["notes"] for m, c in store.checkpoints().items() if c.get("notes")}
     warn_html = ["<h2>Solver warnings</h2>"]
     if notes:
@@ -341,6 +361,7 @@ def render(run_dir) -> Path:
         f"<title>mfjko run {html.escape(str(cfg.get('name', '')))}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>mfjko run: {html.escape(str(cfg.get('name', '')))}</h1>",
+        f"<p id='verdict'><b>Verdict:</b> {html.escape(verdict)}</p>" if verdict else "",
         f"<p>{html.escape(str(cfg.get('description', '')))}</p>",
         "<h2>Reading</h2><ul id='reading'>",
         *[f"<li>{html.escape(s)}</li>" for s in sentences],
@@ -365,7 +386,8 @@ def render(run_dir) -> Path:
 
 def compare(run_dirs, out_dir) -> Path:
     """Overlay F(t) and the gaps to GD of several runs (one colour per method, one line
-    style per run); write OUT/compare.png and OUT/compare.html; return the html path."""
+    style per run); write OUT/compare.png and OUT/compare.html; return the html path.
+    """
     run_dirs = [Path(d) for d in run_dirs]
     if len(run_dirs) < 2:
         raise ValueError("compare needs at least two run folders")

@@ -60,7 +60,8 @@ class Trajectory:
     @staticmethod
     def concatenate(pieces: list[Trajectory]) -> Trajectory:
         """Consecutive trajectories of one method (each after the first starting where the
-        previous ended, without its initial record) as one."""
+        previous ended, without its initial record) as one.
+        """
         first = pieces[0]
         cat = lambda xs: np.concatenate(xs, axis=0)
         grid = first.weights.ndim == 2

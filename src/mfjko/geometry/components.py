@@ -91,7 +91,8 @@ class ComponentGeometry(eqx.Module):
 
     def movable_mask(self) -> np.ndarray:
         """(N, D) bool: the coordinates of Θ transport can change at each point (an embedded
-        constant, e.g. α = ±1 of ``signed`` or the zero half of ``pm``, cannot move)."""
+        constant, e.g. α = ±1 of ``signed`` or the zero half of ``pm``, cannot move).
+        """
         rows = []
         for b, e in zip(self.blocks, self.embeds, strict=True):
             k = b.points.shape[1]  # a coordinate moves iff the embedding passes block moves on
@@ -105,7 +106,8 @@ class ComponentGeometry(eqx.Module):
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
         """Each θ goes to the block whose embedded image is closest (e.g. the sign of α
-        for ``signed``, the nonzero half for ``pm``), then to its cell in that block."""
+        for ``signed``, the nonzero half for ``pm``), then to its cell in that block.
+        """
         theta = jnp.asarray(theta, dtype=jnp.float64)
         dists, cells = [], []
         for b, e, o in zip(self.blocks, self.embeds, self.offsets, strict=True):
@@ -121,14 +123,16 @@ class ComponentGeometry(eqx.Module):
 
 def signed_grid(w_ranges, sizes) -> ComponentGeometry:
     """``signed`` grid: a box over w ∈ ℝ^d, twice: points (w, +1) and (w, −1) in
-    Θ = (w, α) (the nonnegative components ν⁺, ν⁻), no transport between them."""
+    Θ = (w, α) (the nonnegative components ν⁺, ν⁻), no transport between them.
+    """
     box = cartesian_grid(w_ranges, sizes)
     return ComponentGeometry([box, box], [AppendConstant(1.0), AppendConstant(-1.0)])
 
 
 def pm_grid(ranges, sizes) -> ComponentGeometry:
     """``pm`` grid: a box over ℝ^d, twice: points (u, 0) and (0, v) in Θ = (u, v)
-    (positive and negative neurons), no transport between them."""
+    (positive and negative neurons), no transport between them.
+    """
     box = cartesian_grid(ranges, sizes)
     d = len(list(ranges))
     return ComponentGeometry([box, box], [ZeroPad(0, d), ZeroPad(d, 0)])

@@ -35,7 +35,7 @@ __all__ = [
 
 
 def xp_of(*arrays):
-    """numpy for numpy inputs (grid construction: no XLA compile per shape), else jax."""
+    """Numpy for numpy inputs (grid construction: no XLA compile per shape), else jax."""
     return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
 
 

@@ -44,7 +44,8 @@ class CircleEmbed:
 @dataclass(frozen=True)
 class ScaledEmbed:
     """(c, s) ↦ s·base(c) (``which="all"``) or base(c) with its last coordinate times s
-    (``which="last"``, e.g. β of ``sphere``)."""
+    (``which="last"``, e.g. β of ``sphere``).
+    """
 
     base: object
     which: str = "all"

@@ -1,5 +1,6 @@
 r"""Multi-scale copies of a grid (research note §2.3.1: "the grid dictates the neuron's scale;
-duplicate each neuron, make one with a small scale and one with a very big scale")."""
+duplicate each neuron, make one with a small scale and one with a very big scale").
+"""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ class DenseGeometry(eqx.Module):
         return logsumexp(-self.cost / eps + u[None, :], axis=1)
 
     def lse_operator(self, eps) -> _DenseLSE:
-        """u ↦ log K e^u with −C/ε precomputed."""
+        """U ↦ log K e^u with −C/ε precomputed."""
         check_eps(eps)
         return _DenseLSE(-self.cost / eps)
 
@@ -85,7 +85,8 @@ class DenseGeometry(eqx.Module):
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
         """Nearest support point in squared Euclidean distance; a point set has no box,
-        so every θ counts as inside."""
+        so every θ counts as inside.
+        """
         idx = nearest_index(theta, self.points)
         return idx, jnp.ones(idx.shape, dtype=bool)
 
@@ -111,7 +112,8 @@ class _ChunkedLSE(eqx.Module):
 def _chunked_rows(points: Array, block_size: int, cost_kind: str, per_block):
     """Apply ``per_block(C_block)`` to each (block, N) slab of the cost, diagonal set to
     exactly 0 (the ‖x‖² + ‖z‖² − 2xᵀz formula leaves ~1e-16‖x‖² there, which ε⁻¹
-    would amplify), and stack the rows back to (N, ...)."""
+    would amplify), and stack the rows back to (N, ...).
+    """
     cost_fn = point_cost(cost_kind)
     n = points.shape[0]
     rows = _row_blocks(points, block_size)
@@ -196,7 +198,8 @@ def point_set(
     points, *, cost: str = "sqeuclidean", dense_max: int = DENSE_MAX, block_size: int = 256
 ):
     """Arbitrary points (N, D) with cost ``cost`` ("sqeuclidean", "sphere", "sphere_line"):
-    a :class:`DenseGeometry` for N ≤ dense_max, else a :class:`ChunkedGeometry`."""
+    a :class:`DenseGeometry` for N ≤ dense_max, else a :class:`ChunkedGeometry`.
+    """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] < 2:
         raise ValueError(f"points must have shape (N ≥ 2, D), got {points.shape}")

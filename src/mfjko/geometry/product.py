@@ -82,7 +82,8 @@ class Factor(eqx.Module):
 
     def locate(self, coords: Array) -> tuple[Array, Array]:
         """Cell index (q,) of coordinates (q, d_k) and whether they are inside the factor's
-        range (only a "line" has a boundary)."""
+        range (only a "line" has a boundary).
+        """
         if self.kind in ("line", "scale"):
             x = coords[:, 0]
             edges = self.cell_edges()
@@ -116,7 +117,7 @@ def line_factor(values, weight: float = 1.0, kind: str = "line") -> Factor:
 
 
 def angle_factor(n: int) -> Factor:
-    """n uniform angles φ_i = 2πi/n on the circle with periodic (geodesic) squared cost."""
+    """N uniform angles φ_i = 2πi/n on the circle with periodic (geodesic) squared cost."""
     if n < 3:
         raise ValueError(f"an angle factor needs at least 3 angles, got {n}")
     phi = (2.0 * np.pi * np.arange(n) / n)[:, None]
@@ -138,7 +139,8 @@ def sphere_factor(directions) -> Factor:
 
 def _axis_lse_exact(U: Array, cost_over_eps: Array, axis: int) -> Array:
     """out[.., i, ..] = logsumexp_j(−C_ij/ε + U[.., j, ..]) along ``axis``, one output
-    index i at a time (lax.map) so memory stays O(N)."""
+    index i at a time (lax.map) so memory stays O(N).
+    """
     Um = jnp.moveaxis(U, axis, 0)
     shape = (-1,) + (1,) * (Um.ndim - 1)
     out = lax.map(lambda c_row: logsumexp(-c_row.reshape(shape) + Um, axis=0), cost_over_eps)
@@ -171,7 +173,8 @@ def _lse_tensor(kernels, costs_over_eps, U):
 
 def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
     """:func:`_axis_lse` for a batch U (B, *shape) along grid axis ``axis``; the kernel is
-    (n, n) when ``shared`` else (B, n, n). One lax.cond for the whole batch."""
+    (n, n) when ``shared`` else (B, n, n). One lax.cond for the whole batch.
+    """
     a = axis + 1
     m = jnp.max(U, axis=a, keepdims=True)
     finite_line = jnp.isfinite(m)
@@ -189,12 +192,13 @@ def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
     return lax.cond(jnp.any(bad), exact, lambda: fast)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _product_lse_fn(shape: tuple):
-    """u ↦ log K e^u on a product grid of ``shape``, with a batching rule: under vmap the
+    """U ↦ log K e^u on a product grid of ``shape``, with a batching rule: under vmap the
     batch contracts each axis in one einsum and takes the exact path only if a member
     underflows (one lax.cond for the batch, where vmap's default would turn the cond
-    into a select that runs both paths for every member)."""
+    into a select that runs both paths for every member).
+    """
 
     @custom_vmap
     def lse(kernels, costs_over_eps, u):
@@ -269,7 +273,7 @@ class ProductGeometry(eqx.Module):
         return tuple(jnp.exp(-f.cost / eps) for f in self.factors)
 
     def lse_operator(self, eps) -> _ProductLSE:
-        """u ↦ log K e^u with the factor kernels exp(−C_k/ε) precomputed (a pytree)."""
+        """U ↦ log K e^u with the factor kernels exp(−C_k/ε) precomputed (a pytree)."""
         check_eps(eps)
         return _ProductLSE(
             kernels=self.kernel_factors(eps),
@@ -317,7 +321,8 @@ class ProductGeometry(eqx.Module):
 
     def ott_grid(self, eps: float):
         """This box as OTT-JAX's separable ``Grid`` at entropy ``eps`` (same squared
-        Euclidean cost, same row-major point order). ValueError if not a box."""
+        Euclidean cost, same row-major point order). ValueError if not a box.
+        """
         from ott.geometry import grid as ott_grid
 
         if not self.is_box:
@@ -328,7 +333,8 @@ class ProductGeometry(eqx.Module):
     def boundary_mask(self) -> np.ndarray:
         """(N,) bool: points on the first or last value of any ``line`` factor (angles and
         sphere directions have no boundary). Mass piling up there means the box clips the
-        dynamics."""
+        dynamics.
+        """
         mask = np.zeros(self.size, dtype=bool)
         index = np.indices(self.shape).reshape(len(self.factors), -1)
         for f, i in zip(self.factors, index, strict=True):
@@ -338,7 +344,8 @@ class ProductGeometry(eqx.Module):
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
         """Cell of each θ (q, D): per-factor cells of the inverse-embedded coordinates
-        (nearest point in Θ if the embedding has no coordinate-wise inverse)."""
+        (nearest point in Θ if the embedding has no coordinate-wise inverse).
+        """
         theta = jnp.asarray(theta, dtype=jnp.float64)
         coords = self.embed.inverse(theta)
         if coords is None:
@@ -372,7 +379,8 @@ def check_ranges(ranges, sizes, what: str = "ranges") -> list[tuple[float, float
 def cartesian_grid(ranges, sizes) -> ProductGeometry:
     """Box grid in ℝ^D: axis k has ``sizes[k]`` points linspace(lo_k, hi_k) (endpoints
     included); cost ‖θ − θ'‖². The cells are the Voronoi boxes, so the grid covers
-    Π_k [lo_k − h_k/2, hi_k + h_k/2] with h_k = (hi_k − lo_k)/(n_k − 1)."""
+    Π_k [lo_k − h_k/2, hi_k + h_k/2] with h_k = (hi_k − lo_k)/(n_k − 1).
+    """
     axes = check_ranges(ranges, sizes)
     return ProductGeometry([line_factor(np.linspace(lo, hi, n)) for lo, hi, n in axes])
 
@@ -384,8 +392,8 @@ def sphere_line_grid(
 
     d = 2: ``n_dirs`` uniform angles φ with periodic cost min(|Δφ|, 2π − |Δφ|)², points
     s = (cos φ, sin φ). d > 2: ``n_dirs`` quasi-uniform directions
-    (:func:`mfjko.geometry.sphere.sphere_directions`) with squared geodesic cost arccos(sᵀs')² as a dense
-    factor (keep n_dirs ≲ 4000). β: ``n_beta`` points linspace(beta_range).
+    (:func:`mfjko.geometry.sphere.sphere_directions`) with squared geodesic cost
+    arccos(sᵀs')² as a dense factor (keep n_dirs ≲ 4000). β: ``n_beta`` points linspace(beta_range).
     Total cost: geodesic² + (β − β')².
     """
     if int(d) != d or d < 2:

@@ -60,7 +60,8 @@ def check_step_data(q, phi, y, v, lam, tau, eps) -> None:
     """Shapes, finiteness and signs of one JKO step's data — q (N,), phi (n, N), y (n,),
     v (N,), λ ≥ 0, τ > 0, ε > 0 — for NumPy (this reference) and JAX arrays (the
     production solver, which must not copy them to the host); ValueError naming the
-    offending input."""
+    offending input.
+    """
     xp = np if isinstance(q, np.ndarray) else jnp
     N = q.shape[0] if q.ndim == 1 else -1
     if q.ndim != 1 or N == 0:
@@ -159,7 +160,7 @@ def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200
     lam : weight decay λ ≥ 0.  tau : JKO step of mean-field time.  eps : entropic ε.
     tol : stop when the second-marginal error ‖b ⊙ Kᵀa − q‖₁ ≤ tol.
 
-    Returns
+    Returns:
     -------
     p : (N,) new weights (the prox output a ⊙ Kb, rescaled to the mass of q; the mass
     error before rescaling is ≤ tol). Raises :class:`ConvergenceError` (a RuntimeError) with the

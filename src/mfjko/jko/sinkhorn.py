@@ -81,7 +81,8 @@ class _Carry(NamedTuple):
 def _anderson_mix(hist_x, hist_t, hist_len, reg):
     """Type-II Anderson step from the stored (g_j, T(g_j)); the newest is at index 0
     after rolling. Returns the mixed point Σ_j c_j T(g_j) with Σ c_j = 1 minimizing
-    ‖Σ_j c_j r_j‖ (r_j = T(g_j) − g_j), Tikhonov-regularized."""
+    ‖Σ_j c_j r_j‖ (r_j = T(g_j) − g_j), Tikhonov-regularized.
+    """
     m = hist_x.shape[0]
     R = hist_t - hist_x  # (m, n) residuals
     valid = jnp.arange(m) < hist_len

@@ -239,20 +239,25 @@ def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | No
 
 
 def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
-    """ρ = (Σ_l q_l ‖B_l − θ_l‖²)^{1/2} / (τ (Σ_l q_l ‖v_l‖²)^{1/2}), with B_l = Σ_k π_kl θ_k
-    / Σ_k π_kl the barycentre of where the plan π = diag(a)K diag(b) sends the mass of θ_l
-    (K symmetric: D + 1 kernel applications) and v_l = −∇F′(q)(θ_l), restricted to the
-    directions the grid can move along."""
+    """ρ = (Σ_l q_l ‖B_l − B⁰_l‖²)^{1/2} / (τ (Σ_l q_l ‖v_l‖²)^{1/2}), with B_l = Σ_k π_kl θ_k
+    / Σ_k π_kl the barycentre of where the plan π = diag(a)K diag(b) sends the mass of θ_l,
+    B⁰_l the same for the bare kernel (a = 1: the entropic blur, whose barycentre moves only
+    where the grid's box truncates K) and v_l = −∇F′(q)(θ_l), restricted to the directions the
+    grid can move along. K is symmetric: 2(D + 1) kernel applications."""
     if grid.problem is None:
         return jnp.asarray(jnp.nan)
     points = grid.geom.points
     low = jnp.min(points, axis=0) - 1.0  # shift every coordinate to ≥ 1: logs exist
-    log_kta = apply_lse(log_a, eps)
-    num = jax.vmap(lambda c: apply_lse(log_a + jnp.log(c), eps), in_axes=1, out_axes=1)(
-        points - low)
-    bary = jnp.exp(num - log_kta[:, None]) + low
+    log_shifted = jnp.log(points - low)
+
+    def barycentres(log_w):
+        norm = apply_lse(log_w, eps)
+        num = jax.vmap(lambda c: apply_lse(log_w + c, eps), in_axes=1, out_axes=1)(log_shifted)
+        return jnp.exp(num - norm[:, None]) + low
+
+    shift = barycentres(log_a) - barycentres(jnp.zeros_like(log_a))
     mass = jnp.sum(q)
-    drift2 = jnp.sum(q * jnp.sum((bary - points) ** 2, axis=1)) / mass
+    drift2 = jnp.sum(q * jnp.sum(shift**2, axis=1)) / mass
     prob = grid.problem
     v = prob.param.tangent(points, prob.first_variation_grad(points, q, points))
     mask = grid.geom.movable_mask() if hasattr(grid.geom, "movable_mask") else None

@@ -39,7 +39,8 @@ class Diagnostics:
 @dataclass(frozen=True)
 class ParticleState:
     """State of a particle method: the problem, particles θ (m, D) and the global step
-    count k (steps since t = 0; keys Langevin's and sliced W₂'s random draws)."""
+    count k (steps since t = 0; keys Langevin's and sliced W₂'s random draws).
+    """
 
     problem: Any
     theta: Any
@@ -50,7 +51,8 @@ class ParticleState:
 class Stepper:
     """Base class of the methods (module docstring). Subclasses set ``name``, ``kind``
     ("particles" or "grid"), ``diagnostics`` (name → value at the initial record) and
-    implement :meth:`init` and :meth:`advance`."""
+    implement :meth:`init` and :meth:`advance`.
+    """
 
     name: ClassVar[str] = "base"
     kind: ClassVar[str] = "particles"

@@ -76,7 +76,8 @@ def _merit_grad(param, z, theta_prev, X, y, lam, h):
 
 def _newton_direction(param, z, theta_prev, r, g, X, lam, h, free):
     """Newton direction of the free particles (frozen ones excluded from the coupled
-    system: Δ_i = 0) and the per-particle Hessian blocks B (m, D, D)."""
+    system: Δ_i = 0) and the per-particle Hessian blocks B (m, D, D).
+    """
     m, D = z.shape
     n = X.shape[0]
     hess = jax.hessian(_local_merit, argnums=1)

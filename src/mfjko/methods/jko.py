@@ -38,7 +38,8 @@ _NAMES = [f.name for f in dataclasses.fields(JKODiagnostics)]
 @dataclass(frozen=True)
 class JKOStepperState:
     """State of a JKO run: the grid problem, weights p (N,), the solver's warm-start
-    :class:`~mfjko.jko.JKOState` (None before the first step) and the step count k."""
+    :class:`~mfjko.jko.JKOState` (None before the first step) and the step count k.
+    """
 
     problem: GridProblem
     p: object
@@ -126,7 +127,8 @@ class EntropicJKO(Stepper):
 class EntropicJKOBatch(EntropicJKO):
     """B entropic JKO runs on one grid with one τ and per-member ε (``eps_batch``), advanced
     together by :func:`mfjko.jko.solve_step_batch` (one compiled program; sweeps use it).
-    The state's weights are (B, N); interval and per-step diagnostics are (B,) arrays."""
+    The state's weights are (B, N); interval and per-step diagnostics are (B,) arrays.
+    """
 
     eps_batch: tuple = ()
 

@@ -73,7 +73,8 @@ class Langevin(Stepper):
 
 class LangevinConfig(BaseModel):
     """``methods.langevin``: give D, or ``match_jko: true`` for D = ε/(4τ) of the jko method
-    (MATH.md: the diffusion entropic JKO adds)."""
+    (MATH.md: the diffusion entropic JKO adds).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     h: float = Field(0.01, gt=0, allow_inf_nan=False)

@@ -35,7 +35,8 @@ __all__ = ["SlicedProx", "SlicedConfig", "sliced_w2_squared", "METHOD"]
 def sliced_w2_squared(theta, anchor, directions) -> jax.Array:
     """SW² = D · (1/L) Σ_l (1/m) Σ_i (sort(θ u_l)_i − sort(a u_l)_i)² for unit
     ``directions`` (L, D) and equal-size point sets θ, a (m, D). Differentiable
-    (through the sort permutation)."""
+    (through the sort permutation).
+    """
     D = theta.shape[1]
     pt = jnp.sort(theta @ directions.T, axis=0)
     pa = jnp.sort(anchor @ directions.T, axis=0)
@@ -65,7 +66,8 @@ def _sliced_merit(param, z, anchor, dirs, X, y, lam, h):
 def _sliced_step(param, anchor, X, y, lam, h, key, tol, n_proj, max_iter):
     """One sliced prox step by gradient descent with Barzilai–Borwein steps (safeguarded)
     from the explicit Euler predictor, until m·‖∇J‖_∞ ≤ tol (velocity units, as the
-    implicit step's residual) or ``max_iter``. Returns (θ, iterations, residual)."""
+    implicit step's residual) or ``max_iter``. Returns (θ, iterations, residual).
+    """
     m, D = anchor.shape
     u = jax.random.normal(key, (n_proj, D))
     dirs = u / jnp.linalg.norm(u, axis=1, keepdims=True)

@@ -14,7 +14,8 @@ from scipy.optimize import linprog
 
 def _distinct_hyperplanes(X: np.ndarray) -> np.ndarray:
     """Indices of rows defining distinct hyperplanes x_jᵀu = 0 (zero rows dropped;
-    rows parallel to an earlier one, of either sign, dropped)."""
+    rows parallel to an earlier one, of either sign, dropped).
+    """
     keep: list[int] = []
     units: list[np.ndarray] = []
     for j, x in enumerate(X):
@@ -32,7 +33,8 @@ def _distinct_hyperplanes(X: np.ndarray) -> np.ndarray:
 def chamber_count_bound(X) -> int:
     """Upper bound 2 Σ_{k<r} C(N−1, k) on the number of chambers of the central
     arrangement of the N distinct hyperplanes x_jᵀu = 0 in ℝ^d, r = rank X
-    (attained in general position)."""
+    (attained in general position).
+    """
     X = np.asarray(X, dtype=np.float64)
     N = len(_distinct_hyperplanes(X))
     r = int(np.linalg.matrix_rank(X)) if N else 0
@@ -97,7 +99,8 @@ def activation_patterns(X, max_patterns: int = 100_000) -> np.ndarray:
     of the data's hyperplane arrangement (the all-zero pattern included if it occurs).
 
     d = 2: exact, by sorting the boundary angles. d > 2: incremental LP splitting
-    (guarantee in the module doc). ValueError when more than ``max_patterns``."""
+    (guarantee in the module doc). ValueError when more than ``max_patterns``.
+    """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0:
         raise ValueError(f"X must be a non-empty (n, d) array, got shape {X.shape}")

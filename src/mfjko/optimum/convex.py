@@ -82,7 +82,8 @@ def primal_value(X, y, lam, nu, directions) -> float:
 
 def lasso_value(Phi, nu, y, lam) -> float:
     """P(ν) = (1/(2n))‖Φν − y‖² + λ‖ν‖₁: F of the lifted measure (:func:`mfjko.objective.
-    fit_loss` for the data part), Φ (n, K), ν (K,), y (n,)."""
+    fit_loss` for the data part), Φ (n, K), ν (K,), y (n,).
+    """
     return float(fit_loss(Phi @ nu, y) + lam * np.sum(np.abs(nu)))
 
 
@@ -96,7 +97,8 @@ def _cone_sup(A: np.ndarray, a: np.ndarray) -> float:
     """sup_{u : Au ≥ 0, ‖u‖ ≤ 1} aᵀu = ‖Π_K(a)‖ for the polyhedral cone K = {Au ≥ 0}.
 
     Moreau: a = Π_K(a) + Π_{K°}(a) with K° = {−Aᵀη : η ≥ 0}, and Π_{K°}(a) = −Aᵀη* with
-    η* = argmin_{η ≥ 0} ‖a + Aᵀη‖ (a non-negative least-squares problem)."""
+    η* = argmin_{η ≥ 0} ‖a + Aᵀη‖ (a non-negative least-squares problem).
+    """
     eta, resid = nnls(A.T, -a)
     return float(resid)
 
@@ -105,7 +107,8 @@ def dual_sup(X, g, patterns: np.ndarray) -> float:
     """sup_{s ∈ S^{d−1}} |Σ_j g_j σ(sᵀx_j)|, exactly, given all chamber patterns.
 
     The closed chambers K_i = {(2D_i − I)Xu ≥ 0} cover ℝ^d and on K_i the function is the
-    linear form (Xᵀ D_i g)ᵀu, whose sup over K_i ∩ ball is a cone projection (NNLS)."""
+    linear form (Xᵀ D_i g)ᵀu, whose sup over K_i ∩ ball is a cone projection (NNLS).
+    """
     X = np.asarray(X, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     best = 0.0
@@ -137,7 +140,8 @@ def _certificate(X, y, lam, nu, directions, patterns=None) -> tuple[float, float
 def neuron_measure(result: OptimumResult) -> tuple[np.ndarray, np.ndarray]:
     """A probability measure on `neuron` particles with F(μ) = P(ν) (module doc):
     weights p_k = |β_k|/‖β‖₁ on balanced neurons (r s_k, sign(β_k) r), r² = ‖β‖₁.
-    Returns (thetas (K, d+1), weights (K,)) over the atoms with β_k ≠ 0."""
+    Returns (thetas (K, d+1), weights (K,)) over the atoms with β_k ≠ 0.
+    """
     keep = np.flatnonzero(result.nu)
     beta = result.nu[keep]
     total = float(np.sum(np.abs(beta)))

@@ -25,7 +25,8 @@ def _solve_on_patterns(X, y, lam, patterns, solver="CLARABEL", tol=1e-10):
 
     Any feasible point is a feasible measure, so over a *subset* of the chamber patterns
     the value is an upper bound on F*; over all of them it is F*. Returns
-    (nu, directions, status, iterations, solver objective, patterns of the atoms)."""
+    (nu, directions, status, iterations, solver objective, patterns of the atoms).
+    """
     import cvxpy as cp
 
     n, d = X.shape
@@ -79,7 +80,8 @@ def optimum_exact(
     Returns ν as atoms (v_i/‖v_i‖, +‖v_i‖), (w_i/‖w_i‖, −‖w_i‖); ``value`` = P(ν) evaluated
     with σ (a feasible upper bound); ``lower_bound`` = D(c·r/n) with the exact dual sup
     over all chambers (lam > 0); ``duality_gap`` = their difference; meta holds the pattern
-    count, solver status and the solver's own objective."""
+    count, solver status and the solver's own objective.
+    """
     X, y = _check_data(X, y, lam, allow_zero_lam=True)
     n = X.shape[0]
     patterns = activation_patterns(X, max_patterns)

@@ -30,7 +30,8 @@ from mfjko.optimum.convex import (
 def _fista(Phi, y, lam, L, nu0, tol, max_iter: int):
     """FISTA with gradient-based adaptive restart (O'Donoghue & Candès 2015) on
     P(ν) = (1/(2n))‖Φν − y‖² + λ‖ν‖₁, step 1/L with L = ‖Φ‖₂²/n. Stops when the certified
-    grid duality gap P(ν_k) − D(c·r_k/n) drops below ``tol`` or after ``max_iter``."""
+    grid duality gap P(ν_k) − D(c·r_k/n) drops below ``tol`` or after ``max_iter``.
+    """
     n = y.shape[0]
     soft = lambda v, a: jnp.sign(v) * jnp.maximum(jnp.abs(v) - a, 0.0)
 
@@ -108,7 +109,8 @@ def optimum_directions(
     surviving columns is solved exactly by Clarabel and certified again on the full grid.
     With ``patterns`` (all chamber patterns of X) the result also carries a certified
     lower bound on the continuous F*. ``finish=False`` skips stage 2 (then the result may
-    miss ``tol``; meta["converged"] says so)."""
+    miss ``tol``; meta["converged"] says so).
+    """
     X, y = _check_data(X, y, lam)
     S = _check_directions(directions, X.shape[1])
     if tol <= 0:
@@ -152,7 +154,8 @@ def optimum_directions(
 
 def kink_directions(X) -> np.ndarray:
     """The 2n' unit directions s ⊥ x_j (d = 2): the chamber boundaries, where a neuron's
-    kink sits exactly at a data point. Shape (2n', 2) for the n' non-zero rows."""
+    kink sits exactly at a data point. Shape (2n', 2) for the n' non-zero rows.
+    """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"kink_directions needs X of shape (n, 2), got {X.shape}")
@@ -174,7 +177,8 @@ def optimum_circle(
     maximum), and a grid missing that direction pays an error of first order in the
     spacing; with them, the remaining atoms lie inside chambers where η is smooth and the
     error is of second order (measured in tests/test_optimum.py). ``lower_bound`` is a
-    certified lower bound on the continuous F* (exact dual sup over the circle)."""
+    certified lower bound on the continuous F* (exact dual sup over the circle).
+    """
     X, y = _check_data(X, y, lam)
     if X.shape[1] != 2:
         raise ValueError(f"optimum_circle needs d = 2 (1-D data + bias), got d = {X.shape[1]}")

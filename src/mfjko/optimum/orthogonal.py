@@ -12,7 +12,8 @@ import numpy as np
 
 def orthogonal_limit_vectors(X, y, rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
     """β± = Σ_{±y_k > 0} |y_k| x_k/‖x_k‖² for pairwise orthogonal rows x_k (ValueError
-    otherwise, or for a zero row)."""
+    otherwise, or for a zero row).
+    """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if X.ndim != 2 or y.shape != (X.shape[0],):
@@ -34,7 +35,8 @@ def orthogonal_limit_vectors(X, y, rtol: float = 1e-10) -> tuple[np.ndarray, np.
 def orthogonal_limit_predictor(X, y, X_eval) -> np.ndarray:
     """h*(x) = σ(β₊ᵀx) − σ(β₋ᵀx) at the rows of ``X_eval`` (m_eval, d), shape (m_eval,):
     the small-initialization limit of the gradient flow on orthogonal data with λ = 0
-    (Boursier, Pillaud-Vivien & Flammarion 2022)."""
+    (Boursier, Pillaud-Vivien & Flammarion 2022).
+    """
     bp, bm = orthogonal_limit_vectors(X, y)
     Xe = np.asarray(X_eval, dtype=np.float64)
     return np.maximum(Xe @ bp, 0.0) - np.maximum(Xe @ bm, 0.0)

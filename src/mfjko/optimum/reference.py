@@ -49,7 +49,8 @@ def optimum_refined(
     equals F* when the optimal chambers are among those met (always
     observed in tests, not guaranteed). ``lower_bound`` is NaN (no certificate over the
     whole sphere); meta["sampled_dual"] is the dual value with the sup taken over the met
-    chambers only (a lower bound *if* they contain the maximizers)."""
+    chambers only (a lower bound *if* they contain the maximizers).
+    """
     X, y = _check_data(X, y, lam)
     grid = optimum_directions(X, y, lam, directions, tol, max_iter, finish=False)
     n = X.shape[0]
@@ -156,7 +157,8 @@ def reference_value(
     sphere points refined by the exact program on the chambers they meet for d > 2
     (:func:`optimum_refined`; then ``value`` is an upper bound on F* and ``lower_bound``
     is NaN). ``reason`` says which and why. The same F* holds for ``pm`` and ``sphere``
-    (their V gives the same λ‖ν‖_TV)."""
+    (their V gives the same λ‖ν‖_TV).
+    """
     X, y = _check_data(dataset.X, dataset.y, lam, allow_zero_lam=True)
     bound = chamber_count_bound(X)
     if bound <= max_patterns:

@@ -9,12 +9,15 @@ the initial record holds the stepper's initial values) and ``M/steps/<name>`` pe
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mfjko import metrics
 from mfjko.driver import Record
 from mfjko.io import RunStore
 from mfjko.runner.setup import Setup
+from mfjko.study.regime import PIN_RATIO
 
 __all__ = ["Recorder", "record_time"]
 
@@ -31,6 +34,7 @@ class Recorder:
         self.setup = setup
         self.store = store
         self.gd: dict | None = None  # GD's reference arrays, loaded once GD is done
+        self.pin_warned: set[str] = set()
 
     def load_gd(self) -> None:
         """Read GD's stored records: the reference of every other method."""
@@ -53,7 +57,23 @@ class Recorder:
                                  final=i == s.cfg.n_segments)
         row = metrics.row_metrics(ctx)
         self._frames(name, kind, t, losses, rec)
+        self._pinning(name, t, rec)
         return row
+
+    def _pinning(self, name: str, t: float, rec: Record) -> None:
+        """Warn once per method when its steps move mass less than half as far as GD's
+        velocity field would (the pinned regime, docs/STUDY.md).
+        """
+        drift = np.asarray(rec.steps.get("drift_ratio", ()), dtype=np.float64)
+        if name in self.pin_warned or drift.size == 0 or not np.isfinite(drift).any():
+            return
+        rho = float(np.nanmean(drift))
+        if rho < PIN_RATIO:
+            self.pin_warned.add(name)
+            warnings.warn(
+                f"{name} looks pinned by its grid: its steps up to t = {t:g} move the mass "
+                f"{rho:.0%} as far as GD's velocity field would (drift ratio < {PIN_RATIO}); "
+                "refine the grid or raise ε/δ² (docs/STUDY.md)", RuntimeWarning, stacklevel=2)
 
     def _frames(self, name: str, kind: str, t: float, losses: dict, rec: Record) -> None:
         st = self.store
@@ -76,7 +96,8 @@ class Recorder:
 
 class MemoryFrames:
     """An in-memory stand-in for :class:`~mfjko.io.RunStore`'s frame API (``append``,
-    ``extend``, ``get``, ``has``), for runs that keep only their metrics rows (sweeps)."""
+    ``extend``, ``get``, ``has``), for runs that keep only their metrics rows (sweeps).
+    """
 
     def __init__(self):
         self.arrays: dict[str, list] = {}

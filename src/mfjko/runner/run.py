@@ -178,7 +178,8 @@ def _check_existing(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) ->
 
 def config_doc(cfg: RunConfig) -> dict:
     """The resolved config as stored in config.yaml (without ``out``: where a run lives is
-    not part of what it computes)."""
+    not part of what it computes).
+    """
     doc = cfg.model_dump(mode="json")
     doc.pop("out", None)
     return doc

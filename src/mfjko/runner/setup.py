@@ -94,7 +94,8 @@ def _make_law(cfg: RunConfig):
 
 def build_geometry(cfg: RunConfig, param, d: int):
     """The JKO grid of ``methods.jko.grid`` for input dimension d (bias included);
-    :class:`ConfigError` naming the key when it does not fit the parametrization."""
+    :class:`ConfigError` naming the key when it does not fit the parametrization.
+    """
     try:
         return param.build_grid(cfg.methods.jko.grid, d)
     except ValueError as e:
@@ -108,7 +109,8 @@ def _grid_key(cfg: RunConfig) -> str:
 
 def prepare(cfg: RunConfig) -> Setup:
     """Build data, problem, law, particles, grid and p0, and run every check that needs
-    them (grid mass, ε vs spacing). Raises :class:`ConfigError` before any dynamics run."""
+    them (grid mass, ε vs spacing). Raises :class:`ConfigError` before any dynamics run.
+    """
     dataset = _make_dataset(cfg)
     problem = MeanFieldProblem.create(cfg.model.parametrization, dataset.X, dataset.y,
                                       cfg.model.lam)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mfjko.study.regime import classify, predicted_drift_ratio
+from mfjko.study.regime import classify, predicted_drift_ratio, sup_relative_gap
 
 __all__ = ["point_summaries", "fit_rate", "FACTS"]
 
@@ -32,7 +32,7 @@ def _sup_gap(f: pd.Series, ref: pd.Series, scale: pd.Series) -> float:
     common = f.index.intersection(ref.index).intersection(scale.index)
     if len(common) < len(f.index):  # an incomplete reference: no gap
         return math.nan
-    return float(np.max(np.abs(f[common] - ref[common]) / scale[common]))
+    return sup_relative_gap(f[common], ref[common], scale[common])
 
 
 def _at_end(rows: pd.DataFrame, method: str, column: str) -> float:

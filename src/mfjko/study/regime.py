@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["predicted_drift_ratio", "pinning_boundary", "Verdict", "classify",
-           "PIN_RATIO", "GAP_TOL"]
+           "sup_relative_gap", "run_verdict", "PIN_RATIO", "GAP_TOL"]
 
 #: a run is pinned when its mean drift ratio is below this
 PIN_RATIO = 0.5
@@ -125,3 +125,29 @@ def classify(drift_ratio: float, gap_gd: float, gap_langevin: float = math.nan,
     else:
         regime = "neither"
     return Verdict(regime, float(drift_ratio), float(gap_gd), float(gap_langevin))
+
+
+def sup_relative_gap(f, ref, scale) -> float:
+    """sup_i |f_i − ref_i| / scale_i over the records both runs reached (NaN if ``f`` has a
+    record the reference lacks).
+    """
+    f, ref, scale = (np.asarray(a, dtype=np.float64) for a in (f, ref, scale))
+    n = len(f)
+    if n == 0 or len(ref) < n or len(scale) < n:
+        return math.nan
+    return float(np.max(np.abs(f - ref[:n]) / scale[:n]))
+
+
+def run_verdict(series: dict, drift, method: str = "jko") -> Verdict | None:
+    """The verdict of one run from its metrics (``series[method]["loss"]`` per record, GD's
+    and, if run, Langevin's) and the grid method's per-step drift ratios.
+    """
+    if method not in series or "gd" not in series:
+        return None
+    gd = series["gd"]["loss"]
+    f = series[method]["loss"]
+    lang = series.get("langevin", {}).get("loss")
+    gap_l = math.nan if lang is None else sup_relative_gap(f, lang, gd)
+    drift = np.asarray(drift if drift is not None else [], dtype=np.float64)
+    rho = float(np.nanmean(drift)) if drift.size else math.nan
+    return classify(rho, sup_relative_gap(f, gd, gd), gap_l)

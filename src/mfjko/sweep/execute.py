@@ -76,7 +76,8 @@ def _jko_batch(setups: list[Setup], recorders: list[Recorder]) -> tuple[list, li
 def point_facts(setup: Setup) -> dict:
     """The dimensionless numbers of a point (docs/STUDY.md): grid spacing δ, τ, ε, D = ε/(4τ),
     ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ (NaN without a JKO method); the same
-    for every other grid method with a spacing (wfr_jko), prefixed ``<method>.``."""
+    for every other grid method with a spacing (wfr_jko), prefixed ``<method>.``.
+    """
     from mfjko.sweep.spec import grid_spacing, initial_speed
 
     cfg = setup.cfg
@@ -100,7 +101,8 @@ def point_facts(setup: Setup) -> dict:
 def run_group(configs: list[dict], ids: list[str], batch: bool = True) -> list[dict]:
     """Run the points of one group (same config up to the JKO's ε) and return, per point,
     ``{"id", "rows": [...], "drift": [...], "facts": {...}, "seconds": {...}, "warnings",
-    "error"}``. A failing point is returned with its error; the others go on."""
+    "error"}``. A failing point is returned with its error; the others go on.
+    """
     cfgs = [parse_config(c, f"point {i}") for c, i in zip(configs, ids, strict=True)]
     out = [{"id": i, "rows": [], "drift": [], "facts": {}, "seconds": {}, "warnings": [],
             "error": None} for i in ids]

@@ -88,7 +88,8 @@ class SweepSpec(BaseModel):
 
     def axes(self) -> list[tuple[str, list]]:
         """The sweep's axes in order: (name, values); a zip group is one axis named by its
-        keys joined with '+', whose values are dicts."""
+        keys joined with '+', whose values are dicts.
+        """
         out = [(k, list(v)) for k, v in self.product.items()]
         for group in self.zip:
             keys = list(group)
@@ -109,7 +110,8 @@ class SweepSpec(BaseModel):
 @dataclass
 class Point:
     """One point of a sweep: its index, coordinates (axis → value) and the overrides that
-    make its config from the base. ``resolved`` holds the derived keys' actual values."""
+    make its config from the base. ``resolved`` holds the derived keys' actual values.
+    """
 
     index: int
     coords: dict[str, Any]

@@ -1,0 +1,152 @@
+"""Sweeps: expansion and derived keys, a tiny sweep on a local Dask cluster (batched and
+shared references equal one-by-one runs), resume, a failed point, the scheduler-address path,
+and the quick study rendered from it."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mfjko.sweep import expand, load_sweep, resolve_point, run_sweep
+from mfjko.sweep.execute import run_group
+from mfjko.sweep.run import plan
+
+BASE = {
+    "data": {"name": "regression_1d", "kwargs": {"n_train": 8, "n_test": 30, "seed": 1}},
+    "model": {"parametrization": "neuron", "lam": 0.01},
+    "init": {"law": "gaussian", "scale": 0.5, "m": 40},
+    "methods": {"gd": {"h": 0.05}, "langevin": {"h": 0.05, "match_jko": True},
+                "jko": {"tau": 0.1, "eps": 0.05,
+                        "grid": {"kind": "cartesian", "ranges": [[-2, 2]] * 3,
+                                 "sizes": [5, 5, 5]}}},
+    "T": 0.4, "record_every": 0.2,
+    "metrics": {"sinkhorn_eps": 0.1, "max_support": 40, "max_grid_support": 200,
+                "particles_saved": 10, "measure_gap": "final"},
+}
+
+
+def _write(tmp_path, **extra) -> Path:
+    spec = {"name": "tiny", "base": BASE, "product": {"jko.eps_over_h2": [0.3, 1.0]},
+            "zip": [{"jko.grid_n": [5, 6], "tag.level": ["coarse", "fine"]}],
+            "study": {"phase": {"x": "courant", "y": "eps_over_h2", "panel": "grid_size"}},
+            **extra}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_expansion_and_derived_keys(tmp_path):
+    spec = load_sweep(_write(tmp_path, product={"jko.eps_over_h2": [0.5],
+                                                "jko.courant": [0.05, 0.2]}))
+    points = expand(spec)
+    assert len(points) == 4 and len({p.id for p in points}) == 4
+    p = points[-1]  # grid_n = 6, c = 0.2
+    cfg = resolve_point(spec, p)
+    delta = 4.0 / 5  # [-2, 2] with 6 points
+    assert cfg.methods.jko.grid.sizes == [6, 6, 6]
+    assert cfg.methods.jko.eps == pytest.approx(0.5 * delta**2)
+    # τ = c δ / V₀, snapped so that record_every / τ is an integer
+    tau = cfg.methods.jko.tau
+    assert abs(0.2 / tau - round(0.2 / tau)) < 1e-9
+    assert p.resolved["courant"] == pytest.approx(tau * p.resolved["speed0"] / delta)
+    assert "tag.level" not in json.dumps(cfg.model_dump())
+
+
+def test_batched_group_equals_one_by_one(tmp_path):
+    spec = load_sweep(_write(tmp_path, zip=[]))
+    tasks, failures = plan(spec, expand(spec), batch=True)
+    assert not failures and len(tasks) == 1 and len(tasks[0]) == 2  # one group: ε differs
+    configs = [doc for _, doc in tasks[0]]
+    ids = [p.id for p, _ in tasks[0]]
+    together = run_group(configs, ids, batch=True)
+    alone = [run_group([c], [i], batch=False)[0] for c, i in zip(configs, ids, strict=True)]
+    for a, b in zip(together, alone, strict=True):
+        assert a["error"] is None and b["error"] is None
+        ra = {(r["method"], r["t"]): r for r in a["rows"]}
+        rb = {(r["method"], r["t"]): r for r in b["rows"]}
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            for col in ("loss", "loss_gap", "pred_gap", "measure_gap"):
+                x, y = ra[k].get(col), rb[k].get(col)
+                assert (x is None and y is None) or abs(x - y) <= 1e-9 * max(1, abs(y)), (k, col)
+        np.testing.assert_allclose(a["drift"], b["drift"], rtol=1e-9)
+
+
+def test_local_cluster_resume_failure_and_study(tmp_path):
+    path = _write(tmp_path)
+    out = tmp_path / "out"
+    run_sweep(path, out, workers=1, progress=False)
+    table = pd.read_parquet(out / "results.parquet")
+    assert set(table["method"]) == {"gd", "langevin", "jko"}
+    assert table["point"].nunique() == 4 and set(table["tag.level"]) == {"coarse", "fine"}
+    jko = table[(table["method"] == "jko") & (table["t"] > 0)]
+    assert jko["drift_ratio"].between(0, 3).all()
+    import xarray as xr
+
+    ds = xr.open_zarr(out / "results.zarr")
+    assert ds["loss"].sizes["jko.eps_over_h2"] == 2 and ds["loss"].sizes["method"] == 3
+    # resume recomputes only what is missing
+    victim = sorted((out / "points").iterdir())[1]
+    before = {p.name: (p / "point.json").stat().st_mtime_ns for p in (out / "points").iterdir()}
+    shutil.rmtree(victim)
+    run_sweep(path, out, workers=1, resume=True, progress=False)
+    after = {p.name: (p / "point.json").stat().st_mtime_ns for p in (out / "points").iterdir()}
+    assert {k for k in after if after[k] != before.get(k)} == {victim.name}
+    again = pd.read_parquet(out / "results.parquet")
+    pd.testing.assert_frame_equal(again.sort_values(["point", "method", "t"]).reset_index(drop=True),
+                                  table.sort_values(["point", "method", "t"]).reset_index(drop=True),
+                                  check_exact=False, rtol=1e-12)
+    # the study of this sweep
+    from mfjko.study.render import render_study
+
+    page = render_study(out)
+    summary = json.loads((out / "study" / "summary.json").read_text())
+    assert summary["points"] == 4 and sum(summary["regimes"].values()) == 4
+    assert "phase.png" in page.read_text() or (out / "study" / "phase.png").exists()
+
+
+def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+    path = _write(tmp_path, product={"jko.eps_over_h2": [1.0, -1.0]}, zip=[])
+    out = tmp_path / "bad"
+    run_sweep(path, out, workers=1, progress=False)
+    errors = json.loads((out / "failures.json").read_text())
+    assert len(errors) == 1 and "eps" in next(iter(errors.values()))
+    assert pd.read_parquet(out / "results.parquet")["point"].nunique() == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_scheduler_address_path(tmp_path):
+    """A scheduler and a worker started by the `dask` CLI on 127.0.0.1."""
+    port = _free_port()
+    dask = str(Path(sys.executable).with_name("dask"))
+    addr = f"tcp://127.0.0.1:{port}"
+    sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                              "--no-dashboard"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([dask, "worker", addr, "--nworkers", "1", "--nthreads", "1",
+                               "--no-dashboard"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        path = _write(tmp_path, product={"jko.eps_over_h2": [1.0]}, zip=[])
+        out = run_sweep(path, tmp_path / "remote", scheduler=addr, progress=False)
+        table = pd.read_parquet(out / "results.parquet")
+        assert table["point"].nunique() == 1 and (table["method"] == "jko").any()
+    finally:
+        worker.terminate()
+        sched.terminate()
+        worker.wait(20)
+        sched.wait(20)
