@@ -6,6 +6,8 @@ mfjko.wfr, independent references (dense plan, autodiff, Monte Carlo) and the ru
 - a run resumed from saved arrays continues bit for bit;
 - initial masses: binning keeps each sign's Σ|α|‖w‖/m; the law's lift = Monte Carlo;
 - drift ratio and angular speed = the dense plan's barycentres and autodiff gradients;
+- the directional measure (the direction_gap metric) sees only what a WFR scheme
+  represents: invariant under rebalancing and splitting neurons, = ν/|ν| of the conic view;
 - a tiny `mfjko run` with gd, langevin (D matched to wfr_jko), conic and wfr_jko, and its
   resume after an interruption inside wfr_jko; configs that cannot run fail early.
 """
@@ -22,6 +24,7 @@ from mfjko import data, initial
 from mfjko import parametrizations as P
 from mfjko.config import ConfigError, parse_config
 from mfjko.driver import drive
+from mfjko.metrics import direction_measure
 from mfjko.methods.conic import ConicGD
 from mfjko.methods.wfr_jko import WFRJKO, conic_view, direction_spacing, initial_masses
 from mfjko.problem import MeanFieldProblem
@@ -180,6 +183,36 @@ def test_drift_ratio_and_speed_equal_the_dense_plan_and_autodiff():
     assert direction_spacing(S) == pytest.approx(2 * math.pi / N, rel=1e-9)
 
 
+def test_direction_measure_is_lift_free():
+    """Rebalancing (w, α) → (cw, α/c) and splitting a neuron in two leave the directional
+    measure unchanged; it is ν/|ν| on (s_k, ±1) for the conic view of ν."""
+    theta = _particles(m=30, seed=4)
+    pts, w = direction_measure("neuron", theta, np.full(30, 1 / 30))
+    assert pts.shape == (30, 3) and w.sum() == pytest.approx(1.0, abs=1e-15)
+    c = np.exp(np.random.default_rng(0).normal(size=30))[:, None]
+    rebalanced = np.c_[theta[:, :-1] * c, theta[:, -1] / c[:, 0]]
+    split = np.concatenate([rebalanced, rebalanced])
+    p2, w2 = direction_measure("neuron", split, np.full(60, 1 / 60))
+    np.testing.assert_allclose(p2[::2], pts, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(p2[1::2], pts, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(w2[::2] + w2[1::2], w, rtol=1e-12)
+    S = circle_directions(N)
+    nu = np.random.default_rng(1).random((2, N))
+    nu[0, :5] = 0.0  # massless points are dropped
+    for name in ("neuron", "sphere"):
+        pts, w = direction_measure(name, *conic_view(name, S, nu))
+        ref = {(round(float(np.arctan2(p[1], p[0])), 9), p[2]): wi for p, wi in zip(pts, w,
+                                                                                   strict=True)}
+        assert len(ref) == 2 * N - 5
+        for k in range(N):
+            for c_, sign in ((0, 1.0), (1, -1.0)):
+                if nu[c_, k] > 0:
+                    key = (round(float(np.arctan2(S[k, 1], S[k, 0])), 9), sign)
+                    assert ref[key] == pytest.approx(nu[c_, k] / nu.sum(), rel=1e-12)
+    with pytest.raises(ValueError, match="neuron or sphere"):
+        direction_measure("pm", theta, np.full(30, 1 / 30))
+
+
 @pytest.mark.parametrize("name", ["neuron", "sphere"])
 def test_conic_stepper_equals_conic_gradient_descent(name):
     """drive(ConicGD) = conic_gradient_descent on the projected particles, bit for bit; the
@@ -255,6 +288,11 @@ def test_runner_rows_and_resume_inside_wfr(tmp_path, monkeypatch):
             assert float(r["loss"]) >= float(r["F_star"]) - 1e-12
             assert float(r["measure_gap"]) >= 0 and r["edge_mass"] == ""
     assert float(by["wfr_jko", 0.4]["loss"]) < float(by["wfr_jko", 0.0]["loss"])
+    # lift-free directional gap at t = 0: conic = GD's projection exactly; the WFR grid
+    # moves each neuron's mass by at most half a spacing, π/N
+    assert float(by["conic", 0.0]["direction_gap"]) < 1e-8
+    assert 0 < float(by["wfr_jko", 0.0]["direction_gap"]) < 2 * (math.pi / N) ** 2
+    assert float(by["langevin", 0.0]["direction_gap"]) < 1e-8
     out = tmp_path / "interrupted"
     monkeypatch.setenv(INTERRUPT_ENV, "7")  # 2 intervals each of gd, langevin, conic, then 1
     with pytest.raises(RunInterrupted):
