@@ -76,7 +76,7 @@ def _jko_batch(setups: list[Setup], recorders: list[Recorder]) -> tuple[list, li
 def point_facts(setup: Setup) -> dict:
     """The dimensionless numbers of a point (docs/STUDY.md): grid spacing δ, τ, ε, D = ε/(4τ),
     ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ (NaN without a JKO method); the same
-    for every other grid method with a spacing (wfr_jko), prefixed ``<method>.``.
+    for every other grid method with a spacing (wfr_jko), named ``<method>_<fact>``.
     """
     from mfjko.sweep.spec import grid_spacing, initial_speed
 
@@ -91,7 +91,7 @@ def point_facts(setup: Setup) -> dict:
         if name == "jko" or not hasattr(mc, "spacing"):
             continue
         delta, speed = grid_spacing(cfg, name, setup.d), initial_speed(cfg, name)
-        facts.update({f"{name}.{k}": v for k, v in dict(
+        facts.update({f"{name}_{k}": v for k, v in dict(
             delta=delta, tau=mc.tau, eps=mc.eps, D=mc.eps / (4 * mc.tau),
             eps_over_h2=mc.eps / delta**2, speed0=speed, courant=mc.tau * speed / delta,
             grid_size=mc.grid_size()).items()})
@@ -127,13 +127,15 @@ def _run_group(cfgs, out, batch: bool) -> None:
     shared = Recorder(base, shared_store)
     per_point = {"langevin"} if _matched(cfgs[0]) else set()
     per_point |= {"jko"}
-    shared_rows, shared_seconds = {}, {}
+    shared_rows, shared_seconds, shared_drift = {}, {}, {}
     for name in cfgs[0].methods.enabled():
         if name in per_point:
             continue
         tic = time.perf_counter()
-        shared_rows[name] = _drive_rows(name, base, shared)[0]
+        shared_rows[name], drift = _drive_rows(name, base, shared)
         shared_seconds[name] = time.perf_counter() - tic
+        if drift:  # a shared grid method with a pinning figure (wfr_jko)
+            shared_drift[name] = drift
         if name == "gd":
             shared.load_gd()
     recorders = []
@@ -143,6 +145,7 @@ def _run_group(cfgs, out, batch: bool) -> None:
         recorders.append(r)
         o["facts"] = point_facts(s)
         o["seconds"] = dict(shared_seconds)
+        o["drift_methods"] = dict(shared_drift)
         o["rows"] = [row for name in shared_rows for row in shared_rows[name]]
         if "langevin" in per_point and s.cfg.methods.langevin is not None:
             tic = time.perf_counter()

@@ -241,7 +241,7 @@ def initial_speed(cfg: RunConfig, method: str = "jko") -> float:
 
 
 def _apply_derived(method: str, name: str, value: float, raw: dict, point: Point) -> dict:
-    prefix = "" if method == "jko" else f"{method}."  # jko's resolved names stay unprefixed
+    prefix = "" if method == "jko" else f"{method}_"  # jko's resolved names stay unprefixed
     section = f"methods.{method}"
     if name == "grid_n":
         ranges = raw["methods"][method].get("grid", {}).get("ranges")
