@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 OUT ?= runs/default
 
-.PHONY: run test test-all lint venv clean test-browser bench
+.PHONY: run test test-all lint venv clean test-browser bench study
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,19 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m ""
+
+# The shipped studies (studies/*.yaml) on 2 local Dask workers, their pages, and
+# docs/FINDINGS.md; a second `make study` resumes (finished points are kept).
+STUDIES ?= regression regression_refine sphere teacher parametrizations gridscale orthogonal
+STUDY_WORKERS ?= 2
+study: $(STAMP)
+	@for s in $(STUDIES); do \
+	  if [ -f runs/studies/$$s/sweep.yaml ]; then R=--resume; else R=; fi; \
+	  $(BIN)/mfjko sweep studies/$$s.yaml --out runs/studies/$$s --workers $(STUDY_WORKERS) $$R \
+	    || exit 1; \
+	  $(BIN)/mfjko study runs/studies/$$s || exit 1; \
+	done
+	$(BIN)/python -m mfjko.study.findings runs/studies docs/FINDINGS.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_jko.py

@@ -66,10 +66,13 @@ def drive(stepper: Stepper, problem, initial=None, *, T: float, record_every: in
     """Run ``stepper`` for mean-field time T from ``initial`` (or a saved ``state``).
 
     Args:
-      stepper: the method.  problem: its problem (MeanFieldProblem or GridProblem).
+      stepper: the method.
+      problem: its problem (MeanFieldProblem or GridProblem).
       initial: initial particles (m, D) or grid weights (N,); ignored if ``state``.
-      T: duration (a multiple of ``stepper.step_size``).  record_every: steps per record.
-      t0: start time (resuming).  state: a state to continue from.
+      T: duration in mean-field time (a multiple of ``stepper.step_size``).
+      record_every: steps per record.
+      t0: start time (resuming).
+      state: a state to continue from (None: ``stepper.init(problem, initial)``).
       on_record: called with each :class:`Record` (the initial one if ``record_initial``).
       keep_frames: build and return the :class:`Trajectory` (False: return None).
       record_initial: record (and report) the starting state.

@@ -16,8 +16,9 @@ __all__ = [*_geometry_all, "grid_for", "discretize", "boundary_mask"]
 
 
 def grid_for(param, d: int, **kwargs):
-    """The default grid of parametrization ``param`` for d inputs (bias included); keywords
-    as :meth:`mfjko.parametrizations.Parametrization.default_grid`.
+    """The default grid of parametrization ``param`` for d inputs (bias included).
+
+    Keywords as :meth:`mfjko.parametrizations.Parametrization.default_grid`.
     """
     return _params.get(param).default_grid(d, **kwargs)
 

@@ -37,9 +37,11 @@ __all__ = ["GaussianLaw", "BalancedLaw", "FileLaw", "sample_particles", "discret
 
 @dataclass(frozen=True)
 class GaussianLaw:
+    """Independent Gaussians: w ~ N(0, s² I_d), α ~ N(0, s²), s = ``scale``."""
     scale: float = 1.0
 
     def sample_classic(self, key: Array, m: int, d: int) -> tuple[Array, Array]:
+        """Draw m classic neurons: W (m, d) and α (m,)."""
         kw, ka = jax.random.split(key)
         W = self.scale * jax.random.normal(kw, (m, d))
         alpha = self.scale * jax.random.normal(ka, (m,))
@@ -54,9 +56,11 @@ class GaussianLaw:
 
 @dataclass(frozen=True)
 class BalancedLaw:
+    """Balanced neurons: w ~ N(0, s² I_d), α = ±‖w‖ with a fair random sign, s = ``scale``."""
     scale: float = 1.0
 
     def sample_classic(self, key, m, d):
+        """Draw m balanced classic neurons: W (m, d) and α (m,) with |α_i| = ‖w_i‖."""
         kw, ks = jax.random.split(key)
         W = self.scale * jax.random.normal(kw, (m, d))
         sign = jnp.where(jax.random.bernoulli(ks, 0.5, (m,)), 1.0, -1.0)
@@ -65,9 +69,11 @@ class BalancedLaw:
 
 @dataclass(frozen=True)
 class FileLaw:
+    """The classic neurons stored at ``path`` (``.npz`` with W and alpha, or ``.csv``)."""
     path: str
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Read and validate the file: W (m, d) and α (m,), finite."""
         p = Path(self.path)
         if not p.exists():
             raise FileNotFoundError(f"initial particles file {p} does not exist")
@@ -89,6 +95,7 @@ class FileLaw:
         return W, alpha
 
     def sample_classic(self, key, m, d):
+        """The first m stored neurons, W (m, d) and α (m,); ValueError if d or m do not fit."""
         W, alpha = self.load()
         if W.shape[1] != d:
             raise ValueError(f"{self.path}: particles have d = {W.shape[1]}, data has d = {d}")
@@ -98,7 +105,7 @@ class FileLaw:
 
 
 def sample_particles(law, param: Parametrization, key: Array, m: int, d: int) -> Array:
-    """M particles θ_i (m, D) of ``param`` drawn from ``law`` (d includes the bias column)."""
+    """The m particles θ_i (m, D) of ``param`` drawn from ``law`` (d includes the bias column)."""
     W, alpha = law.sample_classic(key, m, d)
     return param.project(param.from_classic(W, alpha))
 

@@ -1,25 +1,11 @@
-r"""The mean-field objective, its first variation and the seed's classic loss.
+r"""The mean-field objective, its first variation and the seed's classic loss: the formulas.
 
-A measure is a weighted point set μ = Σ_k p_k δ_{θ_k}: ``thetas`` (K, D) and
-``weights`` (K,). Particles are the case p_k = 1/m; a grid measure is the case of
-fixed θ_k and varying p. With Φ[j, k] = m(θ_k; x_j) (``Parametrization.features``):
-
-    f_μ(x_j) = (Φ p)_j
-    F(μ)     = (1/(2n)) ‖Φp − y‖² + (λ/2) Σ_k p_k V(θ_k)
-    F'(μ)(θ) = (1/n) Σ_j r_j m(θ; x_j) + (λ/2) V(θ),   r = f_μ(X) − y
-    ∇_θ F'(μ)(θ)  (σ'(0) = 0)
-
-Classic network (seed §1), h(x) = Σ_i α_i σ(w_iᵀx):
-
-    L(W, α) = Σ_j (h(x_j) − y_j)² + λ Σ_i (‖w_i‖² + α_i²)
-
-(the weight-decay term counted once, not n times; MATH.md). For the uniform particle
-measure of classic neurons under ``neuron``, f_μ = h/m and
-
-    F(μ_m) = (1/(2n)) Σ_j (h(x_j)/m − y_j)² + (λ/(2m)) Σ_i (‖w_i‖² + α_i²),
-
-i.e. F(μ_m(W, α)) = data_loss(W, α/m)/(2n) + λ·reg(W, α)/(2m), with
-``classic_loss = data_loss + λ reg``.
+A measure is a weighted point set μ = Σ_k p_k δ_{θ_k} (``thetas`` (K, D), ``weights``
+(K,)); with Φ[j, k] = m(θ_k; x_j): f_μ = Φp, F(μ) = (1/(2n))‖Φp − y‖² + (λ/2) Σ_k p_k V(θ_k)
+(:func:`loss_from_features`, the one place F is computed), F′(μ)(θ) = (1/n) Σ_j r_j m(θ; x_j)
++ (λ/2) V(θ) with r = f_μ(X) − y, and ∇_θF′ (σ′(0) = 0). The classic loss of the seed is
+L(W, α) = Σ_j (h(x_j) − y_j)² + λ Σ_i (‖w_i‖² + α_i²), and F(μ_m(W, α)) =
+data_loss(W, α/m)/(2n) + λ·reg(W, α)/(2m) (MATH.md, "Classic network").
 """
 
 from __future__ import annotations
@@ -59,8 +45,11 @@ def loss_from_features(phi: Array, weights: Array, y: Array, v: Array, lam) -> A
     """F = (1/(2n)) ‖Φp − y‖² + (λ/2) vᵀp: the one formula of F every method uses.
 
     Args:
-      phi: (n, K) features Φ[j, k] = m(θ_k; x_j).  weights: (K,) masses p.
-      y: (n,) targets.  v: (K,) potentials V(θ_k).  lam: weight decay λ.
+      phi: (n, K) features Φ[j, k] = m(θ_k; x_j).
+      weights: (K,) masses p.
+      y: (n,) targets.
+      v: (K,) potentials V(θ_k).
+      lam: weight decay λ.
 
     Returns:
       The scalar F.
@@ -109,8 +98,9 @@ def first_variation_grad(param, thetas, weights, X, y, lam, at: Array | None = N
 
 
 def velocity(param, thetas, weights, X, y, lam) -> Array:
-    """Wasserstein-gradient-flow velocity −∇F'(μ)(θ_k) at each support point,
-    projected on the tangent space of Θ (sphere), shape (K, D).
+    """Wasserstein-gradient-flow velocity −∇F'(μ)(θ_k) at each support point, shape (K, D).
+
+    Projected on the tangent space of Θ (sphere).
     """
     return -param.tangent(thetas, first_variation_grad(param, thetas, weights, X, y, lam))
 

@@ -1,34 +1,12 @@
-r"""The four parametrizations of a neuron (MATH.md, "The four parametrizations").
+r"""The four parametrizations of a neuron and their grid facts (MATH.md: parametrizations).
 
-A neuron is a point θ of Θ, stored as a flat float64 vector of length ``dim(d)``
-where ``d`` is the input dimension *including* the bias column. Each
-parametrization gives
-
-- ``output(theta, X)``: m(θ; x_j) for every data row, shape (n,), for θ of shape (D,);
-- ``potential(theta)``: V(θ), the weight-decay potential, a scalar;
-- ``from_classic(W, alpha)``: the exact image of classic neurons (W: (m, d), α: (m,))
-  as particles, shape (m, D), so that the predictors agree;
-- ``project(theta)``: the retraction onto Θ (identity except on the sphere) and
-  ``tangent(theta, g)``: the projection of an ambient gradient g onto the tangent
-  space at θ (identity except on the sphere).
-
-σ(z) = max(0, z) with σ'(0) = 0 (``jax.nn.relu``'s derivative at 0 is 0).
-
-| name     | θ              | m(θ; x)           | V(θ)            |
-| -------- | -------------- | ----------------- | --------------- |
-| neuron   | (w, α)         | α σ(wᵀx)          | ‖w‖² + α²       |
-| signed   | (w, α)         | α σ(wᵀx)          | |α|‖w‖² + α²    |
-| pm       | (u, v)         | σ(uᵀx) − σ(vᵀx)   | 2(‖u‖ + ‖v‖)    |
-| sphere   | (s, β), ‖s‖=1  | β σ(sᵀx)          | 2|β|            |
-
-``signed``: the measure ν = (1/m) Σ α_i δ_{w_i} carries a signed mass α; as particles
-we evolve (w, α) jointly, and its weight decay is MATH.md's
-(λ/2)(∫‖w‖² d|ν| + Σ α_i²/m), i.e. V(w, α) = |α|‖w‖² + α². On a grid the mass is
-split into two nonnegative components with α = ±1 (see ``mfjko.grids``), where
-V = ‖w‖² + 1.
-
-``pm`` and ``sphere``: V equals ‖w‖² + α² of the classic neuron exactly when the
-neuron is balanced (‖w‖ = |α|); their gradients differ from GD's on (w, α).
+A neuron θ ∈ Θ is a flat float64 vector of length ``dim(d)`` (d includes the bias column).
+Each parametrization gives its output m(θ; x), potential V(θ), the exact image of classic
+neurons (``from_classic``), the retraction onto Θ and the tangent projection (identity
+except on the sphere), and the facts of its grids (kind, cost, multi-scale coordinates,
+builders, the 2-D view for plots). σ(z) = max(0, z) with σ′(0) = 0. ``neuron``: (w, α),
+α σ(wᵀx), ‖w‖² + α²; ``signed``: (w, α) with V = |α|‖w‖² + α² (grids: two components
+α = ±1); ``pm``: (u, v), σ(uᵀx) − σ(vᵀx), 2(‖u‖ + ‖v‖); ``sphere``: (s, β), β σ(sᵀx), 2|β|.
 """
 
 from __future__ import annotations
@@ -95,15 +73,19 @@ class Parametrization:
     classic_coordinates: bool = False
 
     def dim(self, d: int) -> int:
+        """Dimension D of Θ (length of a flat θ) for d inputs, bias included."""
         raise NotImplementedError
 
     def output(self, theta: Array, X: Array) -> Array:
+        """Neuron output m(θ; x_j) for every data row: θ (D,), X (n, d) → (n,)."""
         raise NotImplementedError
 
     def potential(self, theta: Array) -> Array:
+        """Weight-decay potential V(θ) of one neuron θ (D,), a scalar."""
         raise NotImplementedError
 
     def from_classic(self, W: Array, alpha: Array) -> Array:
+        """Classic neurons (W (m, d), α (m,)) as particles θ (m, D) with the same outputs."""
         raise NotImplementedError
 
     def to_classic(self, theta: Array) -> tuple[Array, Array]:
@@ -111,9 +93,11 @@ class Parametrization:
         raise NotImplementedError
 
     def project(self, theta: Array) -> Array:
+        """Retraction of θ (..., D) onto Θ (the identity on a Euclidean Θ)."""
         return theta
 
     def tangent(self, theta: Array, g: Array) -> Array:
+        """Projection of an ambient gradient g (..., D) onto the tangent space at θ (identity)."""
         return g
 
     # Vectorized helpers over a set of points θ (K, D).
@@ -144,6 +128,7 @@ class Parametrization:
             )
 
     def axes_label(self, d: int) -> str:
+        """Human-readable names of the grid's box axes, used in error messages."""
         return "one per coordinate of θ"
 
     def build_grid(self, spec, d: int):
@@ -172,8 +157,11 @@ class Parametrization:
         """A default grid over [−radius, radius] per box axis with ``size`` points.
 
         Args:
-          d: input dimension (bias included).  size: points per axis.  radius: half-width.
-          n_dirs, n_beta: directions and β values (``sphere`` only; default ``size``).
+          d: input dimension (bias included).
+          size: points per box axis.
+          radius: half-width of each box axis (and of the β range for ``sphere``).
+          n_dirs: number of directions (``sphere`` only; default ``size``).
+          n_beta: number of β values (``sphere`` only; default ``size``).
           scales: wrap in :func:`mfjko.geometry.multiscale` copies at these scales.
           separable_scales: use the separable (surrogate-cost) multi-scale product.
 
@@ -206,7 +194,8 @@ class Parametrization:
         """A 2-D view of a measure on Θ for heatmaps.
 
         Args:
-          points: (K, D).  weights: (K,).
+          points: grid or particle positions θ_k, shape (K, D).
+          weights: mass of each point, shape (K,).
 
         Returns:
           (x (K,), y (K,), signed weight (K,), (x label, y label)).
@@ -214,45 +203,65 @@ class Parametrization:
         return points[:, 0], points[:, -1], weights, ("w_1", "α")
 
 
+def _signed_view(w: np.ndarray, sign: np.ndarray, weights: np.ndarray):
+    """(w_1, w_2 (0 if d = 1), weight × sign, labels): the view of signed neurons."""
+    second = w[:, 1] if w.shape[1] > 1 else np.zeros(len(w))
+    return w[:, 0], second, weights * sign, ("w_1", "w_2")
+
+
 @dataclass(frozen=True)
 class Neuron(Parametrization):
+    """``neuron``: θ = (w, α) ∈ ℝ^d × ℝ, m(θ; x) = α σ(wᵀx), V(θ) = ‖w‖² + α²."""
     name: str = "neuron"
     classic_coordinates: bool = True
 
     def axes_label(self, d: int) -> str:
+        """Human-readable names of the grid's box axes: w_1..w_d, then α."""
         return "w_1..w_d, alpha"
 
     def dim(self, d: int) -> int:
+        """D = d + 1: the input weights w and the output weight α."""
         return d + 1
 
     def output(self, theta, X):
+        """α σ(Xw) for θ = (w, α) (D,) and X (n, d), shape (n,)."""
         return theta[-1] * relu(X @ theta[:-1])
 
     def potential(self, theta):
+        """V(θ) = ‖w‖² + α²."""
         return jnp.sum(theta * theta)
 
     def from_classic(self, W, alpha):
+        """The identity: θ = (w, α) stacked as (m, d + 1)."""
         return jnp.concatenate([W, alpha[:, None]], axis=1)
 
     def to_classic(self, theta):
+        """Split θ (m, d + 1) into W (m, d) and α (m,)."""
         return theta[:, :-1], theta[:, -1]
 
 
 @dataclass(frozen=True)
 class Signed(Neuron):
+    """``signed``: θ = (w, α) carrying signed mass α, V(θ) = |α|‖w‖² + α².
+
+    On a grid the mass is split into two nonnegative components ν⁺, ν⁻ at α = ±1.
+    """
     name: str = "signed"
     grid_kind: str = "signed"
     classic_coordinates: bool = False
 
     def potential(self, theta):
+        """V(θ) = |α|‖w‖² + α² for θ = (w, α)."""
         w, a = theta[:-1], theta[-1]
         return jnp.abs(a) * jnp.sum(w * w) + a * a
 
     # Grids: a box over w, twice, at α = ±1 (the nonnegative components ν⁺, ν⁻).
     def grid_axes(self, d: int) -> int:
+        """One box axis per input: a grid is a box over w, repeated at α = ±1."""
         return d
 
     def axes_label(self, d: int) -> str:
+        """Human-readable names of the grid's box axes: a box over w."""
         return "a box over w"
 
     def _box(self, ranges, sizes):
@@ -261,24 +270,27 @@ class Signed(Neuron):
         return signed_grid(ranges, sizes)
 
     def grid_measure_of_classic(self, W, alpha):
+        """Mass |α| at (w, sign α): θ (m, d + 1) and mass (m,) on the ν⁺/ν⁻ grid."""
         # unit |α| on the grid: the neuron's |α| becomes mass at (w, sign α)
         return jnp.concatenate([W, jnp.sign(alpha)[:, None]], axis=1), jnp.abs(alpha)
 
     def view2d(self, points, weights):
-        wpos, sign = points[:, :-1], np.sign(points[:, -1])
-        second = wpos[:, 1] if wpos.shape[1] > 1 else np.zeros(len(wpos))
-        return wpos[:, 0], second, weights * sign, ("w_1", "w_2")
+        """(w_1, w_2, weight × sign α, labels) for heatmaps: points (K, d + 1), weights (K,)."""
+        return _signed_view(points[:, :-1], np.sign(points[:, -1]), weights)
 
 
 @dataclass(frozen=True)
 class PlusMinus(Parametrization):
+    """``pm``: θ = (u, v) ∈ ℝ^d × ℝ^d, m(θ; x) = σ(uᵀx) − σ(vᵀx), V(θ) = 2(‖u‖ + ‖v‖)."""
     name: str = "pm"
     grid_kind: str = "pm"
 
     def grid_axes(self, d: int) -> int:
+        """One box axis per input: a grid is a box over u (v = 0) and one over v (u = 0)."""
         return d
 
     def axes_label(self, d: int) -> str:
+        """Human-readable names of the grid's box axes: a box over u and v."""
         return "a box over u and v"
 
     def _box(self, ranges, sizes):
@@ -287,32 +299,36 @@ class PlusMinus(Parametrization):
         return pm_grid(ranges, sizes)
 
     def view2d(self, points, weights):
+        """(w_1, w_2, signed weight, labels) of each point's larger block (u: +, v: −)."""
         # a grid point lives in one block; a particle's net neuron is the larger of u, v
         D = points.shape[1]
         u, v = points[:, : D // 2], points[:, D // 2:]
         nu, nv = np.linalg.norm(u, axis=1), np.linalg.norm(v, axis=1)
-        wpos = np.where((nu >= nv)[:, None], u, v)
-        sign = np.where(nu >= nv, 1.0, -1.0)
-        second = wpos[:, 1] if wpos.shape[1] > 1 else np.zeros(len(wpos))
-        return wpos[:, 0], second, weights * sign, ("w_1", "w_2")
+        return _signed_view(np.where((nu >= nv)[:, None], u, v), np.where(nu >= nv, 1.0, -1.0),
+                            weights)
 
     def dim(self, d: int) -> int:
+        """D = 2d: the positive unit u and the negative unit v."""
         return 2 * d
 
     def output(self, theta, X):
+        """σ(Xu) − σ(Xv) for θ = (u, v) (2d,) and X (n, d), shape (n,)."""
         u, v = jnp.split(theta, 2)
         return relu(X @ u) - relu(X @ v)
 
     def potential(self, theta):
+        """V(θ) = 2(‖u‖ + ‖v‖)."""
         u, v = jnp.split(theta, 2)
         return 2.0 * (safe_norm(u) + safe_norm(v))
 
     def from_classic(self, W, alpha):
+        """α > 0 → (αw, 0), α < 0 → (0, |α|w): particles (m, 2d)."""
         pos = jnp.maximum(alpha, 0.0)[:, None] * W
         neg = jnp.maximum(-alpha, 0.0)[:, None] * W
         return jnp.concatenate([pos, neg], axis=1)
 
     def to_classic(self, theta):
+        """The 2m classic neurons (u_i, +1) then (v_i, −1): W (2m, d), α (2m,)."""
         # Two classic neurons per particle would be exact; we return the sum form
         # (u, +1) and (v, -1) interleaved: W (2m, d), α (2m,).
         u, v = jnp.split(theta, 2, axis=1)
@@ -323,6 +339,7 @@ class PlusMinus(Parametrization):
 
 @dataclass(frozen=True)
 class Sphere(Parametrization):
+    """``sphere``: θ = (s, β) ∈ S^{d−1} × ℝ, m(θ; x) = β σ(sᵀx), V(θ) = 2|β|."""
     name: str = "sphere"
     on_sphere: bool = True
     grid_kind: str = "sphere_line"
@@ -340,21 +357,26 @@ class Sphere(Parametrization):
         return sphere_line_grid(d, n_dirs or size, (-radius, radius), n_beta or size)
 
     def view2d(self, points, weights):
+        """(angle of s (d = 2) or s_1, β, weight, labels) for heatmaps: points (K, d + 1)."""
         if points.shape[1] == 3:
             return (np.arctan2(points[:, 1], points[:, 0]), points[:, -1], weights,
                     ("angle of s", "β"))
         return points[:, 0], points[:, -1], weights, ("s_1", "β")
 
     def dim(self, d: int) -> int:
+        """D = d + 1: the unit direction s and the signed scale β."""
         return d + 1
 
     def output(self, theta, X):
+        """β σ(Xs) for θ = (s, β) (d + 1,) and X (n, d), shape (n,)."""
         return theta[-1] * relu(X @ theta[:-1])
 
     def potential(self, theta):
+        """V(θ) = 2|β|."""
         return 2.0 * jnp.abs(theta[-1])
 
     def from_classic(self, W, alpha):
+        """Direction s = w/‖w‖, scale β = ‖w‖α (s = e_1 when w = 0): particles (m, d + 1)."""
         r = safe_norm(W)
         # A zero w has no direction; any unit s gives the same (zero) output.
         e0 = jnp.zeros_like(W).at[:, 0].set(1.0)
@@ -362,14 +384,17 @@ class Sphere(Parametrization):
         return jnp.concatenate([s, (r * alpha)[:, None]], axis=1)
 
     def to_classic(self, theta):
+        """Split θ (m, d + 1) into W = s (m, d) and α = β (m,), which give the same outputs."""
         return theta[:, :-1], theta[:, -1]
 
     def project(self, theta):
+        """Normalize the direction s of θ (..., d + 1) to the unit sphere; β unchanged."""
         s, b = theta[..., :-1], theta[..., -1:]
         n = safe_norm(s)[..., None]
         return jnp.concatenate([s / jnp.where(n > 0, n, 1.0), b], axis=-1)
 
     def tangent(self, theta, g):
+        """Tangent part of g (..., d + 1) at θ: g_s − ⟨g_s, s⟩ s on the s-block, β-part kept."""
         s = theta[..., :-1]
         gs = g[..., :-1]
         gs = gs - jnp.sum(gs * s, axis=-1, keepdims=True) * s

@@ -63,8 +63,13 @@ def run_particles(stepper, param, theta0, X, y, lam, T, record_every: int = 1,
 
     Args:
       stepper: a particle :class:`~mfjko.methods.base.Stepper`.
-      param: a Parametrization or its name.  theta0: (m, D).  X: (n, d).  y: (n,).
-      lam: λ ≥ 0.  T: duration (a multiple of the step).  record_every: steps per record.
+      param: a Parametrization or its name.
+      theta0: (m, D) initial particles.
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: weight decay λ ≥ 0.
+      T: duration in mean-field time (a multiple of the step).
+      record_every: steps per record.
       t0: start time (resuming; the global step index is round(t0/h)).
 
     Returns:
@@ -81,9 +86,15 @@ def gradient_descent(param, theta0, X, y, lam, h, T, record_every: int = 1,
     """Explicit GD on G with lr = m·h: θ_{k+1} = θ_k + h v(θ_k) (sphere: then retract).
 
     Args:
-      param: a Parametrization or its name.  theta0: (m, D) particles.  X: (n, d).
-      y: (n,).  lam: λ ≥ 0.  h: step (mean-field time).  T: duration (a multiple of h).
-      record_every: steps between records.  t0: start time (resuming a run).
+      param: a Parametrization or its name.
+      theta0: (m, D) initial particles.
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: weight decay λ ≥ 0.
+      h: step (mean-field time).
+      T: duration in mean-field time (a multiple of h).
+      record_every: steps between records.
+      t0: start time (resuming a run).
 
     Returns:
       A Trajectory with t = t0 + (steps done)·h.
@@ -96,9 +107,18 @@ def langevin(param, theta0, X, y, lam, h, T, diffusion, key, record_every: int =
     """Mean-field Langevin (Euler–Maruyama): θ ← θ + h v(θ) + √(2Dh) ξ_k.
 
     Args:
-      param, theta0, X, y, lam, h, T, record_every, t0: as :func:`gradient_descent`.
-      diffusion: D ≥ 0 (D = 0 is exactly GD).  key: JAX PRNG key or int seed; ξ_k =
-        normal(fold_in(key, k)) with k the global step index (resumed runs draw alike).
+      param: a Parametrization or its name.
+      theta0: (m, D) initial particles.
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: weight decay λ ≥ 0.
+      h: step (mean-field time).
+      T: duration in mean-field time (a multiple of h).
+      diffusion: D ≥ 0 (Θ-distance² per unit time; D = 0 is exactly GD).
+      key: JAX PRNG key or int seed; ξ_k = normal(fold_in(key, k)) with k the global
+        step index (resumed runs draw alike).
+      record_every: steps between records.
+      t0: start time (resuming a run).
 
     Returns:
       The Trajectory.
@@ -114,9 +134,17 @@ def implicit_steps(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: f
     """Proximal point steps θ_{k+1} = argmin_θ G(θ) + ‖θ − θ_k‖²/(2mh) (backward Euler).
 
     Args:
-      param, theta0, X, y, lam, h, T, record_every, t0: as :func:`gradient_descent`.
+      param: a Parametrization or its name.
+      theta0: (m, D) initial particles.
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: weight decay λ ≥ 0.
+      h: step (mean-field time).
+      T: duration in mean-field time (a multiple of h).
+      record_every: steps between records.
       tol: Newton tolerance on the ∞-norm of (θ − θ_k)/h − v(θ) (velocity units).
       max_iter: Newton iterations per step.
+      t0: start time (resuming a run).
 
     Returns:
       The Trajectory; diagnostics per record: ``inner_iterations_max``,
@@ -157,10 +185,20 @@ def gradient_flow(param, theta0, X, y, lam, T, record_times=None,
     """The particle gradient flow dθ_i/dt = −∇F′(μ_m)(θ_i) on [t0, t0 + T].
 
     Args:
-      param, theta0, X, y, lam: as :func:`gradient_descent`.  T: duration ≥ 0.
+      param: a Parametrization or its name.
+      theta0: (m, D) initial particles.
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: weight decay λ ≥ 0.
+      T: duration ≥ 0 in mean-field time.
       record_times: absolute, strictly increasing times in [t0, t0 + T] (t0 and t0 + T
-        are added); or n_records ≥ 2 equispaced records (default 11).
-      rtol, atol: Tsit5/PID tolerances.  t0: start time.  max_steps: per segment.
+        are added).
+      n_records: instead of ``record_times``, n_records ≥ 2 equispaced records
+        (default 11).
+      rtol: relative tolerance of the Tsit5/PID solver.
+      atol: absolute tolerance of the Tsit5/PID solver.
+      t0: start time.
+      max_steps: solver steps per segment.
 
     Returns:
       The Trajectory; diagnostics per record (the segment ending there):
@@ -193,8 +231,14 @@ def classic_gd(W, alpha, X, y, lam, lr, steps: int, record_every: int = 1,
     """The seed's full-batch GD on L(W, α) = Σ_j (h(x_j) − y_j)² + λ Σ_i (‖w_i‖² + α_i²).
 
     Args:
-      W: (m, d) first-layer weights.  alpha: (m,) second layer.  X: (n, d).  y: (n,).
-      lam: λ ≥ 0.  lr: step size.  steps: number of steps.  record_every: steps per record.
+      W: (m, d) first-layer weights.
+      alpha: (m,) second-layer weights.
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: weight decay λ ≥ 0.
+      lr: step size (classic time, not mean-field time).
+      steps: number of steps.
+      record_every: steps per record.
       t0: start time on the classic axis.
 
     Returns:

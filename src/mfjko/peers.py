@@ -1,11 +1,11 @@
-r"""Stable functional API of the peer proximal particle methods (steppers in
-:mod:`mfjko.methods`: :mod:`~mfjko.methods.frobenius`, :mod:`~mfjko.methods.w2`,
-:mod:`~mfjko.methods.sliced`).
+r"""Stable functional API of the peer proximal particle methods.
 
-One step of length h replaces θ_k by argmin_θ G(θ) + d(μ_θ, μ_{θ_k})²/(2h) with d the
-Frobenius distance of the particles (the implicit step), exact W₂ (POT ``ot.emd``) or
-sliced W₂; mean-field time advances by h. Each returns a
-:class:`~mfjko.trajectory.Trajectory` with inner-solver diagnostics per record.
+The steppers live in :mod:`mfjko.methods`: :mod:`~mfjko.methods.frobenius`,
+:mod:`~mfjko.methods.w2`, :mod:`~mfjko.methods.sliced`. One step of length h replaces θ_k
+by argmin_θ G(θ) + d(μ_θ, μ_{θ_k})²/(2h) with d the Frobenius distance of the particles
+(the implicit step), exact W₂ (POT ``ot.emd``) or sliced W₂; mean-field time advances by
+h. Each returns a :class:`~mfjko.trajectory.Trajectory` with inner-solver diagnostics per
+record.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ __all__ = [
 
 def frobenius_prox(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: float = 1e-10,
                    max_iter: int = 50, t0: float = 0.0) -> Trajectory:
-    """θ_{k+1} = argmin_θ G(θ) + ‖θ − θ_k‖²_F/(2mh): exactly
-    :func:`mfjko.particles.implicit_steps` (same arguments), as a peer method.
+    """θ_{k+1} = argmin_θ G(θ) + ‖θ − θ_k‖²_F/(2mh), as a peer method.
+
+    Exactly :func:`mfjko.particles.implicit_steps` (same arguments), with method name
+    "frobenius_prox".
     """
     traj = run_particles(FrobeniusProx(h=h, tol=tol, max_iter=max_iter), param, theta0, X, y,
                          lam, T, record_every, t0)
@@ -41,8 +43,11 @@ def frobenius_prox(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: f
 
 def w2_prox(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: float = 1e-10,
             max_iter: int = 50, max_alternations: int = 10, t0: float = 0.0) -> Trajectory:
-    """θ_{k+1} = argmin_θ G(θ) + W₂²(μ_θ, μ_{θ_k})/(2h) by alternating the prox with the
-    optimal assignment (:class:`mfjko.methods.w2.W2Prox`); diagnostics per record:
+    """θ_{k+1} = argmin_θ G(θ) + W₂²(μ_θ, μ_{θ_k})/(2h), exact W₂.
+
+    Alternates the prox with the optimal assignment (:class:`mfjko.methods.w2.W2Prox`);
+    arguments as :func:`mfjko.particles.implicit_steps`, plus ``max_alternations``
+    (assignment/prox alternations per step). Diagnostics per record:
     ``alternations_max``, ``inner_iterations_total``, ``inner_residual``,
     ``identity_coupling``, ``converged``.
     """
@@ -54,9 +59,12 @@ def w2_prox(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: float = 
 def sliced_prox(param, theta0, X, y, lam, h, T, record_every: int = 1, tol: float = 1e-8,
                 n_projections: int = 64, seed: int = 0, key=None, max_iter: int = 20_000,
                 t0: float = 0.0) -> Trajectory:
-    """θ_{k+1} = argmin_θ G(θ) + SW²(μ_θ, μ_{θ_k})/(2h) (:class:`mfjko.methods.sliced.
-    SlicedProx`); ``n_projections`` directions per step from ``key`` (default
-    PRNGKey(seed)) folded with the global step index round(t0/h) + k.
+    """θ_{k+1} = argmin_θ G(θ) + SW²(μ_θ, μ_{θ_k})/(2h), sliced W₂.
+
+    See :class:`mfjko.methods.sliced.SlicedProx`; other arguments as
+    :func:`mfjko.particles.implicit_steps`. ``n_projections`` directions per step are
+    drawn from ``key`` (default PRNGKey(seed)) folded with the global step index
+    round(t0/h) + k; ``max_iter`` caps the inner Barzilai–Borwein iterations.
     """
     key = jax.random.PRNGKey(int(seed)) if key is None else key
     stepper = SlicedProx(h=h, tol=tol, n_projections=n_projections, key=key, max_iter=max_iter)

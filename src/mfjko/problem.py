@@ -65,10 +65,12 @@ class MeanFieldProblem(eqx.Module):
 
     @property
     def n(self) -> int:
+        """Number n of data points."""
         return int(self.X.shape[0])
 
     @property
     def d(self) -> int:
+        """Input dimension d (bias column included)."""
         return int(self.X.shape[1])
 
     @property
@@ -158,12 +160,16 @@ def _objective_jit(problem: MeanFieldProblem, points, weights):
 
 
 class GridProblem(eqx.Module):
-    """F on a fixed support: μ = Σ_k p_k δ_{θ_k}, θ_k the points of ``geom``, and
+    """F on a fixed support: μ = Σ_k p_k δ_{θ_k}, θ_k the points of ``geom``.
+
     F(p) = (1/(2n)) ‖Φp − y‖² + (λ/2) Vᵀp with Φ (n, N) and V (N,) cached.
 
     Attributes:
-      geom: the geometry (support ``geom.points`` (N, D)).  phi: (n, N) features
-      Φ[j, k] = m(θ_k; x_j).  y: (n,) targets.  v: (N,) potentials V(θ_k).  lam: λ.
+      geom: the geometry (support ``geom.points`` (N, D)).
+      phi: (n, N) features Φ[j, k] = m(θ_k; x_j).
+      y: (n,) targets.
+      v: (N,) potentials V(θ_k).
+      lam: weight decay λ.
       problem: the :class:`MeanFieldProblem` it was built from (None when built from
       arrays by :meth:`from_arrays`).
     """
@@ -194,6 +200,7 @@ class GridProblem(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number N of grid points."""
         return int(self.phi.shape[1])
 
     def objective(self, p: Array) -> Array:

@@ -23,6 +23,18 @@ __all__ = ["Trajectory"]
 
 @dataclass(frozen=True)
 class Trajectory:
+    """A method's measure at recorded mean-field times (module docstring).
+
+    Attributes:
+      method: the method's name (e.g. "gd", "jko").
+      param: the parametrization's name.
+      t: (T,) recorded mean-field times.
+      support: (T, m, D) moving particles, or (N, D) a fixed grid.
+      weights: (m,) fixed particle weights, or (T, N) grid weights.
+      diagnostics: name → (T,) per-record figures.
+      meta: the method's settings and anything needed to resume (e.g. a solver state).
+    """
+
     method: str
     param: str
     t: np.ndarray
@@ -46,6 +58,7 @@ class Trajectory:
 
     @property
     def moving_support(self) -> bool:
+        """Whether the support moves (particles: (T, m, D)) rather than the weights (grids)."""
         return self.support.ndim == 3
 
     def measure(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,12 +68,15 @@ class Trajectory:
         return s, w
 
     def final(self) -> tuple[np.ndarray, np.ndarray]:
+        """(support (K, D), weights (K,)) at the last recorded time."""
         return self.measure(len(self.t) - 1)
 
     @staticmethod
     def concatenate(pieces: list[Trajectory]) -> Trajectory:
-        """Consecutive trajectories of one method (each after the first starting where the
-        previous ended, without its initial record) as one.
+        """Consecutive trajectories of one method joined as one.
+
+        Each piece after the first starts where the previous one ended, without its initial
+        record; meta is the first piece's updated by the last one's.
         """
         first = pieces[0]
         cat = lambda xs: np.concatenate(xs, axis=0)

@@ -22,7 +22,7 @@ def test_drift_ratio_equals_the_dense_plans_barycentric_displacement():
     P = np.asarray(geom.points)
     C = ((P[:, None] - P[None]) ** 2).sum(-1)
     plan = np.exp(np.asarray(state.f) / eps)[:, None] * np.exp(-C / eps) \
-        * np.exp(np.asarray(state.h) / eps)[None, :]
+        * np.exp(np.asarray(state.psi) / eps)[None, :]
     q = np.asarray(q)
     bary = plan.T @ P / plan.sum(0)[:, None]
     K = np.exp(-C / eps)

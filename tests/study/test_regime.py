@@ -26,7 +26,7 @@ def test_predicted_drift_ratio_is_the_jko_step_of_a_linear_potential(c, r):
     phi = np.zeros((1, len(x)))
     _, state, diag = jko_step(geom, q, phi, np.zeros(1), v, lam, tau, eps,
                               options=JKOSolverOptions(tol=1e-12))
-    a, b = np.exp(np.asarray(state.f) / eps), np.exp(np.asarray(state.h) / eps)
+    a, b = np.exp(np.asarray(state.f) / eps), np.exp(np.asarray(state.psi) / eps)
     K = np.exp(-((x[:, None] - x[None, :]) ** 2) / eps)
     plan = a[:, None] * K * b[None, :]
     mid = slice(40, 81)  # interior sources, far from the ends

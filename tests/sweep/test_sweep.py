@@ -101,8 +101,9 @@ def test_local_cluster_resume_failure_and_study(tmp_path):
     after = {p.name: (p / "point.json").stat().st_mtime_ns for p in (out / "points").iterdir()}
     assert {k for k in after if after[k] != before.get(k)} == {victim.name}
     again = pd.read_parquet(out / "results.parquet")
-    pd.testing.assert_frame_equal(again.sort_values(["point", "method", "t"]).reset_index(drop=True),
-                                  table.sort_values(["point", "method", "t"]).reset_index(drop=True),
+    key = ["point", "method", "t"]
+    pd.testing.assert_frame_equal(again.sort_values(key).reset_index(drop=True),
+                                  table.sort_values(key).reset_index(drop=True),
                                   check_exact=False, rtol=1e-12)
     # the study of this sweep
     from mfjko.study.render import render_study

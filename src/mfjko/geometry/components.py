@@ -59,19 +59,24 @@ class ComponentGeometry(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Total number N of points, summed over the blocks."""
         return sum(self.sizes)
 
     @property
     def offsets(self) -> tuple[int, ...]:
+        """Index of each block's first point in ``points``."""
         return tuple(int(o) for o in np.concatenate([[0], np.cumsum(self.sizes)[:-1]]))
 
     def lse_operator(self, eps) -> _ComponentLSE:
+        """The map u ↦ log K e^u, (N,) → (N,), applied block by block (block-diagonal K)."""
         return _ComponentLSE(tuple(b.lse_operator(eps) for b in self.blocks), self.sizes)
 
     def apply_lse(self, u: Array, eps) -> Array:
+        """Log-domain kernel application u ↦ log K e^u, K = exp(−C/ε), (N,) → (N,)."""
         return self.lse_operator(eps)(u)
 
     def apply_kernel(self, v: Array, eps) -> Array:
+        """Kernel application v ↦ K v, K = exp(−C/ε) block-diagonal, (N,) → (N,)."""
         parts = jnp.split(v, np.cumsum(self.sizes)[:-1])
         return jnp.concatenate(
             [b.apply_kernel(p, eps) for b, p in zip(self.blocks, parts, strict=True)]
@@ -90,8 +95,10 @@ class ComponentGeometry(eqx.Module):
         return self.blocks[0].cost_kind
 
     def movable_mask(self) -> np.ndarray:
-        """(N, D) bool: the coordinates of Θ transport can change at each point (an embedded
-        constant, e.g. α = ±1 of ``signed`` or the zero half of ``pm``, cannot move).
+        """(N, D) bool: the coordinates of Θ that transport can change at each point.
+
+        An embedded constant (e.g. α = ±1 of ``signed`` or the zero half of ``pm``) cannot
+        move.
         """
         rows = []
         for b, e in zip(self.blocks, self.embeds, strict=True):
@@ -105,8 +112,16 @@ class ComponentGeometry(eqx.Module):
         return np.concatenate([b.boundary_mask() for b in self.blocks])
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
-        """Each θ goes to the block whose embedded image is closest (e.g. the sign of α
-        for ``signed``, the nonzero half for ``pm``), then to its cell in that block.
+        """Locate each θ: first its block, then its cell in that block.
+
+        The block is the one whose embedded image is closest (e.g. the sign of α for
+        ``signed``, the nonzero half for ``pm``).
+
+        Args:
+          theta: (q, D) points of Θ.
+
+        Returns:
+          (index (q,) int into ``points``, inside (q,) bool: inside that block's box).
         """
         theta = jnp.asarray(theta, dtype=jnp.float64)
         dists, cells = [], []
@@ -122,16 +137,27 @@ class ComponentGeometry(eqx.Module):
 
 
 def signed_grid(w_ranges, sizes) -> ComponentGeometry:
-    """``signed`` grid: a box over w ∈ ℝ^d, twice: points (w, +1) and (w, −1) in
-    Θ = (w, α) (the nonnegative components ν⁺, ν⁻), no transport between them.
+    """``signed`` grid: a box over w ∈ ℝ^d, twice, at α = +1 and α = −1.
+
+    Points (w, +1) and (w, −1) in Θ = (w, α) carry the nonnegative components ν⁺, ν⁻;
+    no transport between them.
+
+    Args:
+      w_ranges: d pairs (low, high), the box over w.
+      sizes: d points per axis.
     """
     box = cartesian_grid(w_ranges, sizes)
     return ComponentGeometry([box, box], [AppendConstant(1.0), AppendConstant(-1.0)])
 
 
 def pm_grid(ranges, sizes) -> ComponentGeometry:
-    """``pm`` grid: a box over ℝ^d, twice: points (u, 0) and (0, v) in Θ = (u, v)
-    (positive and negative neurons), no transport between them.
+    """``pm`` grid: a box over ℝ^d, twice, as (u, 0) and (0, v) in Θ = (u, v).
+
+    The two halves are the positive and negative neurons; no transport between them.
+
+    Args:
+      ranges: d pairs (low, high), the box over u (and v).
+      sizes: d points per axis.
     """
     box = cartesian_grid(ranges, sizes)
     d = len(list(ranges))

@@ -43,7 +43,8 @@ def squared_euclidean(x: Array, z: Array) -> Array:
     """C_kl = ‖x_k − z_l‖².
 
     Args:
-      x: (K, D) points.  z: (L, D) points.
+      x: (K, D) points.
+      z: (L, D) points.
 
     Returns:
       (K, L) squared distances (clipped at 0 against rounding).
@@ -66,7 +67,8 @@ def squared_geodesic_sphere(s: Array, t: Array) -> Array:
     arccos of a dot product close to 1 loses half the digits.
 
     Args:
-      s: (K, d) unit vectors.  t: (L, d) unit vectors.
+      s: (K, d) unit vectors.
+      t: (L, d) unit vectors.
 
     Returns:
       (K, L) squared geodesic distances (radians²).
@@ -79,7 +81,9 @@ def squared_periodic(a: Array, b: Array, period: float = 2.0 * math.pi) -> Array
     """C_kl = min(|a_k − b_l|, P − |a_k − b_l|)² for angles (mod P).
 
     Args:
-      a: (K,) or (K, 1) angles.  b: (L,) or (L, 1) angles.  period: P.
+      a: (K,) or (K, 1) angles (radians unless ``period`` says otherwise).
+      b: (L,) or (L, 1) angles.
+      period: the period P (2π by default).
 
     Returns:
       (K, L) squared periodic distances.
@@ -94,7 +98,8 @@ def squared_sphere_line(x: Array, z: Array) -> Array:
     """Cost on S^{d−1} × ℝ: squared geodesic on the direction + squared β difference.
 
     Args:
-      x: (K, d + 1) points (s, β) with ‖s‖ = 1.  z: (L, d + 1) likewise.
+      x: (K, d + 1) points (s, β) with ‖s‖ = 1.
+      z: (L, d + 1) points (s, β) with ‖s‖ = 1.
 
     Returns:
       (K, L) costs.
@@ -123,9 +128,11 @@ class SphereLineCost(ott_costs.CostFn):
     """:func:`squared_sphere_line` as an OTT-JAX cost: points (s_1..s_d, β), ‖s‖ = 1."""
 
     def __call__(self, x, y):
+        """Cost between two single points x, y of shape (d + 1,), a scalar."""
         return self.all_pairs(x[None], y[None])[0, 0]
 
     def all_pairs(self, x, y):
+        """Cost matrix between point sets x (K, d + 1) and y (L, d + 1), shape (K, L)."""
         return squared_sphere_line(x, y)
 
 
@@ -150,7 +157,9 @@ def nearest_index(query: Array, points: Array, cost_fn=squared_euclidean) -> Arr
     Runs in chunks of queries so that memory stays O(chunk·N) (chunk·N ≈ 4M entries).
 
     Args:
-      query: (q, D).  points: (N, D).  cost_fn: a point-set cost.
+      query: (q, D) points to locate.
+      points: (N, D) candidate points.
+      cost_fn: a point-set cost, (K, D) × (L, D) → (K, L).
 
     Returns:
       (q,) int indices.
@@ -170,7 +179,9 @@ def min_offdiagonal_cost(points: Array, cost_fn, block: int = 256) -> float:
     """min_{k≠l} C_kl, by blocks of rows (O(N·block) memory).
 
     Args:
-      points: (N, D).  cost_fn: a point-set cost.  block: rows per block.
+      points: (N, D).
+      cost_fn: a point-set cost, (K, D) × (L, D) → (K, L).
+      block: rows per block.
 
     Returns:
       The smallest off-diagonal cost (inf for N < 2).

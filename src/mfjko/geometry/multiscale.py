@@ -1,5 +1,7 @@
-r"""Multi-scale copies of a grid (research note §2.3.1: "the grid dictates the neuron's scale;
-duplicate each neuron, make one with a small scale and one with a very big scale").
+r"""Multi-scale copies of a grid (research note §2.3.1).
+
+The note's remedy for "the grid dictates the neuron's scale": "duplicate each neuron,
+make one with a small scale and one with a very big scale".
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ __all__ = ["multiscale"]
 
 
 def multiscale(geom, scales, *, which: str = "all", separable: bool = False):
-    r"""Copies of a grid's points at several scales (seed §2.3.1: "duplicate each neuron,
-    make one with a small scale and one with a very big scale").
+    r"""Copies of a grid's points at several scales (seed §2.3.1).
 
-    Copy a holds θ scaled by s_a: all coordinates (``which="all"``: (w, α) ↦ s(w, α) for
+    The seed's "duplicate each neuron, make one with a small scale and one with a very big
+    scale". Copy a holds θ scaled by s_a: all coordinates (``which="all"``: (w, α) ↦ s(w, α) for
     ``neuron``, w ↦ s w inside each block of ``signed`` / ``pm``) or only the last one
     (``which="last"``: β ↦ s β for ``sphere``). A :class:`ComponentGeometry` is scaled
     block by block (its components stay apart).
@@ -33,6 +35,15 @@ def multiscale(geom, scales, *, which: str = "all", separable: bool = False):
     product of the base grid with a 1-D scale axis, O(N) memory. It is exact between
     copies of one point when ‖θ_k‖ = ρ and within the copy s = 1, but it underprices
     moves inside copy a by a factor s_a² (use it for speed, knowing this).
+
+    Args:
+      geom: the base grid (any geometry; a :class:`ProductGeometry` if ``separable``).
+      scales: the distinct positive scales s_a, one copy each.
+      which: "all" (scale every coordinate of θ) or "last" (scale β only).
+      separable: use the separable surrogate cost above instead of the exact one.
+
+    Returns:
+      A geometry with len(scales)·N points (a :class:`ComponentGeometry` stays one).
     """
     s = np.asarray(scales, dtype=np.float64).reshape(-1)
     if s.size < 1 or not np.all(np.isfinite(s)) or not np.all(s > 0):

@@ -61,31 +61,42 @@ class DenseGeometry(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number N of support points."""
         return self.points.shape[0]
 
     @property
     def spacing(self) -> float:
+        """Grid spacing δ: the distance √C between the two closest distinct points."""
         off = self.cost + jnp.diag(jnp.full(self.size, jnp.inf))
         return float(jnp.sqrt(jnp.min(off)))
 
     def cost_matrix(self) -> Array:
+        """The stored cost matrix C, shape (N, N)."""
         return self.cost
 
     def apply_lse(self, u: Array, eps) -> Array:
+        """Log-domain kernel application u ↦ log K e^u, K = exp(−C/ε), (N,) → (N,)."""
         return logsumexp(-self.cost / eps + u[None, :], axis=1)
 
     def lse_operator(self, eps) -> _DenseLSE:
-        """U ↦ log K e^u with −C/ε precomputed."""
+        """The map u ↦ log K e^u, (N,) → (N,), with −C/ε precomputed once."""
         check_eps(eps)
         return _DenseLSE(-self.cost / eps)
 
     def apply_kernel(self, v: Array, eps) -> Array:
-        """K v, K = exp(−C/ε)."""
+        """Kernel application v ↦ K v, K = exp(−C/ε), (N,) or (N, k) → same shape."""
         return jnp.exp(-self.cost / eps) @ v
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
-        """Nearest support point in squared Euclidean distance; a point set has no box,
-        so every θ counts as inside.
+        """Nearest support point in squared Euclidean distance, and an all-True inside mask.
+
+        A point set has no box, so every θ counts as inside.
+
+        Args:
+          theta: (q, D) points.
+
+        Returns:
+          (index (q,) int, inside (q,) bool).
         """
         idx = nearest_index(theta, self.points)
         return idx, jnp.ones(idx.shape, dtype=bool)
@@ -110,9 +121,10 @@ class _ChunkedLSE(eqx.Module):
 
 
 def _chunked_rows(points: Array, block_size: int, cost_kind: str, per_block):
-    """Apply ``per_block(C_block)`` to each (block, N) slab of the cost, diagonal set to
-    exactly 0 (the ‖x‖² + ‖z‖² − 2xᵀz formula leaves ~1e-16‖x‖² there, which ε⁻¹
-    would amplify), and stack the rows back to (N, ...).
+    """Apply ``per_block(C_block)`` to each (block, N) slab of the cost; stack rows to (N, ...).
+
+    The diagonal is set to exactly 0 (the ‖x‖² + ‖z‖² − 2xᵀz formula leaves ~1e-16‖x‖²
+    there, which ε⁻¹ would amplify).
     """
     cost_fn = point_cost(cost_kind)
     n = points.shape[0]
@@ -165,6 +177,7 @@ class ChunkedGeometry(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number N of support points."""
         return self.points.shape[0]
 
     def boundary_mask(self) -> np.ndarray:
@@ -172,24 +185,28 @@ class ChunkedGeometry(eqx.Module):
         return np.zeros(self.size, dtype=bool)
 
     def cost_matrix(self) -> Array:
+        """The dense cost matrix C (N, N), assembled by blocks (small N only)."""
         return _chunked_rows(self.points, self.block_size, self.cost_kind, lambda c: c)
 
     def lse_operator(self, eps) -> _ChunkedLSE:
+        """The map u ↦ log K e^u, (N,) → (N,), recomputing the cost per block of rows."""
         check_eps(eps)
         return _ChunkedLSE(
             self.points, jnp.asarray(eps, jnp.float64), self.block_size, self.cost_kind
         )
 
     def apply_lse(self, u: Array, eps) -> Array:
+        """Log-domain kernel application u ↦ log K e^u, K = exp(−C/ε), (N,) → (N,)."""
         return self.lse_operator(eps)(u)
 
     def apply_kernel(self, v: Array, eps) -> Array:
+        """Kernel application v ↦ K v, K = exp(−C/ε), (N,) → (N,), by blocks of rows."""
         return _chunked_rows(
             self.points, self.block_size, self.cost_kind, lambda c: jnp.exp(-c / eps) @ v
         )
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
-        """Nearest support point in this geometry's cost; every θ counts as inside."""
+        """Nearest support point in this geometry's cost (index (q,)); every θ is inside."""
         idx = nearest_index(theta, self.points, point_cost(self.cost_kind))
         return idx, jnp.ones(idx.shape, dtype=bool)
 
@@ -197,8 +214,17 @@ class ChunkedGeometry(eqx.Module):
 def point_set(
     points, *, cost: str = "sqeuclidean", dense_max: int = DENSE_MAX, block_size: int = 256
 ):
-    """Arbitrary points (N, D) with cost ``cost`` ("sqeuclidean", "sphere", "sphere_line"):
-    a :class:`DenseGeometry` for N ≤ dense_max, else a :class:`ChunkedGeometry`.
+    """A geometry on arbitrary points (N, D), dense or chunked by size.
+
+    Args:
+      points: (N, D) support points, N ≥ 2, finite.
+      cost: ground cost, a key of :data:`mfjko.geometry.costs.POINT_COSTS`
+        ("sqeuclidean", "sphere", "sphere_line").
+      dense_max: largest N stored as a dense :class:`DenseGeometry`.
+      block_size: rows per block of a :class:`ChunkedGeometry` (N > dense_max).
+
+    Returns:
+      A :class:`DenseGeometry` for N ≤ dense_max, else a :class:`ChunkedGeometry`.
     """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] < 2:

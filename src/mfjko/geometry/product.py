@@ -63,10 +63,12 @@ class Factor(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number n_k of points of the factor."""
         return self.points.shape[0]
 
     @property
     def spacing(self) -> float:
+        """√ of the smallest off-diagonal cost (inf for one point): the factor's δ."""
         if self.size < 2:
             return math.inf
         off = np.asarray(self.cost) + np.diag(np.full(self.size, np.inf))
@@ -81,8 +83,10 @@ class Factor(eqx.Module):
         return jnp.concatenate([first, 0.5 * (x[1:] + x[:-1]), last])
 
     def locate(self, coords: Array) -> tuple[Array, Array]:
-        """Cell index (q,) of coordinates (q, d_k) and whether they are inside the factor's
-        range (only a "line" has a boundary).
+        """Cell index (q,) of coordinates (q, d_k), and whether each is inside the range.
+
+        Only a "line" has a boundary (cells extend half a spacing past the end points);
+        other kinds report every coordinate as inside.
         """
         if self.kind in ("line", "scale"):
             x = coords[:, 0]
@@ -138,8 +142,9 @@ def sphere_factor(directions) -> Factor:
 
 
 def _axis_lse_exact(U: Array, cost_over_eps: Array, axis: int) -> Array:
-    """out[.., i, ..] = logsumexp_j(−C_ij/ε + U[.., j, ..]) along ``axis``, one output
-    index i at a time (lax.map) so memory stays O(N).
+    """out[.., i, ..] = logsumexp_j(−C_ij/ε + U[.., j, ..]) along ``axis``.
+
+    One output index i at a time (lax.map), so memory stays O(N).
     """
     Um = jnp.moveaxis(U, axis, 0)
     shape = (-1,) + (1,) * (Um.ndim - 1)
@@ -172,8 +177,9 @@ def _lse_tensor(kernels, costs_over_eps, U):
 
 
 def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
-    """:func:`_axis_lse` for a batch U (B, *shape) along grid axis ``axis``; the kernel is
-    (n, n) when ``shared`` else (B, n, n). One lax.cond for the whole batch.
+    """:func:`_axis_lse` for a batch U (B, *shape) along grid axis ``axis``.
+
+    The kernel is (n, n) when ``shared``, else (B, n, n). One lax.cond for the whole batch.
     """
     a = axis + 1
     m = jnp.max(U, axis=a, keepdims=True)
@@ -194,10 +200,11 @@ def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
 
 @functools.cache
 def _product_lse_fn(shape: tuple):
-    """U ↦ log K e^u on a product grid of ``shape``, with a batching rule: under vmap the
-    batch contracts each axis in one einsum and takes the exact path only if a member
-    underflows (one lax.cond for the batch, where vmap's default would turn the cond
-    into a select that runs both paths for every member).
+    """The jitted map u ↦ log K e^u on a product grid of ``shape``, with a batching rule.
+
+    Under vmap the batch contracts each axis in one einsum and takes the exact path only if
+    a member underflows (one lax.cond for the batch, where vmap's default would turn the
+    cond into a select that runs both paths for every member).
     """
 
     @custom_vmap
@@ -266,6 +273,7 @@ class ProductGeometry(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number N = Π_k n_k of grid points."""
         return math.prod(self.shape)
 
     def kernel_factors(self, eps) -> tuple[Array, ...]:
@@ -273,7 +281,7 @@ class ProductGeometry(eqx.Module):
         return tuple(jnp.exp(-f.cost / eps) for f in self.factors)
 
     def lse_operator(self, eps) -> _ProductLSE:
-        """U ↦ log K e^u with the factor kernels exp(−C_k/ε) precomputed (a pytree)."""
+        """The map u ↦ log K e^u, (N,) → (N,), with the factor kernels exp(−C_k/ε) built once."""
         check_eps(eps)
         return _ProductLSE(
             kernels=self.kernel_factors(eps),
@@ -282,6 +290,7 @@ class ProductGeometry(eqx.Module):
         )
 
     def apply_lse(self, u: Array, eps) -> Array:
+        """Log-domain kernel application u ↦ log K e^u, K = ⊗_k exp(−C_k/ε), (N,) → (N,)."""
         return self.lse_operator(eps)(u)
 
     def apply_kernel(self, v: Array, eps) -> Array:
@@ -320,8 +329,9 @@ class ProductGeometry(eqx.Module):
         return tuple(np.asarray(f.points)[:, 0] for f in self.factors)
 
     def ott_grid(self, eps: float):
-        """This box as OTT-JAX's separable ``Grid`` at entropy ``eps`` (same squared
-        Euclidean cost, same row-major point order). ValueError if not a box.
+        """This box as OTT-JAX's separable ``Grid`` at entropy ``eps``.
+
+        Same squared Euclidean cost, same row-major point order. ValueError if not a box.
         """
         from ott.geometry import grid as ott_grid
 
@@ -331,9 +341,10 @@ class ProductGeometry(eqx.Module):
         return ott_grid.Grid(x=[jnp.asarray(a) for a in self.axes], epsilon=eps)
 
     def boundary_mask(self) -> np.ndarray:
-        """(N,) bool: points on the first or last value of any ``line`` factor (angles and
-        sphere directions have no boundary). Mass piling up there means the box clips the
-        dynamics.
+        """(N,) bool: points on the first or last value of any ``line`` factor.
+
+        Angles and sphere directions have no boundary. Mass piling up there means the box
+        clips the dynamics.
         """
         mask = np.zeros(self.size, dtype=bool)
         index = np.indices(self.shape).reshape(len(self.factors), -1)
@@ -343,8 +354,16 @@ class ProductGeometry(eqx.Module):
         return mask
 
     def locate(self, theta: Array) -> tuple[Array, Array]:
-        """Cell of each θ (q, D): per-factor cells of the inverse-embedded coordinates
-        (nearest point in Θ if the embedding has no coordinate-wise inverse).
+        """Cell of each θ (q, D) and whether it lies inside the grid.
+
+        Per-factor cells of the inverse-embedded coordinates (the nearest point in Θ, and
+        always inside, if the embedding has no coordinate-wise inverse).
+
+        Args:
+          theta: (q, D) points of Θ.
+
+        Returns:
+          (index (q,) int, row-major; inside (q,) bool).
         """
         theta = jnp.asarray(theta, dtype=jnp.float64)
         coords = self.embed.inverse(theta)
@@ -360,6 +379,19 @@ class ProductGeometry(eqx.Module):
 
 
 def check_ranges(ranges, sizes, what: str = "ranges") -> list[tuple[float, float, int]]:
+    """Validate box axes: one finite (lo, hi) with lo < hi and one integer size ≥ 2 each.
+
+    Args:
+      ranges: K pairs (lo, hi).
+      sizes: K numbers of points per axis.
+      what: the name of ``ranges`` in error messages (a config key).
+
+    Returns:
+      [(lo, hi, n)] per axis, as floats and int.
+
+    Raises:
+      ValueError: naming the offending axis.
+    """
     ranges, sizes = list(ranges), list(sizes)
     if len(ranges) == 0 or len(ranges) != len(sizes):
         raise ValueError(
@@ -377,9 +409,15 @@ def check_ranges(ranges, sizes, what: str = "ranges") -> list[tuple[float, float
 
 
 def cartesian_grid(ranges, sizes) -> ProductGeometry:
-    """Box grid in ℝ^D: axis k has ``sizes[k]`` points linspace(lo_k, hi_k) (endpoints
-    included); cost ‖θ − θ'‖². The cells are the Voronoi boxes, so the grid covers
-    Π_k [lo_k − h_k/2, hi_k + h_k/2] with h_k = (hi_k − lo_k)/(n_k − 1).
+    """Box grid in ℝ^D with cost ‖θ − θ'‖².
+
+    Axis k has ``sizes[k]`` points linspace(lo_k, hi_k) (endpoints included). The cells
+    are the Voronoi boxes, so the grid covers Π_k [lo_k − δ_k/2, hi_k + δ_k/2] with
+    spacing δ_k = (hi_k − lo_k)/(n_k − 1).
+
+    Args:
+      ranges: D pairs (lo_k, hi_k).
+      sizes: D numbers of points n_k ≥ 2.
     """
     axes = check_ranges(ranges, sizes)
     return ProductGeometry([line_factor(np.linspace(lo, hi, n)) for lo, hi, n in axes])

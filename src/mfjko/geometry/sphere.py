@@ -50,11 +50,14 @@ def _sobol_gaussian(n: int, d: int, seed: int) -> np.ndarray:
 
 
 def spread_directions(x: np.ndarray, steps: int) -> np.ndarray:
-    """Projected repulsion on the Riesz (d−1)-energy: each step moves every point by 1/4 of
-    its nearest-neighbour distance along its tangential force, then renormalizes.
+    """Spread unit vectors by projected repulsion steps on the Riesz (d−1)-energy.
+
+    Each step moves every point by 1/4 of its nearest-neighbour distance along its
+    tangential force, then renormalizes.
 
     Args:
-      x: (n, d) unit vectors.  steps: number of steps (O(n² d) each).
+      x: (n, d) unit vectors.
+      steps: number of steps (O(n² d) each).
 
     Returns:
       (n, d) unit vectors.

@@ -1,31 +1,10 @@
 r"""Dense reference for one entropic JKO step (NumPy, log domain, no tricks).
 
-Solves, for a cost C (N×N), a previous grid measure q (N,) and the convex quadratic
-objective F(p) = (1/(2n))‖Φp − y‖² + (λ/2) vᵀp of MATH.md,
-
-    p = argmin_{p ∈ simplex} W_ε(p, q) + 2τ F(p),
-    W_ε(p, q) = min_{π ≥ 0, π1 = p, πᵀ1 = q} ⟨C, π⟩ + ε Σ_kl π_kl (log π_kl − 1),
-
-by Peyré's (2015) generalized Sinkhorn iterations on π = diag(a) K diag(b),
-K = exp(−C/ε), all in log space:
-
-    log b ← log q − LSE_k(−C_kl/ε + log a_k)                        (πᵀ1 = q)
-    log z ← LSE_l(−C_kl/ε + log b_l)                                (z = Kb)
-    p     ← prox^{KL}_{σF}(z) = z ⊙ exp(−σ(λv/2 + Φᵀg)),  σ = 2τ/ε
-    log a ← log p − log z = −σ(λv/2 + Φᵀg)
-
-where g ∈ ℝⁿ is the unique minimizer of the strictly convex dual of the KL-prox
-
-    H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (1/σ) Σ_k z_k exp(−σ(λv_k/2 + (Φᵀg)_k)),
-    ∇H = n g + y − Φ p(g),     ∇²H = n I + σ Φ diag(p(g)) Φᵀ,
-
-(derivation: the prox optimality condition σ∇F(p) + log(p/z) = 0 with
-∇F(p) = Φᵀ(Φp − y)/n + λv/2; set g = (Φp − y)/n). The simplex constraint needs no
-extra term: πᵀ1 = q forces Σp = Σq = 1 at the fixed point.
-
-This module is deliberately plain (no warm start, no acceleration, no jit): it is the
-reference that tests and users compare the production solver of
-:mod:`mfjko.jko.solver` against.
+p = argmin_{p ∈ simplex} W_ε(p, q) + 2τF(p) by Peyré's (2015) generalized Sinkhorn on
+π = diag(a) K diag(b), K = exp(−C/ε), with the KL-prox of F solved by Newton on its
+n-dimensional dual (docs/MATH.md, "Solving one entropic JKO step"). Deliberately plain (no
+warm start, no acceleration, no jit): the reference the production solver of
+:mod:`mfjko.jko.solver` is tested against.
 """
 
 from __future__ import annotations
@@ -57,10 +36,19 @@ def report_failure(message: str, on_failure: str) -> None:
 
 
 def check_step_data(q, phi, y, v, lam, tau, eps) -> None:
-    """Shapes, finiteness and signs of one JKO step's data — q (N,), phi (n, N), y (n,),
-    v (N,), λ ≥ 0, τ > 0, ε > 0 — for NumPy (this reference) and JAX arrays (the
-    production solver, which must not copy them to the host); ValueError naming the
-    offending input.
+    """Check shapes, finiteness and signs of one JKO step's data; ValueError names the input.
+
+    Works on NumPy (this reference) and JAX arrays (the production solver, which must not
+    copy them to the host).
+
+    Args:
+      q: (N,) previous weights, nonnegative with positive mass.
+      phi: (n, N) features Φ.
+      y: (n,) targets.
+      v: (N,) weight-decay potential V(θ_k).
+      lam: weight decay λ ≥ 0.
+      tau: JKO step τ > 0 (mean-field time).
+      eps: entropic ε > 0 (units of the cost, θ-distance²).
     """
     xp = np if isinstance(q, np.ndarray) else jnp
     N = q.shape[0] if q.ndim == 1 else -1

@@ -1,23 +1,10 @@
 r"""KL-proximal operator of the grid objective F, by damped Newton on its n-dim dual.
 
-For z > 0 (given as log z) and σ > 0,
-
-    prox^{KL}_{σF}(z) = argmin_{p ≥ 0} σF(p) + KL(p | z),
-    F(p) = (1/(2n))‖Φp − y‖² + (λ/2) vᵀp,  KL(p | z) = Σ p log(p/z) − p + z.
-
-Optimality σ∇F(p) + log(p/z) = 0 with ∇F(p) = Φᵀg + λv/2, g = (Φp − y)/n gives
-
-    log p(g) = log z − σ(λv/2 + Φᵀg),
-
-and g ∈ ℝⁿ is the unique root of n g + y − Φp(g) = 0, i.e. the minimizer of
-
-    H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (1/σ) Σ_k exp(log p_k(g)),
-    ∇H = n g + y − Φ p(g),   ∇²H = n I + σ Φ diag(p) Φᵀ  ⪰ n I.
-
-We run Newton with Armijo backtracking on H (globally convergent, quadratic near the
-root). Everything stays in log space: p is only exponentiated where H is evaluated, and
-a trial point whose H overflows is rejected by the line search.
-Cost per Newton iteration: O(n² N) (the Hessian) plus O(nN) per line-search trial.
+prox^{KL}_{σF}(z) = argmin_{p ≥ 0} σF(p) + KL(p | z) = z ⊙ exp(−σ(λv/2 + Φᵀg)), where
+g ∈ ℝⁿ minimizes the strictly convex H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (1/σ) Σ_k p_k(g)
+(docs/MATH.md, "The KL-prox of F"). Newton with Armijo backtracking on H (globally
+convergent, quadratic near the root), all in log space; a trial point whose H overflows is
+rejected. Cost per Newton iteration: O(n²N) plus O(nN) per line-search trial.
 """
 
 from __future__ import annotations
@@ -40,9 +27,13 @@ def kl_prox_newton(log_z, phi, y, shift, sigma, g0, tol, max_iter):
 
     Args:
       log_z: (N,) log z (may contain −inf where z = 0).
-      phi: (n, N) features Φ.  y: (n,) targets.  shift: (N,) λv/2.
-      sigma: σ = 2τ/ε > 0.  g0: (n,) initial dual (warm start).
-      tol: stop when ‖∇H(g)‖₂ ≤ tol · max(1, ‖y‖₂).  max_iter: Newton iteration cap.
+      phi: (n, N) features Φ.
+      y: (n,) targets.
+      shift: (N,) λv/2.
+      sigma: σ = 2τ/ε > 0.
+      g0: (n,) initial dual (warm start).
+      tol: stop when ‖∇H(g)‖₂ ≤ tol · max(1, ‖y‖₂).
+      max_iter: Newton iteration cap.
 
     Returns:
       (log_p (N,), g (n,), iterations, final ‖∇H‖₂).

@@ -1,29 +1,12 @@
 r"""Peyré's generalized Sinkhorn for one entropic JKO step, log domain, any geometry.
 
-Scaling form π = diag(a) K diag(b), K = exp(−C/ε) (symmetric C). With the KL-prox of
-:mod:`mfjko.jko.prox` the a-update is a ← prox(Kb)/(Kb) = exp(−σ(λv/2 + Φᵀg)) where g is
-the prox's dual variable; so the whole iteration is a fixed-point map on g ∈ ℝⁿ:
-
-    T(g):  log a = f(g)/ε,  f(g) = −2τ(λv/2 + Φᵀg)   (ε-free "potential" of a)
-           log b = log q − LSE(log a)                (b ← q / Kᵀa)
-           log z = LSE(log b)                        (z = Kb)
-           g'    = argmin H(·; z)                    (KL-prox, Newton)
-
-where LSE(u)_k = log Σ_l exp(−C_kl/ε + u_l) is ``geom.apply_lse(u, ε)``. The pair
-(a(g'), b) defines a plan whose first marginal is exactly p = prox(z) (so the F-part
-of the optimality conditions holds exactly) and whose second marginal b ⊙ Kᵀa(g')
-is compared with q: we stop when ‖b ⊙ Kᵀa(g') − q‖₁ ≤ tol.
-
-Because the state is the n-dimensional g (n = number of data points), two cheap
-accelerations apply:
-
-- warm start: g from the previous JKO step (a's potential f is ε-independent, so the
-  same g also warm-starts every stage of ε-scaling);
-- Anderson acceleration (type II, depth m) of the fixed-point map T on g, with a
-  restart safeguard when the residual ‖T(g) − g‖ grows.
-
-Each plain iteration costs two kernel applications; an Anderson-mixed iteration costs a
-third one (Kᵀa at the mixed point), done only when the mixed point differs.
+With the KL-prox of :mod:`mfjko.jko.prox` the a-update is a = exp(−σ(λv/2 + Φᵀg)), so the
+iteration is a fixed-point map T on the prox's dual g ∈ ℝⁿ (docs/MATH.md, "The production
+solver"): log b = log q − LSE(log a), log z = LSE(log b), g' = argmin H(·; z). It stops
+when the second marginal b ⊙ Kᵀa(g') is within ``tol`` of q in L1. Two accelerations are
+cheap because the state is n-dimensional: warm start of g from the previous step (also
+across ε-scaling stages) and Anderson acceleration (type II) of T with a restart safeguard.
+A plain iteration costs two kernel applications, an Anderson-mixed one a third.
 """
 
 from __future__ import annotations
@@ -43,6 +26,13 @@ __all__ = ["SinkhornResult", "StepData", "SinkhornControls", "generalized_sinkho
 
 
 class SinkhornResult(NamedTuple):
+    """Output of :func:`generalized_sinkhorn`: the prox output, the scalings and diagnostics.
+
+    ``iterations`` counts fixed-point iterations over all ε stages; ``marginal_error`` is
+    ‖b ⊙ Kᵀa − q‖₁ at exit; ``newton_total`` / ``newton_max`` are the KL-prox Newton
+    iterations in total and at most per prox; ``final_eps`` is the last ε stage reached.
+    """
+
     log_p: Array  # (N,) log of the prox output p = a ⊙ Kb (before renormalization)
     g: Array  # (n,) dual of the KL-prox at the solution (warm start for the next step)
     log_a: Array  # (N,)
@@ -79,9 +69,10 @@ class _Carry(NamedTuple):
 
 
 def _anderson_mix(hist_x, hist_t, hist_len, reg):
-    """Type-II Anderson step from the stored (g_j, T(g_j)); the newest is at index 0
-    after rolling. Returns the mixed point Σ_j c_j T(g_j) with Σ c_j = 1 minimizing
-    ‖Σ_j c_j r_j‖ (r_j = T(g_j) − g_j), Tikhonov-regularized.
+    """Type-II Anderson step from the stored (g_j, T(g_j)), the newest at index 0.
+
+    Returns the mixed point Σ_j c_j T(g_j) with Σ c_j = 1 minimizing ‖Σ_j c_j r_j‖
+    (r_j = T(g_j) − g_j), Tikhonov-regularized.
     """
     m = hist_x.shape[0]
     R = hist_t - hist_x  # (m, n) residuals
@@ -134,8 +125,10 @@ def generalized_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sink
 
     Args:
       apply_lse: ``(u, eps) -> LSE`` of the geometry.
-      data: the step's :class:`StepData`.  tau: JKO step τ (mean-field time).
-      eps: target ε.  g0: (n,) warm start of the KL-prox dual.
+      data: the step's :class:`StepData`.
+      tau: JKO step τ (mean-field time).
+      eps: target ε (units of the cost).
+      g0: (n,) warm start of the KL-prox dual.
       controls: :class:`SinkhornControls`.
       anderson_depth: m ≥ 2 for Anderson(m−1), 0 or 1 for plain iterations (static).
       anderson_reg: Tikhonov regularization of the Anderson least-squares problem.

@@ -8,12 +8,10 @@ reach t = kτ, the axis GD with lr = m·h uses.
 Public API:
 
 - :class:`JKOSolverOptions` — tolerances, caps, ε-scaling and Anderson settings;
-- :class:`JKOState` — the warm-start state (KL-prox dual g (n,), plus the log-potentials
-  f = ε log a and h = ε log b (N,) of the last plan, for inspection);
+- :class:`JKOState` — the warm-start state (KL-prox dual g (n,); f, ψ (N,) for inspection);
 - :func:`solve_step` — one step on a :class:`~mfjko.problem.GridProblem`;
 - :func:`jko_step` — the same on plain arrays (the stable functional API);
-- :func:`run_jko` — k = T/τ steps from p0 (the JKO stepper driven by
-  :func:`mfjko.driver.drive`), returns a :class:`~mfjko.trajectory.Trajectory`.
+- :func:`run_jko` — k = T/τ steps from p0 by :func:`mfjko.driver.drive`, a Trajectory.
 """
 
 from __future__ import annotations
@@ -98,12 +96,12 @@ class JKOState(eqx.Module):
     g: (n,) dual variable of the KL-prox; it determines the a-potential,
        f = ε log a = −2τ(λv/2 + Φᵀg), independently of ε, hence warm-starts a (and b,
        which the first half-iteration recomputes exactly from a).
-    f, h: (N,) ε-scaled log-potentials ε log a, ε log b of the last plan (inspection).
+    f, psi: (N,) ε-scaled log-potentials ε log a, ε log b of the last plan (inspection).
     """
 
     g: Array
     f: Array
-    h: Array
+    psi: Array
 
 
 class JKODiagnostics(eqx.Module):
@@ -130,6 +128,7 @@ class JKODiagnostics(eqx.Module):
     drift_ratio: Array
 
     def as_dict(self) -> dict[str, float]:
+        """The figures as a dict of Python scalars, keyed by field name."""
         return {f.name: np.asarray(getattr(self, f.name)).item() for f in fields(self)}
 
 
@@ -172,10 +171,10 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
     q_mass = jnp.sum(q)
     p = p_raw * (q_mass / mass)  # πᵀ1 = q fixes the mass: Σp = Σq
     f = eps * res.log_a
-    h = jnp.where(res.col > 0, eps * res.log_b, 0.0)
+    psi = jnp.where(res.col > 0, eps * res.log_b, 0.0)
     # W_ε of the returned plan π = diag(a)K diag(b): since C_kl + ε log π_kl = f_k + h_l,
-    # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, h⟩ − ε Σπ.
-    w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, h) - eps * mass
+    # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, ψ⟩ − ε Σπ.
+    w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, psi) - eps * mass
     F = grid.objective(p)
     ratio = _drift_ratio(grid, q, res.log_a, tau, apply_lse, eps)
     finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
@@ -192,7 +191,7 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
         converged=converged,
         drift_ratio=ratio,
     )
-    return p, JKOState(g=res.g, f=f, h=h), diag
+    return p, JKOState(g=res.g, f=f, psi=psi), diag
 
 
 _solve = eqx.filter_jit(_solve_impl)
@@ -208,12 +207,15 @@ def _solve_batch(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool
 def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | None = None,
                      options: JKOSolverOptions | None = None
                      ) -> tuple[Array, JKOState, JKODiagnostics]:
-    r"""B JKO steps on one grid at once, differing in ε (and their weights): one compiled
-    program (vmap; the kernel applications contract the whole batch per axis).
+    r"""B JKO steps on one grid at once, differing in ε (and their weights).
+
+    One compiled program (vmap; the kernel applications contract the whole batch per axis).
 
     Args:
-      grid: the :class:`~mfjko.problem.GridProblem`.  q: (B, N) previous weights.
-      tau: the common JKO step.  eps: (B,) entropic ε of each member.
+      grid: the :class:`~mfjko.problem.GridProblem`.
+      q: (B, N) previous weights.
+      tau: the common JKO step τ (mean-field time).
+      eps: (B,) entropic ε of each member (units of the cost).
       state: batched warm start (fields with a leading B axis) or None.
       options: the common :class:`JKOSolverOptions`.
 
@@ -239,11 +241,14 @@ def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | No
 
 
 def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
-    """ρ = (Σ_l q_l ‖B_l − B⁰_l‖²)^{1/2} / (τ (Σ_l q_l ‖v_l‖²)^{1/2}), with B_l = Σ_k π_kl θ_k
-    / Σ_k π_kl the barycentre of where the plan π = diag(a)K diag(b) sends the mass of θ_l,
-    B⁰_l the same for the bare kernel (a = 1: the entropic blur, whose barycentre moves only
-    where the grid's box truncates K) and v_l = −∇F′(q)(θ_l), restricted to the directions the
-    grid can move along. K is symmetric: 2(D + 1) kernel applications."""
+    """Drift ratio ρ = (Σ_l q_l ‖B_l − B⁰_l‖²)^{1/2} / (τ (Σ_l q_l ‖v_l‖²)^{1/2}).
+
+    B_l = Σ_k π_kl θ_k / Σ_k π_kl is the barycentre of where the plan π = diag(a)K diag(b)
+    sends the mass of θ_l, B⁰_l the same for the bare kernel (a = 1: the entropic blur,
+    whose barycentre moves only where the grid's box truncates K) and v_l = −∇F′(q)(θ_l),
+    restricted to the directions the grid can move along. K is symmetric: 2(D + 1) kernel
+    applications.
+    """
     if grid.problem is None:
         return jnp.asarray(jnp.nan)
     points = grid.geom.points
@@ -275,7 +280,8 @@ def solve_step(grid: GridProblem, q, tau: float, eps: float, state: JKOState | N
     Args:
       grid: the :class:`~mfjko.problem.GridProblem` (geometry, Φ, y, V, λ).
       q: (N,) previous weights (nonnegative, not checked here: see :func:`jko_step`).
-      tau: JKO step (mean-field time).  eps: entropic ε (units of the cost, θ-distance²).
+      tau: JKO step τ (mean-field time).
+      eps: entropic ε (units of the cost, θ-distance²).
       state: warm start from the previous step (None: cold start, g = 0).
       options: :class:`JKOSolverOptions`.
 
@@ -324,10 +330,14 @@ def jko_step(geom, q, phi, y, v, lam: float, tau: float, eps: float,
       geom: a geometry (``points`` (N, D), ``apply_lse(u, eps)``).
       q: (N,) previous weights (nonnegative; need not sum to 1: ``signed`` grids carry
         mass E|α|, and p keeps the mass of q since πᵀ1 = q fixes Σp = Σq).
-      phi: (n, N) features Φ[j, k] = m(θ_k; x_j).  y: (n,) targets.
-      v: (N,) weight-decay potential V(θ_k).  lam: λ ≥ 0.
-      tau: JKO step (mean-field time).  eps: entropic ε.
-      state: warm start (None: cold start).  options: :class:`JKOSolverOptions`.
+      phi: (n, N) features Φ[j, k] = m(θ_k; x_j).
+      y: (n,) targets.
+      v: (N,) weight-decay potential V(θ_k).
+      lam: weight decay λ ≥ 0.
+      tau: JKO step τ (mean-field time).
+      eps: entropic ε (units of the cost, θ-distance²).
+      state: warm start (None: cold start).
+      options: :class:`JKOSolverOptions` (None: defaults).
 
     Returns:
       (p, new :class:`JKOState`, :class:`JKODiagnostics`) as :func:`solve_step`.
@@ -344,13 +354,21 @@ def run_jko(geom, param, p0, X, y, lam: float, tau: float, eps: float, T: float,
     r"""Entropic JKO from p0 for mean-field time T in K = T/τ steps (stable functional API).
 
     Args:
-      geom: geometry (support ``geom.points`` (N, D)).  param: a Parametrization or its name.
-      p0: (N,) initial weights.  X: (n, d) data (bias column included).  y: (n,).
-      lam, tau, eps: λ, τ, ε.  T: final time; T/τ must be an integer (else ValueError).
+      geom: geometry (support ``geom.points`` (N, D)).
+      param: a Parametrization or its name.
+      p0: (N,) initial weights.
+      X: (n, d) data (bias column included).
+      y: (n,) targets.
+      lam: weight decay λ ≥ 0.
+      tau: JKO step τ (mean-field time).
+      eps: entropic ε (units of the cost, θ-distance²).
+      T: final mean-field time; T/τ must be an integer (else ValueError).
       record_every: record weights and diagnostics every this many steps (and always
         the first and last time).
+      options: :class:`JKOSolverOptions` (None: defaults).
       callback: ``callback(k, t, p, diag_dict)`` after every step (k ≥ 1, t = t0 + kτ).
-      state, t0: resume from a previous run's state at time t0.
+      state: solver state of a previous run to resume from (None: cold start).
+      t0: mean-field time at which the run (or the resumed run) starts.
 
     Returns:
       Trajectory(method="jko", support (N, D), weights (T_rec, N), t = t0 + kτ).

@@ -38,8 +38,10 @@ class Diagnostics:
 
 @dataclass(frozen=True)
 class ParticleState:
-    """State of a particle method: the problem, particles θ (m, D) and the global step
-    count k (steps since t = 0; keys Langevin's and sliced W₂'s random draws).
+    """State of a particle method: the problem, particles θ (m, D) and the step count k.
+
+    k is the global step count (steps since t = 0); it keys Langevin's and sliced W₂'s
+    random draws.
     """
 
     problem: Any
@@ -49,9 +51,10 @@ class ParticleState:
 
 @dataclass(frozen=True)
 class Stepper:
-    """Base class of the methods (module docstring). Subclasses set ``name``, ``kind``
-    ("particles" or "grid"), ``diagnostics`` (name → value at the initial record) and
-    implement :meth:`init` and :meth:`advance`.
+    """Base class of the methods (module docstring).
+
+    Subclasses set ``name``, ``kind`` ("particles" or "grid"), ``diagnostics`` (name →
+    value at the initial record) and implement :meth:`init` and :meth:`advance`.
     """
 
     name: ClassVar[str] = "base"
@@ -69,6 +72,7 @@ class Stepper:
         return ParticleState(problem, problem.check_particles(initial), 0)
 
     def advance(self, state, n_steps: int) -> tuple[Any, Diagnostics]:
+        """Make ``n_steps`` steps of ``step_size``; return (new state, :class:`Diagnostics`)."""
         raise NotImplementedError
 
     def record_diagnostics(self, state) -> dict[str, float]:
@@ -97,15 +101,19 @@ class Stepper:
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """A registry entry (:data:`mfjko.methods.REGISTRY`): everything the runner, the config
-    schema and the report need to know about a method.
+    """A registry entry (:data:`mfjko.methods.REGISTRY`) for one method.
+
+    Everything the runner, the config schema and the report need to know about a method.
 
     Attributes:
-      name: the method's key in configs and results.  stepper: its Stepper class.
+      name: the method's key in configs and results.
+      stepper: its Stepper class.
       config: the pydantic model of ``methods.<name>`` (None: not runnable from configs).
       build: ``build(config_section, setup) -> Stepper`` (setup: the run's
         :class:`mfjko.runner.setup.Setup`).
-      color, linestyle: matplotlib style in figures.  summary: one line for docs.
+      color: matplotlib colour in figures.
+      linestyle: matplotlib line style in figures.
+      summary: one line for docs.
     """
 
     name: str

@@ -50,19 +50,23 @@ class ClassicGD(Stepper):
 
     @property
     def step_size(self) -> float:
+        """Classic time of one step, ``lr`` (not mean-field time)."""
         return float(self.lr)
 
     def init(self, problem, initial) -> ParticleState:
+        """Validated particles θ (m, d + 1); ValueError unless the parametrization is ``neuron``."""
         if problem.param.name != "neuron":
             raise ValueError("classic GD runs on the neuron parametrization θ = (w, α)")
         return super().init(problem, initial)
 
     def record_diagnostics(self, state) -> dict[str, float]:
+        """The classic loss L(W, α) of the state, ``{"classic_loss": value}``."""
         p, d = state.problem, state.problem.d
         th = jnp.asarray(state.theta)
         return {"classic_loss": float(_classic_loss_jit(th[:, :d], th[:, d], p.X, p.y, p.lam))}
 
     def advance(self, state: ParticleState, n_steps: int):
+        """Make ``n_steps`` classic GD steps on (W, α): (new state, empty Diagnostics)."""
         p, d = state.problem, state.problem.d
         th = jnp.asarray(state.theta)
         W1, a1 = _classic_advance(th[:, :d], th[:, d], p.X, p.y, p.lam, jnp.float64(self.lr),

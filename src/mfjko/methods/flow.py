@@ -65,7 +65,9 @@ class GradientFlow(Stepper):
 
     Attributes:
       dt: duration of one segment (the stepper's "step"; records fall on segment ends).
-      rtol, atol: the adaptive solver's tolerances.  max_steps: solver steps per segment.
+      rtol: the adaptive solver's relative tolerance.
+      atol: the adaptive solver's absolute tolerance.
+      max_steps: solver steps per segment.
 
     Interval diagnostics (the last segment): ``solver_steps``, ``accepted_steps``,
     ``rejected_steps``.
@@ -86,9 +88,11 @@ class GradientFlow(Stepper):
 
     @property
     def step_size(self) -> float:
+        """Mean-field time of one segment, ``dt``."""
         return float(self.dt)
 
     def advance(self, state: ParticleState, n_steps: int):
+        """Solve the flow over ``n_steps`` segments of dt; RuntimeError if the ODE solver fails."""
         p, theta = state.problem, state.theta
         for i in range(n_steps):
             theta, ns, na, nr, ok = _flow_segment(p.param, theta, p.X, p.y, p.lam,
@@ -117,6 +121,7 @@ class FlowConfig(BaseModel):
     atol: float = Field(1e-10, gt=0, allow_inf_nan=False)
 
     def step_size(self) -> None:
+        """None: the flow is adaptive, one segment per recording interval."""
         return None  # adaptive: one segment per recording interval
 
 

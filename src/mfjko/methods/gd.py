@@ -58,6 +58,7 @@ class GradientDescent(Stepper):
         check_positive(self.h, "h")
 
     def advance(self, state: ParticleState, n_steps: int):
+        """Make ``n_steps`` GD steps of h: (new :class:`ParticleState`, empty Diagnostics)."""
         p = state.problem
         theta = _gd_advance(p.param, state.theta, p.X, p.y, p.lam, jnp.float64(self.h),
                             jnp.int32(n_steps))
@@ -71,6 +72,7 @@ class GDConfig(BaseModel):
     h: float = Field(0.01, gt=0, allow_inf_nan=False)
 
     def step_size(self) -> float:
+        """The time step h (mean-field time), to check it divides ``record_every``."""
         return self.h
 
 

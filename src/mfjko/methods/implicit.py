@@ -75,8 +75,9 @@ def _merit_grad(param, z, theta_prev, X, y, lam, h):
 
 
 def _newton_direction(param, z, theta_prev, r, g, X, lam, h, free):
-    """Newton direction of the free particles (frozen ones excluded from the coupled
-    system: Δ_i = 0) and the per-particle Hessian blocks B (m, D, D).
+    """Newton direction (m, D) of the free particles and the per-particle Hessian blocks B.
+
+    Frozen particles are excluded from the coupled system (Δ_i = 0); B has shape (m, D, D).
     """
     m, D = z.shape
     n = X.shape[0]
@@ -111,9 +112,9 @@ def _local_grads(param, z, theta_prev, r, X, lam, h):
 
 
 def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
-    """One backward Euler step from theta_prev; returns (θ, iterations, residual ∞-norm,
-    fraction of particles with residual ≤ tol).
+    """One backward Euler step from theta_prev.
 
+    Returns (θ, iterations, residual ∞-norm, fraction of particles with residual ≤ tol).
     Newton's method on ∇Ψ = 0 with a kink treatment. A particle whose Newton step
     crosses a ReLU kink (detected as a jump: its gradient at the trial point, r frozen,
     departs from the quadratic model g − BΔ by more than ‖g‖/2) is moved to the kink
@@ -236,8 +237,9 @@ class ImplicitSteps(Stepper):
     """Backward Euler (proximal point) steps of length h.
 
     Attributes:
-      h: time step.  tol: tolerance on the ∞-norm of the backward Euler residual
-      (velocity units).  max_iter: Newton iteration cap per step.
+      h: time step (mean-field time).
+      tol: tolerance on the ∞-norm of the backward Euler residual (velocity units).
+      max_iter: Newton iteration cap per step.
 
     Interval diagnostics: ``inner_iterations_max``, ``inner_iterations_total``,
     ``inner_residual`` (max final residual), ``converged`` (1.0 if every step met tol),
@@ -257,6 +259,7 @@ class ImplicitSteps(Stepper):
         check_int(self.max_iter, "max_iter")
 
     def advance(self, state: ParticleState, n_steps: int):
+        """Make ``n_steps`` backward Euler steps of h; warns if a step misses ``tol``."""
         p = state.problem
         theta, it_max, it_sum, res, ok, frac = _implicit_advance(
             p.param, state.theta, p.X, p.y, p.lam, jnp.float64(self.h), jnp.float64(self.tol),
@@ -287,6 +290,7 @@ class ImplicitConfig(BaseModel):
     tol: float = Field(1e-10, gt=0, allow_inf_nan=False)
 
     def step_size(self) -> float:
+        """The time step h (mean-field time), to check it divides ``record_every``."""
         return self.h
 
 

@@ -37,8 +37,10 @@ _NAMES = [f.name for f in dataclasses.fields(JKODiagnostics)]
 
 @dataclass(frozen=True)
 class JKOStepperState:
-    """State of a JKO run: the grid problem, weights p (N,), the solver's warm-start
-    :class:`~mfjko.jko.JKOState` (None before the first step) and the step count k.
+    """State of a JKO run: the grid problem, weights p (N,), warm start and step count k.
+
+    ``solver`` is the solver's warm-start :class:`~mfjko.jko.JKOState` (None before the
+    first step).
     """
 
     problem: GridProblem
@@ -52,8 +54,9 @@ class EntropicJKO(Stepper):
     """Entropic JKO steps of length τ on the grid of a :class:`~mfjko.problem.GridProblem`.
 
     Attributes:
-      tau: JKO step (mean-field time).  eps: entropic ε (θ-distance² units); entropy acts
-        as diffusion D = ε/(4τ).  options: the solver's :class:`~mfjko.jko.JKOSolverOptions`.
+      tau: JKO step (mean-field time).
+      eps: entropic ε (θ-distance² units); entropy acts as diffusion D = ε/(4τ).
+      options: the solver's :class:`~mfjko.jko.JKOSolverOptions`.
       on_step: optional ``on_step(k, t, p, diag_dict)`` after every step (k counted from
         t = 0).
 
@@ -75,6 +78,7 @@ class EntropicJKO(Stepper):
 
     @property
     def step_size(self) -> float:
+        """The JKO step τ (mean-field time)."""
         return float(self.tau)
 
     @property
@@ -83,11 +87,13 @@ class EntropicJKO(Stepper):
         return self.eps / (4.0 * self.tau)
 
     def init(self, problem: GridProblem, initial) -> JKOStepperState:
+        """Validated initial weights p (N,) on the problem's grid, no warm start, k = 0."""
         p = jnp.asarray(initial, jnp.float64)
         check_grid_inputs(problem, p, self.tau, self.eps)
         return JKOStepperState(problem, p, None, 0)
 
     def advance(self, state: JKOStepperState, n_steps: int):
+        """Make ``n_steps`` warm-started JKO steps of τ; interval figures are the last step's."""
         p, solver, reports = state.p, state.solver, []
         for i in range(n_steps):
             p, solver, diag = solve_step(state.problem, p, self.tau, self.eps, solver,
@@ -102,32 +108,38 @@ class EntropicJKO(Stepper):
             Diagnostics(interval, steps)
 
     def measure(self, state: JKOStepperState):
+        """(grid points (N, D), weights p (N,)) of the state's grid measure."""
         return np.asarray(state.problem.geom.points), np.asarray(state.p)
 
     def save(self, state: JKOStepperState) -> dict[str, np.ndarray]:
+        """The weights p, step count k and, after a first step, the warm-start duals g, f, psi."""
         out = {"p": np.asarray(state.p), "k": np.asarray(state.k)}
         if state.solver is not None:
             out.update(g=np.asarray(state.solver.g), f=np.asarray(state.solver.f),
-                       h=np.asarray(state.solver.h))
+                       psi=np.asarray(state.solver.psi))
         return out
 
     def restore(self, problem: GridProblem, arrays: dict) -> JKOStepperState:
+        """Inverse of :meth:`save`: a state on ``problem`` from checkpoint arrays."""
         solver = None
         if "g" in arrays:
             solver = JKOState(g=jnp.asarray(arrays["g"]), f=jnp.asarray(arrays["f"]),
-                              h=jnp.asarray(arrays["h"]))
+                              psi=jnp.asarray(arrays["psi"]))
         return JKOStepperState(problem, jnp.asarray(arrays["p"]), solver,
                                int(arrays.get("k", 0)))
 
     def meta(self) -> dict:
+        """τ, ε and the diffusion D = ε/(4τ) for a trajectory's meta."""
         return {"tau": self.tau, "eps": self.eps, "diffusion": self.diffusion}
 
 
 @dataclass(frozen=True)
 class EntropicJKOBatch(EntropicJKO):
-    """B entropic JKO runs on one grid with one τ and per-member ε (``eps_batch``), advanced
-    together by :func:`mfjko.jko.solve_step_batch` (one compiled program; sweeps use it).
-    The state's weights are (B, N); interval and per-step diagnostics are (B,) arrays.
+    """B entropic JKO runs on one grid with one τ and per-member ε (``eps_batch``).
+
+    They advance together by :func:`mfjko.jko.solve_step_batch` (one compiled program;
+    sweeps use it). The state's weights are (B, N); interval diagnostics are (B,) arrays,
+    per-step diagnostics (B, n_steps).
     """
 
     eps_batch: tuple = ()
@@ -141,9 +153,11 @@ class EntropicJKOBatch(EntropicJKO):
 
     @property
     def size(self) -> int:
+        """Number B of batch members (one per ε)."""
         return len(self.eps_batch)
 
     def init(self, problem: GridProblem, initial) -> JKOStepperState:
+        """Initial weights broadcast to (B, N), each member validated, no warm start."""
         p = jnp.asarray(initial, jnp.float64)
         p = jnp.broadcast_to(p, (self.size,) + p.shape[-1:])
         for e in self.eps_batch:
@@ -151,6 +165,7 @@ class EntropicJKOBatch(EntropicJKO):
         return JKOStepperState(problem, p, None, 0)
 
     def advance(self, state: JKOStepperState, n_steps: int):
+        """Make ``n_steps`` batched JKO steps of τ; diagnostics are (B,) and (B, n_steps) arrays."""
         p, solver, reports = state.p, state.solver, []
         eps = jnp.asarray(self.eps_batch)
         for _ in range(n_steps):
@@ -169,8 +184,9 @@ class EntropicJKOBatch(EntropicJKO):
 
 
 class GridSpec(BaseModel):
-    r"""Support of the JKO grid measure, in Θ of the parametrization
-    (:meth:`mfjko.parametrizations.Parametrization.build_grid`).
+    r"""Support of the JKO grid measure, in Θ of the parametrization.
+
+    Built by :meth:`mfjko.parametrizations.Parametrization.build_grid`:
 
     - ``cartesian`` (neuron): box ``ranges`` [[lo, hi], ...] × ``sizes`` over all D = d + 1
       coordinates (w_1..w_d, α);

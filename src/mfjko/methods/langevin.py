@@ -46,7 +46,8 @@ class Langevin(Stepper):
     """Mean-field Langevin at diffusion D.
 
     Attributes:
-      h: time step.  diffusion: D ≥ 0 (units: Θ-distance² per unit time).
+      h: time step (mean-field time).
+      diffusion: D ≥ 0 (units: Θ-distance² per unit time).
       key: JAX PRNG key (or an int seed) of the noise.
     """
 
@@ -64,6 +65,7 @@ class Langevin(Stepper):
             object.__setattr__(self, "key", jax.random.PRNGKey(self.key))
 
     def advance(self, state: ParticleState, n_steps: int):
+        """Make ``n_steps`` Euler–Maruyama steps of h: (new state, empty Diagnostics)."""
         p = state.problem
         theta = _langevin_advance(p.param, state.theta, p.X, p.y, p.lam, jnp.float64(self.h),
                                   jnp.float64(self.diffusion), self.key, jnp.int32(state.k),
@@ -72,8 +74,9 @@ class Langevin(Stepper):
 
 
 class LangevinConfig(BaseModel):
-    """``methods.langevin``: give D, or ``match_jko: true`` for D = ε/(4τ) of the jko method
-    (MATH.md: the diffusion entropic JKO adds).
+    """``methods.langevin``: give D, or ``match_jko: true`` for D = ε/(4τ) of the jko method.
+
+    D = ε/(4τ) is the diffusion entropic JKO adds (MATH.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -89,6 +92,7 @@ class LangevinConfig(BaseModel):
         return self
 
     def step_size(self) -> float:
+        """The time step h (mean-field time), to check it divides ``record_every``."""
         return self.h
 
 

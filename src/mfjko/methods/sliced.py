@@ -33,9 +33,14 @@ __all__ = ["SlicedProx", "SlicedConfig", "sliced_w2_squared", "METHOD"]
 
 
 def sliced_w2_squared(theta, anchor, directions) -> jax.Array:
-    """SW² = D · (1/L) Σ_l (1/m) Σ_i (sort(θ u_l)_i − sort(a u_l)_i)² for unit
-    ``directions`` (L, D) and equal-size point sets θ, a (m, D). Differentiable
-    (through the sort permutation).
+    """SW² = D · (1/L) Σ_l (1/m) Σ_i (sort(θ u_l)_i − sort(a u_l)_i)², a scalar.
+
+    Differentiable (through the sort permutation).
+
+    Args:
+      theta: (m, D) particles θ.
+      anchor: (m, D) particles a of the other uniform measure.
+      directions: (L, D) unit directions u_l.
     """
     D = theta.shape[1]
     pt = jnp.sort(theta @ directions.T, axis=0)
@@ -64,9 +69,11 @@ def _sliced_merit(param, z, anchor, dirs, X, y, lam, h):
 
 @partial(jax.jit, static_argnames=("param", "n_proj", "max_iter"))
 def _sliced_step(param, anchor, X, y, lam, h, key, tol, n_proj, max_iter):
-    """One sliced prox step by gradient descent with Barzilai–Borwein steps (safeguarded)
-    from the explicit Euler predictor, until m·‖∇J‖_∞ ≤ tol (velocity units, as the
-    implicit step's residual) or ``max_iter``. Returns (θ, iterations, residual).
+    """One sliced prox step by gradient descent with safeguarded Barzilai–Borwein steps.
+
+    Starts from the explicit Euler predictor and runs until m·‖∇J‖_∞ ≤ tol (velocity
+    units, as the implicit step's residual) or ``max_iter``. Returns (θ, iterations,
+    residual).
     """
     m, D = anchor.shape
     u = jax.random.normal(key, (n_proj, D))
@@ -103,12 +110,17 @@ _DIAGNOSTICS = {"inner_iterations_max": 0.0, "inner_iterations_total": 0.0,
 
 @dataclass(frozen=True)
 class SlicedProx(Stepper):
-    """Sliced-W₂ proximal steps, minimized by Barzilai–Borwein gradient descent to
-    m·‖∇J‖_∞ ≤ tol (velocity units).
+    """Sliced-W₂ proximal steps of length h.
+
+    Each step is minimized by Barzilai–Borwein gradient descent to m·‖∇J‖_∞ ≤ tol
+    (velocity units).
 
     Attributes:
-      h: time step.  tol: inner tolerance.  n_projections: directions per step.
-      key: PRNG key (or int seed) of the directions.  max_iter: inner iteration cap.
+      h: time step (mean-field time).
+      tol: inner tolerance.
+      n_projections: directions per step.
+      key: PRNG key (or int seed) of the directions.
+      max_iter: inner iteration cap.
 
     Interval diagnostics: ``inner_iterations_max``, ``inner_iterations_total``,
     ``inner_residual`` (max), ``converged``.
@@ -130,6 +142,7 @@ class SlicedProx(Stepper):
             object.__setattr__(self, "key", jax.random.PRNGKey(self.key))
 
     def advance(self, state: ParticleState, n_steps: int):
+        """Make ``n_steps`` sliced prox steps of h (fresh directions each); warns above ``tol``."""
         p, th = state.problem, state.theta
         its_max, its_tot, res_max = 0, 0, 0.0
         for k in range(n_steps):
@@ -155,6 +168,7 @@ class SlicedConfig(BaseModel):
     tol: float = Field(1e-8, gt=0, allow_inf_nan=False)
 
     def step_size(self) -> float:
+        """The time step h (mean-field time), to check it divides ``record_every``."""
         return self.h
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 import ot
-from pydantic import BaseModel, ConfigDict, Field
 
 from mfjko.methods.base import (
     Diagnostics,
@@ -25,7 +24,7 @@ from mfjko.methods.base import (
     check_int,
     check_positive,
 )
-from mfjko.methods.implicit import _implicit_advance, warn_unconverged
+from mfjko.methods.implicit import ImplicitConfig, _implicit_advance, warn_unconverged
 
 __all__ = ["W2Prox", "W2Config", "optimal_assignment", "METHOD"]
 
@@ -34,7 +33,8 @@ def optimal_assignment(theta, anchor) -> np.ndarray:
     """The optimal W₂ coupling of two uniform m-atom measures as a permutation.
 
     Args:
-      theta: (m, D).  anchor: (m, D).
+      theta: (m, D) particles.
+      anchor: (m, D) particles of the measure to couple with.
 
     Returns:
       σ (m,) with σ[i] the anchor index coupled to θ_i (POT's network simplex on the
@@ -62,8 +62,10 @@ class W2Prox(Stepper):
     """Exact-W₂ proximal steps of length h (module docstring).
 
     Attributes:
-      h: time step.  tol: inner Newton tolerance (backward Euler residual, velocity
-      units).  max_iter: Newton cap.  max_alternations: assignment/prox alternations.
+      h: time step (mean-field time).
+      tol: inner Newton tolerance (backward Euler residual, velocity units).
+      max_iter: Newton cap.
+      max_alternations: assignment/prox alternations.
 
     Interval diagnostics: ``alternations_max``, ``inner_iterations_total``,
     ``inner_residual`` (max), ``identity_coupling`` (1.0 if every step ended with the
@@ -103,6 +105,7 @@ class W2Prox(Stepper):
         return new, self.max_alternations, its, res, False, False
 
     def advance(self, state: ParticleState, n_steps: int):
+        """Make ``n_steps`` W₂-prox steps of h; warns if a step misses ``tol`` or σ is unstable."""
         p, th = state.problem, np.asarray(state.theta)
         alt_max, its_tot, res_max, ident, conv = 0, 0.0, 0.0, True, True
         for _ in range(n_steps):
@@ -117,15 +120,8 @@ class W2Prox(Stepper):
         return ParticleState(p, jnp.asarray(th), state.k + n_steps), Diagnostics(diag)
 
 
-class W2Config(BaseModel):
-    """``methods.w2``: exact-W₂ proximal steps of length h."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    h: float = Field(0.01, gt=0, allow_inf_nan=False)
-    tol: float = Field(1e-10, gt=0, allow_inf_nan=False)
-
-    def step_size(self) -> float:
-        return self.h
+class W2Config(ImplicitConfig):
+    """``methods.w2``: exact-W₂ proximal steps of length h, inner Newton to ``tol``."""
 
 
 def _build(mc: W2Config, setup) -> W2Prox:

@@ -1,5 +1,7 @@
-r"""Activation patterns of the data's hyperplane arrangement {u : x_jᵀu = 0}: exact for d = 2
-(sorted angles), by incremental LP splitting (HiGHS) for d > 2, with a count bound.
+r"""Activation patterns of the data's hyperplane arrangement {u : x_jᵀu = 0}.
+
+Exact for d = 2 (sorted angles), by incremental LP splitting (HiGHS) for d > 2, with a
+count bound.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from scipy.optimize import linprog
 
 
 def _distinct_hyperplanes(X: np.ndarray) -> np.ndarray:
-    """Indices of rows defining distinct hyperplanes x_jᵀu = 0 (zero rows dropped;
-    rows parallel to an earlier one, of either sign, dropped).
+    """Indices of rows defining distinct hyperplanes x_jᵀu = 0.
+
+    Zero rows are dropped, and so are rows parallel to an earlier one (of either sign).
     """
     keep: list[int] = []
     units: list[np.ndarray] = []
@@ -31,9 +34,10 @@ def _distinct_hyperplanes(X: np.ndarray) -> np.ndarray:
 
 
 def chamber_count_bound(X) -> int:
-    """Upper bound 2 Σ_{k<r} C(N−1, k) on the number of chambers of the central
-    arrangement of the N distinct hyperplanes x_jᵀu = 0 in ℝ^d, r = rank X
-    (attained in general position).
+    """Upper bound 2 Σ_{k<r} C(N−1, k) on the number of chambers of X's arrangement.
+
+    The central arrangement of the N distinct hyperplanes x_jᵀu = 0 in ℝ^d, r = rank X;
+    the bound is attained in general position.
     """
     X = np.asarray(X, dtype=np.float64)
     N = len(_distinct_hyperplanes(X))
@@ -95,8 +99,10 @@ def _patterns_lp(X: np.ndarray, max_patterns: int) -> np.ndarray:
 
 
 def activation_patterns(X, max_patterns: int = 100_000) -> np.ndarray:
-    """Boolean (P, n) array of the distinct activation patterns 1[Xu > 0] of the chambers
-    of the data's hyperplane arrangement (the all-zero pattern included if it occurs).
+    """Boolean (P, n) array of the distinct activation patterns 1[Xu > 0] of the chambers.
+
+    The chambers are those of the data's hyperplane arrangement (the all-zero pattern is
+    included if it occurs).
 
     d = 2: exact, by sorting the boundary angles. d > 2: incremental LP splitting
     (guarantee in the module doc). ValueError when more than ``max_patterns``.

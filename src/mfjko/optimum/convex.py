@@ -81,8 +81,9 @@ def primal_value(X, y, lam, nu, directions) -> float:
 
 
 def lasso_value(Phi, nu, y, lam) -> float:
-    """P(ν) = (1/(2n))‖Φν − y‖² + λ‖ν‖₁: F of the lifted measure (:func:`mfjko.objective.
-    fit_loss` for the data part), Φ (n, K), ν (K,), y (n,).
+    """P(ν) = (1/(2n))‖Φν − y‖² + λ‖ν‖₁: F of the lifted measure, a float.
+
+    The data part is :func:`mfjko.objective.fit_loss`. Shapes: Φ (n, K), ν (K,), y (n,).
     """
     return float(fit_loss(Phi @ nu, y) + lam * np.sum(np.abs(nu)))
 
@@ -138,8 +139,9 @@ def _certificate(X, y, lam, nu, directions, patterns=None) -> tuple[float, float
 
 
 def neuron_measure(result: OptimumResult) -> tuple[np.ndarray, np.ndarray]:
-    """A probability measure on `neuron` particles with F(μ) = P(ν) (module doc):
-    weights p_k = |β_k|/‖β‖₁ on balanced neurons (r s_k, sign(β_k) r), r² = ‖β‖₁.
+    """A probability measure on ``neuron`` particles with F(μ) = P(ν) (module doc).
+
+    Weights p_k = |β_k|/‖β‖₁ on balanced neurons (r s_k, sign(β_k) r), r² = ‖β‖₁.
     Returns (thetas (K, d+1), weights (K,)) over the atoms with β_k ≠ 0.
     """
     keep = np.flatnonzero(result.nu)

@@ -1,5 +1,7 @@
-r"""(b) The exact convex reformulation of Pilanci & Ergen (2020): a second-order cone program
-over the chambers of the arrangement, solved by Clarabel through cvxpy.
+r"""(b) The exact convex reformulation of Pilanci & Ergen (2020).
+
+A second-order cone program over the chambers of the arrangement, solved by Clarabel
+through cvxpy.
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ def _solve_on_patterns(X, y, lam, patterns, solver="CLARABEL", tol=1e-10):
 def optimum_exact(
     X, y, lam: float, max_patterns: int = 1000, solver: str = "CLARABEL", tol: float = 1e-10,
 ) -> OptimumResult:
-    """(b) F* by the exact convex program of Pilanci & Ergen (2020) (module doc), solved by
-    Clarabel through cvxpy with gap tolerances ``tol``, over all chamber patterns
+    """(b) F* by the exact convex program of Pilanci & Ergen (2020) (module doc).
+
+    Solved by Clarabel through cvxpy with gap tolerances ``tol``, over all chamber patterns
     (:func:`activation_patterns`; ValueError beyond ``max_patterns``). lam = 0 is allowed
     (then F* is the squared distance/(2n) of y to the closed cone {Φν}).
 

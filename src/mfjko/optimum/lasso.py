@@ -1,6 +1,8 @@
-r"""(a) F* restricted to a finite direction set: a Lasso, by FISTA with adaptive restart,
-gap-safe screening and an exact interior-point finish (Clarabel); ``optimum_circle`` adds
-the chamber-boundary (kink) directions for second-order accuracy in d = 2.
+r"""(a) F* restricted to a finite direction set: a Lasso.
+
+Solved by FISTA with adaptive restart, gap-safe screening and an exact interior-point
+finish (Clarabel); ``optimum_circle`` adds the chamber-boundary (kink) directions for
+second-order accuracy in d = 2.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from mfjko.optimum.convex import (
 
 @partial(jax.jit, static_argnames=("max_iter",))
 def _fista(Phi, y, lam, L, nu0, tol, max_iter: int):
-    """FISTA with gradient-based adaptive restart (O'Donoghue & Candès 2015) on
+    """FISTA with gradient-based adaptive restart (O'Donoghue & Candès 2015) on the Lasso.
+
     P(ν) = (1/(2n))‖Φν − y‖² + λ‖ν‖₁, step 1/L with L = ‖Φ‖₂²/n. Stops when the certified
     grid duality gap P(ν_k) − D(c·r_k/n) drops below ``tol`` or after ``max_iter``.
     """
@@ -98,8 +101,9 @@ def optimum_directions(
     patterns: np.ndarray | None = None,
     finish: bool = True,
 ) -> OptimumResult:
-    """Minimize P(ν) over ν supported on ``directions`` (K, d) unit vectors, to a certified
-    grid duality gap below ``tol`` (absolute, in units of F).
+    """Minimize P(ν) over ν supported on ``directions`` (K, d) unit vectors.
+
+    The target is a certified grid duality gap below ``tol`` (absolute, in units of F).
 
     Stage 1: FISTA with adaptive restart until the gap is below ``tol`` or ``max_iter``
     iterations (on fine grids neighbouring columns are nearly collinear, so FISTA's local
@@ -153,8 +157,9 @@ def optimum_directions(
 
 
 def kink_directions(X) -> np.ndarray:
-    """The 2n' unit directions s ⊥ x_j (d = 2): the chamber boundaries, where a neuron's
-    kink sits exactly at a data point. Shape (2n', 2) for the n' non-zero rows.
+    """The 2n' unit directions s ⊥ x_j (d = 2), shape (2n', 2) for the n' non-zero rows.
+
+    These are the chamber boundaries, where a neuron's kink sits exactly at a data point.
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != 2:
@@ -168,9 +173,11 @@ def optimum_circle(
     X, y, lam: float, n_dirs: int = 10_000, tol: float = 1e-9, offset: float = 0.0,
     include_kinks: bool = True, max_iter: int = 3000,
 ) -> OptimumResult:
-    """(a) for d = 2 (1-D inputs with a bias column): ν on the uniform circle grid of
-    ``n_dirs`` directions (rotated by ``offset``/(2π) of a spacing), plus, with
-    ``include_kinks``, the 2n chamber-boundary directions (:func:`kink_directions`).
+    """(a) for d = 2 (1-D inputs with a bias column): ν on a uniform circle grid (+ kinks).
+
+    The grid has ``n_dirs`` directions (rotated by ``offset``/(2π) of a spacing); with
+    ``include_kinks`` it also has the 2n chamber-boundary directions
+    (:func:`kink_directions`).
 
     Why the kinks: optimal atoms often sit exactly on a chamber boundary (a ReLU kink at a
     data point; the dual certificate η(s) = Σ_j g_j σ(sᵀx_j) then has a corner at its

@@ -1,6 +1,7 @@
-r"""Orthogonal inputs (Boursier, Pillaud-Vivien & Flammarion 2022): for pairwise orthogonal
-x_k, λ = 0 and a small balanced initialization, the gradient flow converges to
-h*(x) = σ(β₊ᵀx) − σ(β₋ᵀx), β± = Σ_{±y_k > 0} |y_k| x_k/‖x_k‖².
+r"""Orthogonal inputs (Boursier, Pillaud-Vivien & Flammarion 2022).
+
+For pairwise orthogonal x_k, λ = 0 and a small balanced initialization, the gradient flow
+converges to h*(x) = σ(β₊ᵀx) − σ(β₋ᵀx), β± = Σ_{±y_k > 0} |y_k| x_k/‖x_k‖².
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import numpy as np
 
 
 def orthogonal_limit_vectors(X, y, rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
-    """β± = Σ_{±y_k > 0} |y_k| x_k/‖x_k‖² for pairwise orthogonal rows x_k (ValueError
-    otherwise, or for a zero row).
+    """β± = Σ_{±y_k > 0} |y_k| x_k/‖x_k‖² for pairwise orthogonal rows x_k.
+
+    ValueError if the rows are not pairwise orthogonal (relative tolerance ``rtol``) or one
+    is zero.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -33,9 +36,10 @@ def orthogonal_limit_vectors(X, y, rtol: float = 1e-10) -> tuple[np.ndarray, np.
 
 
 def orthogonal_limit_predictor(X, y, X_eval) -> np.ndarray:
-    """h*(x) = σ(β₊ᵀx) − σ(β₋ᵀx) at the rows of ``X_eval`` (m_eval, d), shape (m_eval,):
-    the small-initialization limit of the gradient flow on orthogonal data with λ = 0
-    (Boursier, Pillaud-Vivien & Flammarion 2022).
+    """h*(x) = σ(β₊ᵀx) − σ(β₋ᵀx) at the rows of ``X_eval`` (m_eval, d), shape (m_eval,).
+
+    The small-initialization limit of the gradient flow on orthogonal data (X, y) with
+    λ = 0 (Boursier, Pillaud-Vivien & Flammarion 2022).
     """
     bp, bm = orthogonal_limit_vectors(X, y)
     Xe = np.asarray(X_eval, dtype=np.float64)

@@ -1,5 +1,7 @@
-r"""(c) Refined F* for d > 2 with too many chambers, and :func:`reference_value`, which picks
-(b) when the chambers are few, else (a) for d = 2 and (c) for d > 2, and says which.
+r"""(c) Refined F* for d > 2 with too many chambers, and :func:`reference_value`.
+
+:func:`reference_value` picks (b) when the chambers are few, else (a) for d = 2 and (c)
+for d > 2, and says which.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ def optimum_refined(
     X, y, lam: float, directions, tol: float = 1e-6, max_iter: int = 3000,
     max_patterns: int = 2000, max_rounds: int = 12,
 ) -> OptimumResult:
-    """(a) followed by the exact program restricted to the chambers met by the grid's
-    near-active directions — for d > 2, where the chambers are too many to enumerate.
+    """(a), then the exact program on the chambers met by the grid's near-active directions.
+
+    For d > 2, where the chambers are too many to enumerate.
 
     The grid Lasso (:func:`optimum_directions`) finds the columns that survive gap-safe
     screening (|φ_kᵀg| within the safe margin of λ); their patterns 1[X s_k ≥ 0] name the

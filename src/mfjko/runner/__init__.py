@@ -1,9 +1,9 @@
-r"""Runs: prepare (:mod:`.setup`), drive every method and record (:mod:`.run`,
-:mod:`.recorder`), with provenance (:mod:`.provenance`).
+r"""Runs: prepare, drive every method, record, with provenance.
 
-All methods start from the same initial law (particles drawn from it with the run's seed,
-the grid from its discretization) and share the mean-field time axis; records fall at
-t_i = i·record_every. The environment variable ``MFJKO_INTERRUPT_AFTER`` = k raises
+Modules: :mod:`.setup` (prepare), :mod:`.run` and :mod:`.recorder` (drive and record),
+:mod:`.provenance`. All methods start from the same initial law (particles drawn from it
+with the run's seed, the grid from its discretization) and share the mean-field time axis;
+records fall at t_i = i·record_every. The environment variable ``MFJKO_INTERRUPT_AFTER`` = k raises
 :class:`RunInterrupted` after k intervals (resume tests).
 """
 

@@ -1,5 +1,6 @@
-r"""Turns a method's record into a metrics.csv row (:data:`mfjko.metrics.ROW_METRICS`) and
-trajectories.zarr frames.
+r"""Turns a method's record into a metrics.csv row and trajectories.zarr frames.
+
+The row's columns are :data:`mfjko.metrics.ROW_METRICS`.
 
 Per record i of method M, zarr holds ``M/t``, ``M/loss``, ``M/pred_train``, ``M/pred_test``,
 the measure (``M/weights`` for grids, the first ``particles_saved`` particles for particle
@@ -61,8 +62,10 @@ class Recorder:
         return row
 
     def _pinning(self, name: str, t: float, rec: Record) -> None:
-        """Warn once per method when its steps move mass less than half as far as GD's
-        velocity field would (the pinned regime, docs/STUDY.md).
+        """Warn once per method whose steps move mass under half as far as GD's would.
+
+        "As far as GD's would": the distance GD's velocity field would move the mass; a
+        mean drift ratio below PIN_RATIO is the pinned regime (docs/STUDY.md).
         """
         drift = np.asarray(rec.steps.get("drift_ratio", ()), dtype=np.float64)
         if name in self.pin_warned or drift.size == 0 or not np.isfinite(drift).any():
@@ -95,8 +98,10 @@ class Recorder:
 
 
 class MemoryFrames:
-    """An in-memory stand-in for :class:`~mfjko.io.RunStore`'s frame API (``append``,
-    ``extend``, ``get``, ``has``), for runs that keep only their metrics rows (sweeps).
+    """An in-memory stand-in for :class:`~mfjko.io.RunStore`'s frame API.
+
+    Implements ``append``, ``extend``, ``get`` and ``has``, for runs that keep only their
+    metrics rows (sweeps).
     """
 
     def __init__(self):

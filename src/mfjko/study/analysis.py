@@ -42,8 +42,11 @@ def _at_end(rows: pd.DataFrame, method: str, column: str) -> float:
 
 def point_summaries(table: pd.DataFrame, axes: list[str],
                     jko: str | list[str] = "jko") -> pd.DataFrame:
-    """One row per point: its axis coordinates and facts, the JKO's gaps and drift ratio,
-    the predicted drift ratio ρ(c, ε/δ²) and the regime (:func:`~mfjko.study.regime.classify`).
+    """One row per point: coordinates, facts, the JKO's gaps, drift ratios and regime.
+
+    The axis coordinates and facts of the point, the JKO's gaps and measured drift ratio,
+    the predicted drift ratio ρ(c, ε/δ²) and the regime
+    (:func:`~mfjko.study.regime.classify`).
 
     Besides GD and Langevin, the gaps to every other method of the point (``gap_<m>``: sup
     in time, ``gap_<m>_T``: at T, both relative to F_GD) are reported.
@@ -101,11 +104,14 @@ def point_summaries(table: pd.DataFrame, axes: list[str],
 
 
 def fit_rate(x, y) -> dict:
-    """Least-squares fit log y = a + p log x: the rate p, its standard error and 95 %
-    confidence interval (Student t with n − 2 degrees of freedom).
+    """Least-squares fit log y = a + p log x: the rate p, its standard error and 95 % CI.
+
+    The confidence interval uses Student t with n − 2 degrees of freedom; non-positive or
+    non-finite pairs are dropped.
 
     Args:
-      x: positive abscissae (e.g. grid spacings).  y: positive values (e.g. gaps).
+      x: positive abscissae (e.g. grid spacings δ).
+      y: positive values (e.g. gaps).
 
     Returns:
       dict with ``rate``, ``stderr``, ``ci_low``, ``ci_high``, ``n``, ``intercept``

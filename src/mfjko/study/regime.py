@@ -31,7 +31,9 @@ def predicted_drift_ratio(c, r, cells: int = 60):
     """ρ(c, r) of the module docstring (vectorized over c and r).
 
     Args:
-      c: cells per step, τ|∇F′|/δ (> 0).  r: ε/δ² (> 0).  cells: range of j summed.
+      c: cells per step, τ|∇F′|/δ (> 0).
+      r: ε/δ² (> 0).
+      cells: range of j summed (±cells around ⌊c⌋).
 
     Returns:
       ρ with the broadcast shape of c and r.
@@ -45,12 +47,15 @@ def predicted_drift_ratio(c, r, cells: int = 60):
 
 
 def pinning_boundary(c, level: float = PIN_RATIO, r_range=(1e-3, 1e2)) -> np.ndarray:
-    """The r = ε/δ² at which ρ(c, r) = ``level``, for each c < 1/2 (NaN for c ≥ 1/2, where
-    even a deterministic step moves the mass one cell); by bisection on log r.
+    """The r = ε/δ² at which ρ(c, r) = ``level``, for each c < 1/2, by bisection on log r.
+
+    NaN for c ≥ 1/2, where even a deterministic step moves the mass one cell, and where
+    ρ already exceeds ``level`` at the bracket's low end.
 
     Args:
-      c: cells per step (array).  level: the drift ratio on the boundary.
-      r_range: bracket of r.
+      c: cells per step τ|∇F′|/δ (array).
+      level: the drift ratio on the boundary.
+      r_range: bracket (low, high) of r.
 
     Returns:
       r on the boundary, shape of c.
@@ -76,8 +81,10 @@ class Verdict:
 
     Attributes:
       regime: "pinned", "GD-like", "Langevin-like" or "neither".
-      drift_ratio: mean drift ratio over the run's steps.  gap_gd, gap_langevin: sup over
-      recorded t of |F_jko − F_ref| / F_GD(t) (NaN without that reference).
+      drift_ratio: mean drift ratio over the run's steps.
+      gap_gd: sup over recorded t of |F_jko − F_GD| / F_GD(t).
+      gap_langevin: sup over recorded t of |F_jko − F_Langevin| / F_GD(t) (NaN without
+        a Langevin run).
     """
 
     regime: str
@@ -104,14 +111,18 @@ class Verdict:
 
 def classify(drift_ratio: float, gap_gd: float, gap_langevin: float = math.nan,
              pin: float = PIN_RATIO, tol: float = GAP_TOL) -> Verdict:
-    """The regime by the stated rule: pinned if the mean drift ratio is below ``pin``;
-    else GD-like if the sup relative loss gap to GD is at most ``tol``; else Langevin-like
-    if the gap to matched Langevin is at most ``tol``; else neither.
+    """The regime of a run by the stated rule (module docstring).
+
+    Pinned if the mean drift ratio is below ``pin``; else GD-like if the sup relative loss
+    gap to GD is at most ``tol``; else Langevin-like if the gap to matched Langevin is at
+    most ``tol``; else neither.
 
     Args:
-      drift_ratio: mean drift ratio of the run's steps.  gap_gd: sup relative loss gap
-      to GD.  gap_langevin: the same to Langevin at D = ε/(4τ) (NaN: not run).
-      pin, tol: the thresholds.
+      drift_ratio: mean drift ratio of the run's steps.
+      gap_gd: sup relative loss gap to GD.
+      gap_langevin: the same to Langevin at D = ε/(4τ) (NaN: not run).
+      pin: drift ratio below which the run is pinned.
+      tol: largest relative loss gap that counts as tracking a reference.
 
     Returns:
       The :class:`Verdict`.
@@ -128,8 +139,9 @@ def classify(drift_ratio: float, gap_gd: float, gap_langevin: float = math.nan,
 
 
 def sup_relative_gap(f, ref, scale) -> float:
-    """sup_i |f_i − ref_i| / scale_i over the records both runs reached (NaN if ``f`` has a
-    record the reference lacks).
+    """sup_i |f_i − ref_i| / scale_i over the records both runs reached.
+
+    NaN if ``f`` is empty or has a record the reference (or ``scale``) lacks.
     """
     f, ref, scale = (np.asarray(a, dtype=np.float64) for a in (f, ref, scale))
     n = len(f)
@@ -139,8 +151,10 @@ def sup_relative_gap(f, ref, scale) -> float:
 
 
 def run_verdict(series: dict, drift, method: str = "jko") -> Verdict | None:
-    """The verdict of one run from its metrics (``series[method]["loss"]`` per record, GD's
-    and, if run, Langevin's) and the grid method's per-step drift ratios.
+    """The verdict of one run from its metrics and the grid method's per-step drift ratios.
+
+    The metrics are ``series[method]["loss"]`` per record, GD's and, if run, Langevin's;
+    None when the run has no ``method`` or no GD.
     """
     if method not in series or "gd" not in series:
         return None

@@ -44,9 +44,10 @@ def _axes_columns(spec: dict) -> list[str]:
 
 def measured_boundary(points: pd.DataFrame, x: str = "courant", y: str = "eps_over_h2",
                       panel: str | None = None) -> list[dict]:
-    """Where the measured drift ratio crosses 1/2 along y at each (panel, x): the bracket
-    [y_below, y_above] of the sweep's values and its log-interpolated crossing, beside the
-    predicted r*(c) (:func:`~mfjko.study.regime.pinning_boundary`).
+    """Where the measured drift ratio crosses 1/2 along y at each (panel, x).
+
+    Gives the bracket [y_below, y_above] of the sweep's values and its log-interpolated
+    crossing, beside the predicted r*(c) (:func:`~mfjko.study.regime.pinning_boundary`).
     """
     rows = []
     groups = points.groupby(panel) if panel else [(None, points)]

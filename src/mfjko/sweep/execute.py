@@ -74,9 +74,11 @@ def _jko_batch(setups: list[Setup], recorders: list[Recorder]) -> tuple[list, li
 
 
 def point_facts(setup: Setup) -> dict:
-    """The dimensionless numbers of a point (docs/STUDY.md): grid spacing δ, τ, ε, D = ε/(4τ),
-    ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ (NaN without a JKO method); the same
-    for every other grid method with a spacing (wfr_jko), named ``<method>_<fact>``.
+    """The dimensionless numbers of a point (docs/STUDY.md), as a dict.
+
+    Grid spacing δ, τ, ε, D = ε/(4τ), ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ
+    (only V₀, T and record_every without a JKO method); the same for every other grid
+    method with a spacing (wfr_jko), named ``<method>_<fact>``.
     """
     from mfjko.sweep.spec import grid_spacing, initial_speed
 
@@ -99,9 +101,11 @@ def point_facts(setup: Setup) -> dict:
 
 
 def run_group(configs: list[dict], ids: list[str], batch: bool = True) -> list[dict]:
-    """Run the points of one group (same config up to the JKO's ε) and return, per point,
-    ``{"id", "rows": [...], "drift": [...], "facts": {...}, "seconds": {...}, "warnings",
-    "error"}``. A failing point is returned with its error; the others go on.
+    """Run the points of one group (same config up to the JKO's ε); one result per point.
+
+    Each result is ``{"id", "rows": [...], "drift": [...], "facts": {...}, "seconds":
+    {...}, "warnings", "error"}``. A failing point is returned with its error; the others
+    go on.
     """
     cfgs = [parse_config(c, f"point {i}") for c, i in zip(configs, ids, strict=True)]
     out = [{"id": i, "rows": [], "drift": [], "facts": {}, "seconds": {}, "warnings": [],

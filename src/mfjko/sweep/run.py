@@ -134,10 +134,13 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
     """Run a sweep file (module docstring).
 
     Args:
-      path: the sweep YAML.  out: the sweep folder (default runs/sweeps/<name>).
-      workers: local worker processes (default 1).  scheduler: an existing Dask
-        scheduler's address (then ``workers`` is ignored).  resume: skip finished points.
-      overwrite: replace an existing sweep folder.  progress: a progress bar.
+      path: the sweep YAML.
+      out: the sweep folder (default runs/sweeps/<name>).
+      workers: local worker processes (default 1).
+      scheduler: an existing Dask scheduler's address (then ``workers`` is ignored).
+      resume: skip finished points.
+      overwrite: replace an existing sweep folder.
+      progress: show a progress bar.
       batch: override the spec's ``batch`` (batched JKO and shared references).
 
     Returns:
@@ -181,16 +184,20 @@ def _execute(out: Path, tasks: list, workers, scheduler, progress: bool, total: 
             task_bar = bar.add_task("points", total=total, completed=done)
             futures = {}
             for members in tasks:
-                configs = [doc for _, doc in members]
-                ids = [p.id for p, _ in members]
-                fut = client.submit(run_group, configs, ids, pure=False)
-                futures[fut] = members
+                # points whose resolved configs coincide (e.g. a τ snapped to the same
+                # value) are computed once
+                unique = {json.dumps(doc, sort_keys=True): (p.id, doc) for p, doc in members}
+                keys = list(unique)
+                fut = client.submit(run_group, [unique[k][1] for k in keys],
+                                    [unique[k][0] for k in keys], pure=False)
+                futures[fut] = (members, keys)
             for fut in as_completed(futures):
-                members = futures[fut]
+                members, keys = futures[fut]
                 try:
-                    results = fut.result()
+                    by_key = dict(zip(keys, fut.result(), strict=True))
                 except Exception as e:  # noqa: BLE001 — a lost worker fails its group only
-                    results = [{"error": f"{type(e).__name__}: {e}"} for _ in members]
+                    by_key = {k: {"error": f"{type(e).__name__}: {e}"} for k in keys}
+                results = [by_key[json.dumps(doc, sort_keys=True)] for _, doc in members]
                 for (point, _), result in zip(members, results, strict=True):
                     _write_point(out, point, result)
                     if result.get("error"):

@@ -87,8 +87,9 @@ class SweepSpec(BaseModel):
         return self
 
     def axes(self) -> list[tuple[str, list]]:
-        """The sweep's axes in order: (name, values); a zip group is one axis named by its
-        keys joined with '+', whose values are dicts.
+        """The sweep's axes in order, as (name, values) pairs.
+
+        A zip group is one axis named by its keys joined with '+', whose values are dicts.
         """
         out = [(k, list(v)) for k, v in self.product.items()]
         for group in self.zip:
@@ -109,8 +110,10 @@ class SweepSpec(BaseModel):
 
 @dataclass
 class Point:
-    """One point of a sweep: its index, coordinates (axis → value) and the overrides that
-    make its config from the base. ``resolved`` holds the derived keys' actual values.
+    """One point of a sweep: its index, coordinates (axis → value) and config overrides.
+
+    The overrides make its config from the base. ``resolved`` holds the derived keys'
+    actual values.
     """
 
     index: int
