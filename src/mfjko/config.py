@@ -240,8 +240,10 @@ class RunConfig(_Strict):
         return self
 
     def langevin_D(self) -> float | None:
-        """The Langevin diffusion D (ε/(4τ) of jko, else of wfr_jko, when matched), or None
-        without Langevin."""
+        """The Langevin diffusion D, or None without Langevin.
+
+        When matched: ε/(4τ) of jko, else of wfr_jko.
+        """
         lc = self.methods.langevin
         if lc is None:
             return None

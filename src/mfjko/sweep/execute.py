@@ -1,10 +1,11 @@
 r"""Running a group of sweep points on one worker: shared references, batched JKO.
 
-Points that differ only in the JKO's ε (and the Langevin D it implies) share everything
-else: the data, particles, grid, F* and every reference method that does not depend on ε
-(GD, flow, implicit, ...) are computed once per group; their JKO runs advance together in
-one compiled program (:class:`~mfjko.methods.jko.EntropicJKOBatch`). Every point's rows are
-the same :mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
+Points that differ only in the JKO's ε (and the Langevin D it implies) and in their
+``wfr_jko`` settings share everything else: the data, particles, grid, F* and every
+reference method (GD, flow, conic, ...) are computed once per group; their JKO runs advance
+together in one compiled program (:class:`~mfjko.methods.jko.EntropicJKOBatch`), their
+``wfr_jko`` runs one after the other. Every point's rows are the same
+:mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def _run_group(cfgs, out, batch: bool) -> None:
     shared_store = MemoryFrames()
     shared = Recorder(base, shared_store)
     per_point = {"langevin"} if _matched(cfgs[0]) else set()
-    per_point |= {"jko"}
+    per_point |= {"jko", "wfr_jko"}
     shared_rows, shared_seconds, shared_drift = {}, {}, {}
     for name in cfgs[0].methods.enabled():
         if name in per_point:
@@ -155,6 +156,12 @@ def _run_group(cfgs, out, batch: bool) -> None:
             tic = time.perf_counter()
             o["rows"] += _drive_rows("langevin", s, r)[0]
             o["seconds"]["langevin"] = time.perf_counter() - tic
+        if s.cfg.methods.wfr_jko is not None:  # not batched: one point at a time
+            tic = time.perf_counter()
+            rows, drift = _drive_rows("wfr_jko", s, r)
+            o["rows"] += rows
+            o["drift_methods"]["wfr_jko"] = drift
+            o["seconds"]["wfr_jko"] = time.perf_counter() - tic
     if cfgs[0].methods.jko is None:
         return
     _run_jko(setups, recorders, out, batch)

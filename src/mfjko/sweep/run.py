@@ -39,6 +39,8 @@ def _group_key(cfg_doc: dict) -> str:
     jko = doc.get("methods", {}).get("jko")
     if jko is not None:
         jko.pop("eps", None)
+    # wfr_jko runs per point inside a group (mfjko.sweep.execute): any settings
+    doc.get("methods", {}).pop("wfr_jko", None)
     return json.dumps(doc, sort_keys=True)
 
 
