@@ -1,4 +1,6 @@
-"""Unbalanced (Wasserstein–Fisher–Rao) entropic JKO on a grid of directions (docs/WFR.md).
+"""Unbalanced (Wasserstein–Fisher–Rao) entropic JKO on a grid of directions.
+
+The maths: docs/MATH.md "Unbalanced JKO" (sections WFR §1–§6).
 
 - :mod:`mfjko.wfr.directions` — direction grids, cone cost, signed features, the
   neuron-measure view of a WFR grid measure, the lifted objective G;

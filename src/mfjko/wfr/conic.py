@@ -3,7 +3,7 @@ r"""Conic particle gradient descent: the WFR particle flow of balanced ReLU neur
 A particle is θ_i = (s_i, β_i) in the ``sphere`` layout: direction s_i ∈ S^{d−1}, sign
 ε_i = sign β_i and mass r_i = |β_i|; m particles define ν_± = (1/m) Σ_{ε_i=±} r_i δ_{s_i}.
 With G'_i = ε_i (1/n) Σ_j (f(x_j) − y_j) σ(s_iᵀx_j) + λ (first variation of the lifted G),
-the WFR gradient flow on mean-field time is (docs/WFR.md)
+the WFR gradient flow on mean-field time is (docs/MATH.md "WFR §1")
 
     ds_i/dt = −∇_S G'_i,    dr_i/dt = −2 r_i G'_i,
 
@@ -163,7 +163,7 @@ def conic_gradient_descent(theta0, X, y, lam, h, T, record_every: int = 1,
     One step advances mean-field time by h. As GD on the particle objective
     Ĝ(s, r) = G(ν): ∇_{s_i}Ĝ = (r_i/m)∇_S G'_i and ∂Ĝ/∂r_i = G'_i/m, so this is GD with
     the per-particle learning rates m h / r_i (position) and 2 m h r_i (mass): the WFR
-    metric's mass–position time scaling (docs/WFR.md).
+    metric's mass–position time scaling (docs/MATH.md "WFR §2").
 
     Args:
       theta0: (m, d + 1) particles (s, β) (e.g. :func:`balanced_to_conic`).

@@ -3,7 +3,7 @@ r"""Direction grids for the WFR JKO: cone cost, signed features, and the neuron-
 A WFR grid measure is a pair of nonnegative masses ν = (ν₊, ν₋), stored as an array
 (2, N), on fixed unit directions s_1..s_N ∈ S^{d−1} (an array (N, d)). It is the
 measure Σ_k ν^±_k δ_{(s_k, ±1)} of both the ``neuron`` and the ``sphere``
-parametrization (docs/WFR.md, "Representation"), predicting
+parametrization (docs/MATH.md "WFR §6"), predicting
 f(x) = Σ_k (ν₊_k − ν₋_k) σ(s_kᵀx). The transport cost between directions is the cone
 (Hellinger–Kantorovich) cost C = −ρ log cos²(min(d/√ρ, π/2)) with d the geodesic
 distance, ≈ d² for small d.
@@ -77,7 +77,7 @@ def cone_cost(S, rho: float = 2.0, T=None) -> np.ndarray:
 
     d is the geodesic distance on S^{d−1}; C = +∞ when d ≥ (π/2)√ρ (no transport:
     destroying and creating the mass is cheaper), C ≈ d² + d⁴/(6ρ) for small d. With
-    ρ = 2 (GD on balanced neurons, docs/WFR.md) the cut-off angle is π/√2 ≈ 127°.
+    ρ = 2 (GD on balanced neurons, MATH.md "WFR §2") the cut-off angle is π/√2 ≈ 127°.
 
     Args:
       S: (N, d) unit directions.

@@ -1,6 +1,6 @@
 r"""Production entropic WFR JKO on a direction grid (JAX, log domain), and its time loop.
 
-One step (docs/WFR.md) maps masses q (2, N) of the ± components to
+One step (docs/MATH.md "WFR §4") maps masses q (2, N) of the ± components to
 ν = argmin_ν min_γ Σ_± [εKL(γ_± | R_±) + ρKL(γ_±1 | ν_±) + ρ'KL(γ_±ᵀ1 | q_±)] + 2τG(ν),
 by the generalized Sinkhorn iteration of :mod:`mfjko.wfr.dense`, written as a fixed
 point on the prox dual g ∈ ℝⁿ (n = data points), warm-started from the previous step
@@ -465,7 +465,7 @@ def wfr_jko_step(
       options: :class:`WFRSolverOptions`.
       potential: optional (2, N) linear potential ψ added to G (G gets + ⟨ψ, ν⟩).
       rho_old: weight ρ' of the old-marginal KL term (default: the kernel's ρ; ρ − ε
-        removes the O(ε) entropic bias of the reaction rate, docs/WFR.md).
+        removes the O(ε) entropic bias of the reaction rate, docs/MATH.md "WFR §5").
 
     Returns:
       (ν (2, N), new state, :class:`WFRDiagnostics`). ν is the JKO iterate (its mass is
