@@ -17,7 +17,7 @@ from mfjko import parametrizations as P
 from mfjko.sweep import expand, load_sweep, resolve_point
 from mfjko.sweep.execute import run_group
 from mfjko.sweep.results import collect
-from mfjko.sweep.run import _write_point
+from mfjko.sweep.run import _write_point, plan
 from mfjko.wfr import bin_particles, circle_directions, conic_velocity
 
 N = 48
@@ -35,7 +35,7 @@ BASE = {
 
 def test_wfr_sweep_derived_keys_facts_drift_and_study(tmp_path):
     spec_doc = {"name": "wfr_tiny", "base": BASE,
-                "product": {"wfr_jko.eps_over_h2": [1.5], "wfr_jko.courant": [0.25]},
+                "product": {"wfr_jko.eps_over_h2": [1.5], "wfr_jko.courant": [0.25, 0.5]},
                 "study": {"method": "wfr_jko",
                           "phase": {"x": "courant", "y": "eps_over_h2", "panel": "grid_size"}}}
     path = tmp_path / "wfr_tiny.yaml"
@@ -54,7 +54,6 @@ def test_wfr_sweep_derived_keys_facts_drift_and_study(tmp_path):
     conic = np.c_[np.concatenate([S, S]), 2 * N * np.r_[q[0], -q[1]]]
     v = np.asarray(conic_velocity(jnp.asarray(conic), ds.X, ds.y, 0.01))[:, :-1]
     speed = math.sqrt(np.sum(np.abs(conic[:, -1]) * (v**2).sum(1)) / np.abs(conic[:, -1]).sum())
-    docs = []
     for p in points:
         cfg = resolve_point(spec, p)
         mc = cfg.methods.wfr_jko
@@ -63,12 +62,16 @@ def test_wfr_sweep_derived_keys_facts_drift_and_study(tmp_path):
         assert abs(0.2 / mc.tau - round(0.2 / mc.tau)) < 1e-9
         assert p.resolved["wfr_jko_courant"] == pytest.approx(mc.tau * speed / delta)
         assert cfg.langevin_D() == pytest.approx(mc.eps / (4 * mc.tau))
-        docs.append(cfg.model_dump(mode="json", exclude_none=True))
+    # points differing only in their wfr_jko settings form one group (GD, conic, F* shared)
+    tasks, failures = plan(spec, points, batch=True)
+    assert not failures and len(tasks) == 1 and len(tasks[0]) == 2
     out = tmp_path / "out"
     (out / "points").mkdir(parents=True)
     (out / "sweep.yaml").write_text(yaml.safe_dump({**spec_doc, "base_config": BASE}))
-    for p, doc in zip(points, docs, strict=True):
-        res = run_group([doc], [p.id])[0]
+    results = run_group([doc for _, doc in tasks[0]], [p.id for p, _ in tasks[0]])
+    gd_rows = [[r for r in res["rows"] if r["method"] == "gd"] for res in results]
+    assert gd_rows[0] == gd_rows[1]
+    for p, res in zip([p for p, _ in tasks[0]], results, strict=True):
         assert res["error"] is None, res.get("traceback")
         facts = res["facts"]
         assert facts["wfr_jko_delta"] == pytest.approx(delta, rel=1e-9)
@@ -91,4 +94,4 @@ def test_wfr_sweep_derived_keys_facts_drift_and_study(tmp_path):
     for col in ("gap_gd", "gap_conic", "gap_conic_T", "direction_gap_T", "drift_ratio"):
         assert pts[col].notna().all(), col
     summary = json.loads((out / "study" / "summary.json").read_text())
-    assert summary["points"] == 1 and (out / "study" / "phase.png").exists()
+    assert summary["points"] == 2 and (out / "study" / "phase.png").exists()
