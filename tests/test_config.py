@@ -118,15 +118,34 @@ def test_impossible_settings():
     assert "data.path" in _error(raw)
 
 
-def test_methods_as_list_and_null_values_enable_defaults():
+def test_methods_as_list_and_empty_or_true_sections_enable_defaults():
     raw = base()
     raw["methods"] = ["gd", "flow"]
     cfg = parse_config(raw)
     assert cfg.methods.enabled() == ["gd", "flow"]
     assert cfg.methods.flow.rtol == 1e-8
-    raw["methods"] = {"gd": None, "implicit": None}
+    raw["methods"] = {"gd": {}, "implicit": True}
     raw["record_every"] = 0.2
     assert parse_config(raw).methods.enabled() == ["gd", "implicit"]
+
+
+def test_null_or_false_switches_a_method_off(tmp_path):
+    """Issue 10.7: `--set methods.flow=null` turned flow on (None meant "defaults")."""
+    raw = base()
+    raw["methods"]["flow"] = {"rtol": 1e-6}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert "flow" in load_config(path).methods.enabled()
+    for off in ("null", "false", "~"):
+        cfg = load_config(path, [f"methods.flow={off}"])
+        assert cfg.methods.enabled() == ["gd", "langevin", "jko"] and cfg.methods.flow is None
+    assert load_config(path, ["methods.flow={}"]).methods.flow.rtol == 1e-8
+    assert load_config(path, ["methods.flow=true"]).methods.flow.rtol == 1e-8
+    raw["methods"] = ["gd", "flow"]  # the list form can be switched too
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path, ["methods.flow=null"]).methods.enabled() == ["gd"]
+    with pytest.raises(ConfigError, match="methods.gd is required"):
+        load_config(path, ["methods.gd=null"])
 
 
 def test_overrides_with_dotted_keys(tmp_path):
@@ -193,3 +212,117 @@ def test_grid_axes_must_match_parametrization():
     cfg = parse_config(raw)
     with pytest.raises(ConfigError, match="needs 3"):
         build_geometry(cfg, parametrizations.get("neuron"), 2)
+
+
+def test_unknown_data_option_is_a_config_error_naming_it():
+    raw = base()
+    raw["data"]["kwargs"]["n_trian"] = 20
+    msg = _error(raw)
+    assert "data.kwargs.n_trian" in msg and "n_train" in msg and "\n" not in msg
+    raw = base()
+    raw["data"] = {"name": "file", "path": "x.npz", "kwargs": {"test_frac": 0.1}}
+    assert "data.kwargs.test_frac" in _error(raw) and "test_fraction" in _error(raw)
+
+
+def test_errors_are_one_line_naming_every_key():
+    raw = base()
+    raw["T"] = -1
+    raw["methods"]["gd"]["step"] = 0.1
+    msg = _error(raw)
+    assert "\n" not in msg and "T:" in msg and "methods.gd.step" in msg
+
+
+def test_yaml_errors_say_where(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("T: 1\nmethods: {gd: {h: 0.1}\nrecord_every: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "line 3" in str(e.value) and "\n" not in str(e.value)
+    path.write_bytes(b"T: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="folder"):
+        load_config(tmp_path)
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path)
+
+
+def test_extreme_time_axis_is_a_config_error_not_an_overflow():
+    raw = base()
+    raw["T"], raw["record_every"] = 1e308, 1e-308
+    assert "record_every" in _error(raw)
+    raw = base()
+    raw["seed"] = 2**80
+    assert "seed" in _error(raw)
+
+
+# --------------------------------------------------------------------------- fuzzing
+# Random malformed configs never escape as anything but ConfigError: no traceback.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12))
+_values = st.recursive(_scalars, lambda c: st.lists(c, max_size=4)
+                       | st.dictionaries(st.text(max_size=6), c, max_size=4), max_leaves=12)
+_KEYS = ["name", "description", "data", "data.name", "data.path", "data.kwargs",
+         "data.kwargs.n_train", "data.kwargs.seed", "data.kwargs.noise", "model",
+         "model.parametrization", "model.lam", "init", "init.law", "init.scale", "init.m",
+         "init.path", "methods", "methods.gd", "methods.gd.h", "methods.flow",
+         "methods.langevin", "methods.langevin.D", "methods.langevin.match_jko",
+         "methods.jko", "methods.jko.tau", "methods.jko.eps", "methods.jko.grid",
+         "methods.jko.grid.kind", "methods.jko.grid.ranges", "methods.jko.grid.sizes",
+         "T", "record_every", "seed", "out", "metrics", "metrics.sinkhorn_eps",
+         "metrics.max_support", "metrics.measure_gap", "nonsense", "methods.nonsense"]
+
+
+def _set(raw: dict, key: str, value) -> dict:
+    node = raw
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = value
+    return raw
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(_KEYS), _values), min_size=1, max_size=4))
+def test_fuzz_mutated_configs_validate_or_raise_config_error(mutations):
+    raw = base()
+    for key, value in mutations:
+        raw = _set(raw, key, value)
+    try:
+        cfg = parse_config(raw)
+    except ConfigError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    assert cfg.T > 0 and cfg.n_segments >= 1 and cfg.methods.gd is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=200) | st.binary(max_size=200))
+def test_fuzz_config_files_load_or_raise_config_error(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    try:
+        load_config(path)
+    except ConfigError as e:
+        assert str(e) and "\n" not in str(e)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=3))
+def test_fuzz_set_overrides_apply_or_raise_config_error(tmp_path_factory, overrides):
+    path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
+    path.write_text(yaml.safe_dump(base()))
+    try:
+        load_config(path, overrides)
+    except ConfigError as e:
+        assert str(e) and "\n" not in str(e)

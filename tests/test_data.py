@@ -171,3 +171,111 @@ def test_make_dataset_errors():
         data.regression_1d(noise=-1.0)
     with pytest.raises(ValueError, match="n_train"):
         data.teacher(n_train=0)
+
+
+def test_loader_errors_are_data_errors_that_say_where(tmp_path):
+    """A user file's problems are DataError (exit status 4 on the command line), naming the
+    file, the array and the first bad entry."""
+    np.savez(tmp_path / "nan.npz", X=np.array([[0.1], [0.2], [np.nan]]), y=np.ones(3))
+    with pytest.raises(data.DataError, match=r"nan.npz: X contains NaN or inf \(first at row 2"):
+        data.load(tmp_path / "nan.npz")
+    np.savez(tmp_path / "ynan.npz", X=np.ones((3, 1)), y=np.array([1.0, np.inf, 0.0]))
+    with pytest.raises(data.DataError, match="y contains NaN or inf .first at row 1"):
+        data.load(tmp_path / "ynan.npz")
+    with pytest.raises(data.DataFileNotFoundError):
+        data.load(tmp_path / "nope.csv")
+    np.savez(tmp_path / "obj.npz", X=np.array([[1], "a"], dtype=object), y=np.ones(2))
+    with pytest.raises(data.DataError, match="array X cannot be read"):
+        data.load(tmp_path / "obj.npz")
+    np.savez(tmp_path / "str.npz", X=np.array([["1"], ["2"]]), y=np.ones(2))
+    with pytest.raises(data.DataError, match="not real numbers"):
+        data.load(tmp_path / "str.npz")
+    np.save(tmp_path / "single.npy", np.ones(3))
+    (tmp_path / "single.npz").write_bytes((tmp_path / "single.npy").read_bytes())
+    with pytest.raises(data.DataError, match="single array"):
+        data.load(tmp_path / "single.npz")
+    (tmp_path / "latin.csv").write_bytes(b"x,y\n1,\xe9\n")
+    with pytest.raises(data.DataError, match="UTF-8"):
+        data.load(tmp_path / "latin.csv")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(data.DataError, match="folder"):
+        data.load(tmp_path / "dir.csv")
+    with pytest.raises(ValueError, match="n_train"):
+        data.regression_1d(n_train="abc")
+
+
+# --------------------------------------------------------------------------- fuzzing
+# Random malformed files never escape as anything but DataError, and what loads is finite.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_dtypes = st.sampled_from(["f8", "f4", "i8", "u1", "b1", "c16", "U3", "O", "M8[s]"])
+_arrays = st.builds(
+    lambda dt, shape, fill, bad: _array(dt, shape, fill, bad), _dtypes,
+    hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5),
+    st.floats(-1e6, 1e6), st.sampled_from([None, np.nan, np.inf, -np.inf]))
+
+
+def _array(dtype, shape, fill, bad):
+    if dtype == "O":
+        a = np.empty(shape, dtype=object)
+        a[...] = fill
+        return a
+    a = np.full(shape, fill).astype(dtype) if dtype not in ("U3", "M8[s]") else (
+        np.full(shape, "ab", dtype=dtype) if dtype == "U3" else np.zeros(shape, dtype))
+    if bad is not None and a.size and dtype in ("f8", "f4", "c16"):
+        a.flat[a.size // 2] = bad
+    return a
+
+
+def _check_loaded(ds):
+    for a in (ds.X, ds.y, ds.X_test, ds.y_test):
+        assert a.dtype == np.float64 and np.isfinite(a).all()
+    assert ds.X.shape[0] == ds.y.shape[0] >= 1 and ds.X_test.shape[0] == ds.y_test.shape[0]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["X", "y", "z"]), _arrays, max_size=3))
+def test_fuzz_npz_files_load_finite_or_raise_data_error(tmp_path_factory, arrays):
+    path = tmp_path_factory.mktemp("fuzz") / "d.npz"
+    np.savez(path, **arrays)
+    try:
+        ds = data.load(path)
+    except data.DataError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    _check_loaded(ds)
+
+
+_cell = (st.floats(allow_nan=True, allow_infinity=True).map(repr)
+         | st.integers(-10, 10).map(str) | st.sampled_from(["", " ", "x", "1e999", "nan",
+                                                            "#", "1,2", '"3"']))
+_lines = st.lists(st.lists(_cell, min_size=0, max_size=4).map(",".join), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_lines, st.booleans())
+def test_fuzz_csv_files_load_finite_or_raise_data_error(tmp_path_factory, lines, header):
+    path = tmp_path_factory.mktemp("fuzz") / "d.csv"
+    path.write_text(("x,y\n" if header else "") + "\n".join(lines))
+    try:
+        ds = data.load(path)
+    except data.DataError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    _check_loaded(ds)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([".npz", ".csv"]))
+def test_fuzz_binary_garbage_raises_data_error(tmp_path_factory, content, suffix):
+    path = tmp_path_factory.mktemp("fuzz") / f"d{suffix}"
+    path.write_bytes(content)
+    try:
+        ds = data.load(path)
+    except data.DataError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    _check_loaded(ds)

@@ -6,23 +6,126 @@
 - ``mfjko compare DIR DIR... [--out DIR]``: overlay F(t) and the gaps of several runs.
 - ``mfjko examples``: the shipped configs, one line each.
 
-Invalid configs exit with status 2 and a message naming the key; an existing run folder
-is never overwritten silently (status 3).
+Every user mistake ends with one line naming the thing and the fix and the exit status of
+its class (:data:`EXIT_CODES`, README "Errors and exit codes"); ``--debug`` (before or
+after the command) or ``MFJKO_DEBUG=1`` shows the traceback. Every ``@app.command()`` gets
+this handling and its own ``--debug`` option.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
+import shlex
 from pathlib import Path
 
 import typer
 import yaml
 from rich.console import Console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Entropic JKO on fixed grids vs gradient descent for two-layer ReLU "
-                       "networks in the mean-field regime.")
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+#: exit status of each class of error (README, "Errors and exit codes")
+EXIT_CODES = {
+    "ok": 0,
+    "internal error (a bug: please report it with the --debug traceback)": 1,
+    "config or usage error": 2,
+    "run folder error (exists, missing, not a run, unsafe to overwrite)": 3,
+    "data or input file error": 4,
+    "I/O error (permission, read-only or full disk)": 5,
+    "solver failure of GD, the reference": 6,
+    "interrupted (SIGINT/SIGTERM); resume with --resume": 130,
+}
+
+
+def _classify(error: BaseException) -> tuple[int, str]:
+    """(exit status, label) of an exception: the one place errors map to codes."""
+    from mfjko.config import ConfigError
+    from mfjko.data import DataError
+    from mfjko.runner import RunFolderError, RunInterrupted, SolverError
+
+    table = ((RunInterrupted, 130, "interrupted"), (KeyboardInterrupt, 130, "interrupted"),
+             (ConfigError, 2, "config error"), (RunFolderError, 3, "run folder error"),
+             (DataError, 4, "data error"), (SolverError, 6, "solver failure"),
+             (OSError, 5, "I/O error"))
+    for cls, code, label in table:
+        if isinstance(error, cls):
+            return code, label
+    return 1, "internal error"
+
+
+def _message(error: BaseException) -> str:
+    """The error on one line (an OSError as 'what: path')."""
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename if error.filename is not None else ""
+        fix = {1: "choose a writable location", 13: "choose a writable location",
+               30: "choose a writable location", 28: "free some disk space",
+               122: "free some disk space"}.get(error.errno, "check the path")
+        text = f"{error.strerror}: {where}; {fix}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+class _State:
+    debug = bool(os.environ.get("MFJKO_DEBUG"))
+
+
+def _guarded(fn):
+    """Run a command with the error handling of the module docstring and add ``--debug``."""
+    sig = inspect.signature(fn)
+    debug_param = inspect.Parameter(
+        "debug", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+        default=typer.Option(False, "--debug", help="show the traceback of an error"))
+
+    @functools.wraps(fn)
+    def wrapper(*args, debug: bool = False, **kwargs):
+        if debug:
+            _State.debug = True
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 — every error ends in one line + status
+            if _State.debug:
+                raise
+            code, label = _classify(e)
+            if code == 1:
+                err.print(f"[red]internal error:[/red] {type(e).__name__}: {_message(e)} "
+                          "(rerun with --debug for the traceback and report it)",
+                          highlight=False)
+            else:
+                err.print(f"[red]{label}:[/red] {_message(e)}", highlight=False)
+            raise typer.Exit(code) from None
+
+    wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), debug_param])
+    wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "debug": "bool"}
+    return wrapper
+
+
+class _App(typer.Typer):
+    """A Typer whose commands all get :func:`_guarded`'s error handling."""
+
+    def command(self, *args, **kwargs):  # noqa: D102 — typer's API
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn):
+            register(_guarded(fn))
+            return fn
+
+        return decorator
+
+
+app = _App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+           help="Entropic JKO on fixed grids vs gradient descent for two-layer ReLU "
+                "networks in the mean-field regime.")
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors")):
+    _State.debug = debug or bool(os.environ.get("MFJKO_DEBUG"))
 
 
 def examples_dir() -> Path:
@@ -31,33 +134,71 @@ def examples_dir() -> Path:
     return here if here.is_dir() else Path.cwd() / "configs"
 
 
+def _shown_path(path: Path) -> str:
+    """A path as the user can type it from the working folder.
+
+    ``path`` as the user can type it from the working folder: relative when inside it,
+    else absolute.
+    """
+    path = path.resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _resume_command(config: Path, folder: Path, sets: list[str]) -> str:
+    words = ["mfjko", "run", str(config), "--out", str(folder), "--resume"]
+    for s in sets:
+        words += ["--set", s]
+    return shlex.join(words)
+
+
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="YAML config (see `mfjko examples`)"),
     out_dir: Path | None = typer.Option(None, "--out", help="run folder (default: config's out)"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. methods.jko.eps=0.01"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run folder"),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="replace an existing run folder (run folders only)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
 ):
     """Run every configured method against GD and write metrics, trajectories, report."""
     from mfjko.config import ConfigError, load_config
-    from mfjko.runner import RunExistsError
+    from mfjko.report import render
+    from mfjko.runner import RunStopped
     from mfjko.runner import run as run_
 
     if resume and overwrite:
-        err.print("[red]error:[/red] --resume and --overwrite exclude each other")
-        raise typer.Exit(2)
+        raise ConfigError("--resume and --overwrite exclude each other: pass one of them")
     try:
         cfg = load_config(config, set_)
-        folder = run_(cfg, out_dir, resume=resume, overwrite=overwrite, progress=progress)
-    except ConfigError as e:
-        err.print(f"[red]config error:[/red] {e}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    except RunExistsError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(3) from None
-    out.print(f"run folder: {folder}\nreport: {folder / 'report.html'}")
+        folder = Path(out_dir if out_dir is not None else cfg.out)
+        hint = f"resume with: {_resume_command(config, folder, set_)}"
+        run_(cfg, folder, resume=resume, overwrite=overwrite, progress=progress, render=False,
+             source={"file": str(config), "overrides": list(set_)}, resume_hint=hint)
+    except RunStopped as e:
+        if e.written:
+            at = f"at t = {e.t:g} of {e.method}" if e.t is not None else "before any record"
+            done = f" ({', '.join(e.done)} complete)" if e.done else ""
+            err.print(f"[yellow]interrupted[/yellow] {at}{done}; everything up to there is "
+                      f"saved; {hint}", highlight=False)
+        else:
+            err.print("[yellow]interrupted[/yellow] before the run started; nothing was "
+                      "written", highlight=False)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before the run installed its own handling
+        err.print("[yellow]interrupted[/yellow] before the run started; nothing was written",
+                  highlight=False)
+        raise typer.Exit(130) from None
+    try:
+        render(folder)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/yellow] while writing the report; the run is "
+                  f"complete: mfjko report {shlex.quote(str(folder))}", highlight=False)
+        raise typer.Exit(130) from None
+    out.print(f"run folder: {folder}\nreport: {folder / 'report.html'}", highlight=False)
 
 
 @app.command()
@@ -65,12 +206,8 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder")):
     """Re-render figures and report.html of a run folder from its stored results."""
     from mfjko.report import render
 
-    try:
-        path = render(run_dir)
-    except FileNotFoundError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    out.print(f"report: {path}")
+    path = render(run_dir)
+    out.print(f"report: {path}", highlight=False)
 
 
 @app.command()
@@ -79,14 +216,14 @@ def compare(
     out_dir: Path = typer.Option(Path("compare"), "--out", help="where compare.html goes"),
 ):
     """Overlay F(t) and the gaps to GD of several runs in one figure and page."""
+    from mfjko.config import ConfigError
     from mfjko.report import compare as compare_
 
-    try:
-        path = compare_(run_dirs, out_dir)
-    except (FileNotFoundError, ValueError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    out.print(f"comparison: {path}")
+    if len(run_dirs) < 2:
+        raise ConfigError("compare needs at least two run folders: mfjko compare DIR DIR ...")
+
+    path = compare_(run_dirs, out_dir)
+    out.print(f"comparison: {path}", highlight=False)
 
 
 @app.command()
@@ -95,14 +232,15 @@ def examples():
     folder = examples_dir()
     files = sorted(folder.glob("*.yaml"))
     if not files:
-        err.print(f"no configs found in {folder}")
+        err.print(f"no configs found in {folder}: run from a clone of the repository or "
+                  "install mfjko from one (pip install -e .)", highlight=False)
         raise typer.Exit(1)
     for f in files:
         try:
             desc = (yaml.safe_load(f.read_text()) or {}).get("description", "")
         except yaml.YAMLError:
             desc = "(unreadable YAML)"
-        out.print(f"{f.relative_to(folder.parent)}: {desc}", highlight=False, soft_wrap=True)
+        out.print(f"{_shown_path(f)}: {desc}", highlight=False)
 
 
 @app.command()

@@ -21,6 +21,9 @@ i.e. lr = m·h; a JKO step advances t by τ). Layout of a config::
     out: runs/default
     metrics: {sinkhorn_eps: 0.05, max_support: 600, particles_saved: 300}
 
+A method runs when its section is present: ``{}`` or ``true`` gives its defaults, ``null``
+or ``false`` switches it off (``--set methods.flow=null``).
+
 Static checks (here): types, unknown keys, λ ≥ 0, T a positive multiple of record_every,
 record_every a multiple of every step h and τ, Langevin's D given exactly one way.
 Checks that need the data and the grid (the initial mass outside the grid, ε versus the
@@ -96,8 +99,23 @@ class DataConfig(_Strict):
             raise ValueError(f"data.path is only used with data.name = file (got {self.name})")
         return self
 
+    @model_validator(mode="after")
+    def _known_kwargs(self):
+        import inspect
+
+        from mfjko import data
+
+        allowed = set(inspect.signature(data.DATASETS[self.name]).parameters) - {"path"}
+        unknown = sorted(str(k) for k in self.kwargs if k not in allowed)
+        if unknown:
+            raise ValueError(f"data.kwargs.{unknown[0]}: unknown option of the {self.name} "
+                             f"data set; allowed: {', '.join(sorted(allowed))}")
+        return self
+
 
 class ModelConfig(_Strict):
+    """The parametrization of a neuron and the weight decay λ ≥ 0."""
+
     parametrization: Literal["neuron", "signed", "pm", "sphere"] = "neuron"
     lam: float = Field(0.01, allow_inf_nan=False)
 
@@ -125,19 +143,25 @@ class InitConfig(_Strict):
         return self
 
 
-def _none_to_empty(value):
-    """``methods: [gd, flow]`` or ``methods: {gd: , flow: }`` enable methods with defaults."""
+def _normalize_methods(value):
+    """Normalize the ``methods`` section (list form, on/off values).
+
+    ``methods: [gd, flow]`` enables methods with defaults; in the mapping form a section
+    ``{}`` or ``true`` enables its method with defaults and ``null`` or ``false`` switches
+    it off (``--set methods.flow=null``).
+    """
     if isinstance(value, list | tuple):
         if not all(isinstance(v, str) for v in value):
             raise ValueError("methods as a list must be method names, e.g. [gd, flow]")
         return {v: {} for v in value}
     if isinstance(value, dict):
-        return {k: ({} if v is None else v) for k, v in value.items()}
+        return {k: ({} if v is True else v) for k, v in value.items()
+                if v is not None and v is not False}
     return value
 
 
 class _MethodsBase(_Strict):
-    _normalize = model_validator(mode="before")(_none_to_empty)
+    _normalize = model_validator(mode="before")(_normalize_methods)
 
     def enabled(self) -> list[str]:
         """Names of the configured methods, in the registry's run order (GD first)."""
@@ -165,7 +189,9 @@ JKOConfig = _methods.jko.JKOConfig
 
 
 class MetricsConfig(_Strict):
-    """How gaps are measured. ``sinkhorn_eps`` is the absolute ε of the Sinkhorn divergence
+    """How gaps are measured.
+
+    ``sinkhorn_eps`` is the absolute ε of the Sinkhorn divergence
     (squared Θ-distance units), fixed for the whole run; its Sinkhorn solves stop at an
     L1 marginal error ``sinkhorn_threshold``. ``max_support``: particle measures use their
     first max_support particles (an iid subsample, the same indices for GD). Grid measures
@@ -189,6 +215,8 @@ class MetricsConfig(_Strict):
 
 
 class RunConfig(_Strict):
+    """A whole run (module docstring): data, model, initial law, methods, time axis."""
+
     name: str = "run"
     description: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
@@ -197,7 +225,7 @@ class RunConfig(_Strict):
     methods: MethodsConfig
     T: PositiveFloat
     record_every: PositiveFloat
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     out: str = "runs/run"
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
@@ -259,35 +287,50 @@ class RunConfig(_Strict):
 
     @property
     def n_segments(self) -> int:
+        """Recording intervals up to T."""
         return int(round(self.T / self.record_every))
 
 
 def is_multiple(a: float, b: float, rel: float = 1e-9) -> bool:
-    """Whether a = k·b for an integer k ≥ 1, up to relative rounding ``rel``."""
-    k = round(a / b)
+    """Whether a = k·b for an integer k ≥ 1, up to relative rounding.
+
+    ``rel`` is the relative tolerance; False when a/b is not a finite number.
+    """
+    ratio = a / b if b != 0 else math.inf
+    if not math.isfinite(ratio):
+        return False
+    k = round(ratio)
     return k >= 1 and abs(a - k * b) <= rel * max(abs(a), abs(b))
 
 
 def round_up(a: float, b: float) -> float:
-    return math.ceil(a / b - 1e-9) * b
+    """The smallest multiple of b that is ≥ a (a itself when a/b overflows)."""
+    ratio = a / b
+    return math.ceil(ratio - 1e-9) * b if math.isfinite(ratio) else a
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
+    """One line: every invalid key with what is wrong, separated by "; "."""
+    items = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             parent = ".".join(str(p) for p in e["loc"][:-1]) or "top level"
-            lines.append(f"  {loc}: unknown key (not allowed under {parent}); "
+            items.append(f"{loc}: unknown key (not allowed under {parent}); "
                          "check its spelling against the documented keys")
         elif e["type"] == "missing":
-            lines.append(f"  {loc}: required key is missing")
+            items.append(f"{loc}: required key is missing")
         else:
-            msg = e["msg"].removeprefix("Value error, ")
+            msg = " ".join(e["msg"].removeprefix("Value error, ").split())
             got = e.get("input")
-            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"  {loc or 'config'}: {msg}{got_s}")
-    return "\n".join(lines)
+            got_s = "" if isinstance(got, dict | list) else f" (got {_short(got)})"
+            items.append(f"{loc or 'config'}: {msg}{got_s}")
+    return f"invalid config {source}: " + "; ".join(items)
+
+
+def _short(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_config(raw: dict, source: str = "<dict>") -> RunConfig:
@@ -298,11 +341,17 @@ def parse_config(raw: dict, source: str = "<dict>") -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
+    except RecursionError:
+        raise ConfigError(f"config {source} is nested too deeply to be a config") from None
+    except (TypeError, ArithmeticError) as e:  # a validator meeting a value of a wrong kind
+        raise ConfigError(f"invalid config {source}: {type(e).__name__}: {e}") from None
 
 
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
-    """Apply ``key=value`` overrides with dotted keys (``methods.jko.eps=0.01``); values are
-    parsed as YAML scalars/flow collections (``[11, 11]``, ``true``, ``1e-3``).
+    """Apply ``key=value`` overrides with dotted keys.
+
+    E.g. ``methods.jko.eps=0.01``; values are parsed as YAML scalars/flow collections
+    (``[11, 11]``, ``true``, ``1e-3``).
     """
     raw = _deepcopy(raw)
     for item in overrides:
@@ -315,7 +364,8 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e})") from None
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({_yaml_error(e)})"
+                              ) from None
         node = raw
         for i, p in enumerate(parts[:-1]):
             nxt = node.get(p)
@@ -337,7 +387,9 @@ def _deepcopy(x):
 
 
 def _resolve_path(path: str | None, base: Path) -> str | None:
-    """A relative path is taken from the working directory if it exists there, else from
+    """Resolve a relative path of a config.
+
+    A relative path is taken from the working directory if it exists there, else from
     the config file's folder (so shipped configs can reference files beside them).
     """
     if path is None:
@@ -348,15 +400,39 @@ def _resolve_path(path: str | None, base: Path) -> str | None:
     return str((base / p).resolve())
 
 
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: where and what."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e)
+    return where + " ".join(str(problem).split())
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML config, apply ``--set`` overrides, validate (:class:`ConfigError`)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist (see `mfjko examples`)")
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a folder, not a YAML file (see `mfjko examples`)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"config {path} is not valid YAML ({_yaml_error(e)}); fix the "
+                          "syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not a UTF-8 text file") from None
+    except RecursionError:
+        raise ConfigError(f"config {path} is nested too deeply to be a config") from None
+    except OSError as e:
+        raise ConfigError(f"config {path} cannot be read ({e.strerror or e})") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys (name: ..., methods: ...), "
+                          f"got a {type(raw).__name__}")
+    if isinstance(raw.get("methods"), list | tuple):  # list form, so --set can address it
+        raw["methods"] = _normalize_methods(raw["methods"]) if all(
+            isinstance(v, str) for v in raw["methods"]) else raw["methods"]
     raw = apply_overrides(raw, overrides)
     cfg = parse_config(raw, str(path))
     base = path.resolve().parent
@@ -366,8 +442,10 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 
 
 def check_grid(cfg: RunConfig, spacing: float, mass_outside: float) -> None:
-    """Checks that need the built grid: raise :class:`ConfigError` if more than
-    MAX_MASS_OUTSIDE of the initial law falls outside it, or if ε < EPS_SAFETY · spacing²
+    """Checks that need the built grid.
+
+    Raise :class:`ConfigError` if more than MAX_MASS_OUTSIDE of the initial law falls
+    outside it, or if ε < EPS_SAFETY · spacing²
     (the Gibbs kernel exp(−C/ε) would be the identity to float64: no transport at all).
     """
     jc = cfg.methods.jko

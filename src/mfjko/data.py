@@ -20,6 +20,9 @@ Generators (all deterministic given ``seed``):
 - :func:`digits` — scikit-learn's shipped 8×8 digits, PCA to a few dimensions;
 - :func:`load` — user data from ``.npz`` (arrays ``X``, ``y``) or ``.csv`` (last column y);
 - :func:`make_dataset` — dispatch by name, used by the configuration layer.
+
+A user file that cannot be used raises :class:`DataError` (a ValueError; a missing file
+:class:`DataFileNotFoundError`, also a FileNotFoundError) naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "DataError",
+    "DataFileNotFoundError",
     "Dataset",
     "regression_1d",
     "teacher",
@@ -43,21 +48,42 @@ __all__ = [
 ]
 
 
+class DataError(ValueError):
+    """Data that cannot be used.
+
+    An unreadable file, wrong shapes, NaN, ...: the message names the file or array and
+    the fix.
+    """
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data file that does not exist."""
+
+
 def _relu(z):
     return np.maximum(z, 0.0)
 
 
+def _first_bad(a: np.ndarray) -> str:
+    """Where the first non-finite entry of ``a`` is ("row i" or "row i, column j")."""
+    idx = np.argwhere(~np.isfinite(a))[0]
+    return f"row {idx[0]}" + (f", column {idx[1]}" if len(idx) > 1 else "")
+
+
 def _check_xy(X: np.ndarray, y: np.ndarray, what: str) -> None:
     if X.ndim != 2:
-        raise ValueError(f"{what}: X must be 2-D (n, d), got shape {X.shape}")
+        raise DataError(f"{what}: X must be 2-D (n, d), got shape {X.shape}")
     if y.ndim != 1:
-        raise ValueError(f"{what}: y must be 1-D (n,), got shape {y.shape}")
+        raise DataError(f"{what}: y must be 1-D (n,), got shape {y.shape}")
     if X.shape[0] != y.shape[0]:
-        raise ValueError(f"{what}: X has {X.shape[0]} rows but y has {y.shape[0]} entries")
+        raise DataError(f"{what}: X has {X.shape[0]} rows but y has {y.shape[0]} entries; "
+                        "give one label per row of X")
     if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{what}: empty data, X has shape {X.shape}")
-    if not (np.isfinite(X).all() and np.isfinite(y).all()):
-        raise ValueError(f"{what}: data contain NaN or inf")
+        raise DataError(f"{what}: empty data, X has shape {X.shape}")
+    for name, a in (("X", X), ("y", y)):
+        if not np.isfinite(a).all():
+            raise DataError(f"{what}: {name} contains NaN or inf (first at {_first_bad(a)} "
+                            "of the file's order); remove or fill those entries")
 
 
 @dataclass(frozen=True)
@@ -99,6 +125,7 @@ class Dataset:
 
     @property
     def has_bias(self) -> bool:
+        """Whether the last column of X is the constant bias 1."""
         return bool(self.meta.get("bias", False))
 
 
@@ -107,13 +134,20 @@ def _append_bias(X: np.ndarray) -> np.ndarray:
 
 
 def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and value >= minimum
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
 def _check_noise(noise: float) -> float:
-    noise = float(noise)
+    try:
+        noise = float(noise)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise must be a finite standard deviation >= 0, got {noise!r}") from None
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite standard deviation >= 0, got {noise}")
     return noise
@@ -343,10 +377,14 @@ def digits(
 
 
 def _read_csv(p: Path) -> np.ndarray:
-    text = p.read_text()
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError:
+        raise DataError(f"{p}: not a text file (not UTF-8); save the data as a "
+                        "comma-separated .csv or as a .npz with arrays X and y") from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
-        raise ValueError(f"{p}: file is empty (no data rows)")
+        raise DataError(f"{p}: file is empty (no data rows); add rows x_1,...,x_d,y")
     # A first line that does not parse as numbers is a header; skip it.
     try:
         [float(v) for v in lines[0].split(",")]
@@ -354,61 +392,94 @@ def _read_csv(p: Path) -> np.ndarray:
     except ValueError:
         skip = 1
     if len(lines) - skip == 0:
-        raise ValueError(f"{p}: file has a header but no data rows")
+        raise DataError(f"{p}: file has a header but no data rows; add rows x_1,...,x_d,y")
     rows = []
     for i, ln in enumerate(lines[skip:], start=1 + skip):
         try:
             rows.append([float(v) for v in ln.split(",")])
         except ValueError:
-            raise ValueError(f"{p}: data line {i} is not comma-separated numbers: {ln!r}") from None
+            raise DataError(f"{p}: data line {i} is not comma-separated numbers: "
+                            f"{ln[:60]!r}; fix or remove it") from None
     widths = {len(r) for r in rows}
     if len(widths) != 1:
-        raise ValueError(f"{p}: rows have different numbers of columns {sorted(widths)}")
+        raise DataError(f"{p}: rows have different numbers of columns {sorted(widths)}; "
+                        "every row needs the same features and a label")
     arr = np.asarray(rows, dtype=np.float64)
     if arr.shape[1] < 2:
-        raise ValueError(f"{p}: need at least 2 columns (features..., y), got {arr.shape[1]}")
+        raise DataError(f"{p}: need at least 2 columns (features..., y), got {arr.shape[1]}")
     return arr
 
 
+def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        z = np.load(p, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 — np.load raises several types on corrupt files
+        raise DataError(f"{p}: cannot read as .npz ({type(e).__name__}: "
+                        f"{str(e)[:80]}); save it with numpy.savez(path, X=X, y=y)") from None
+    if not hasattr(z, "files"):
+        raise DataError(f"{p}: holds a single array, not X and y; save it with "
+                        "numpy.savez(path, X=X, y=y)")
+    with z:
+        missing = {"X", "y"} - set(z.files)
+        if missing:
+            raise DataError(f"{p}: missing arrays {sorted(missing)} (need X and y; found "
+                            f"{sorted(z.files)[:5]})")
+        out = []
+        for name in ("X", "y"):
+            try:
+                a = z[name]
+            except Exception as e:  # noqa: BLE001 — object arrays, truncated members
+                raise DataError(f"{p}: array {name} cannot be read ({type(e).__name__}: "
+                                f"{str(e)[:80]}); store plain numbers") from None
+            if a.dtype.kind not in "biuf":
+                raise DataError(f"{p}: array {name} holds {a.dtype} values, not real "
+                                "numbers; store it as floats")
+            out.append(np.asarray(a, dtype=np.float64))
+    return out[0], out[1]
+
+
 def load(path, test_fraction: float = 0.2, seed: int = 0, add_bias: bool = True) -> Dataset:
-    """User data from ``.npz`` (arrays ``X`` (n, d_in) or (n,), ``y`` (n,)) or ``.csv``
+    """User data from a ``.npz`` or ``.csv`` file.
+
+    User data from ``.npz`` (arrays ``X`` (n, d_in) or (n,), ``y`` (n,)) or ``.csv``
     (comma-separated, optional header line, last column y).
 
     The rows are shuffled with ``seed``; round(test_fraction·n) of them form the test
     set (test_fraction ∈ [0, 1); with 0 the test set is the training set,
     ``meta["test_is_train"]``). ``add_bias`` appends the constant-1 column.
 
-    Raises FileNotFoundError for a missing file and ValueError for an unknown suffix,
-    missing arrays, empty data, wrong shapes, mismatched lengths or NaN/inf.
+    Raises :class:`DataFileNotFoundError` for a missing file, :class:`DataError` for an
+    unknown suffix, an unreadable file, missing arrays, empty data, wrong shapes,
+    mismatched lengths or NaN/inf, and ValueError for a bad ``test_fraction``.
     """
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"data file {p} does not exist")
     test_fraction = float(test_fraction)
     if not (0.0 <= test_fraction < 1.0):
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    if p.suffix == ".npz":
-        try:
-            z = np.load(p)
-        except Exception as e:  # np.load raises several types on corrupt/empty files
-            raise ValueError(f"{p}: cannot read as .npz ({e})") from None
-        with z:
-            missing = {"X", "y"} - set(z.files)
-            if missing:
-                raise ValueError(f"{p}: missing arrays {sorted(missing)} (need X and y)")
-            X, y = np.asarray(z["X"], dtype=np.float64), np.asarray(z["y"], dtype=np.float64)
-        if X.ndim == 1:
-            X = X[:, None]
-    elif p.suffix == ".csv":
-        arr = _read_csv(p)
-        X, y = arr[:, :-1], arr[:, -1]
-    else:
-        raise ValueError(f"{p}: data must be a .npz (X, y) or .csv (last column y) file")
+    if not p.exists():
+        raise DataFileNotFoundError(f"data file {p} does not exist; check the path (relative "
+                                    "paths are read from the working folder, then from the "
+                                    "config's folder)")
+    if p.is_dir():
+        raise DataError(f"{p} is a folder, not a data file; point to a .npz or .csv file")
+    try:
+        if p.suffix == ".npz":
+            X, y = _read_npz(p)
+            if X.ndim == 1:
+                X = X[:, None]
+        elif p.suffix == ".csv":
+            arr = _read_csv(p)
+            X, y = arr[:, :-1], arr[:, -1]
+        else:
+            raise DataError(f"{p}: data must be a .npz (X, y) or .csv (last column y) file")
+    except PermissionError:
+        raise DataError(f"{p}: permission denied; make the file readable") from None
     _check_xy(X, y, str(p))
     n = X.shape[0]
     n_test = int(round(test_fraction * n))
     if test_fraction > 0 and n - n_test < 1:
-        raise ValueError(f"{p}: {n} rows leave no training data with test_fraction {test_fraction}")
+        raise DataError(f"{p}: {n} rows leave no training data with test_fraction "
+                        f"{test_fraction}; lower data.kwargs.test_fraction")
     perm = np.random.default_rng(seed).permutation(n)
     if n_test == 0:
         tr, te = perm, perm
@@ -436,7 +507,9 @@ DATASETS = {
 
 
 def make_dataset(name: str, **kwargs) -> Dataset:
-    """The data set ``name`` ∈ {regression_1d, teacher, orthogonal, digits, file}, built by
+    """The data set ``name`` built by its generator.
+
+    The data set ``name`` ∈ {regression_1d, teacher, orthogonal, digits, file}, built by
     its generator with ``kwargs`` (for "file": ``path`` and :func:`load`'s options).
     """
     if name not in DATASETS:

@@ -1,20 +1,13 @@
 """Results storage of one run folder, written incrementally and crash-consistently.
 
-Layout of a run folder DIR::
-
-    config.yaml           resolved config + provenance (versions, git revision, time, platform)
-    metrics.csv           tidy metrics, one row per (method, t)
-    trajectories.zarr/    per method: t, predictions, grid weights / subsampled particles,
-                          per-step solver diagnostics (appended after every segment)
-    state/<method>.npz    checkpoint: segments done, dynamical state, metric rows, seconds
-    timings.json          wall-clock seconds per method (kept out of metrics.csv so that a
-                          resumed run's metrics.csv equals an uninterrupted one byte for byte)
-    figures/, report.html written by :mod:`mfjko.report`
-
-Consistency: after a segment, the zarr arrays are appended first and the checkpoint is
-then replaced atomically (write a temporary file, ``os.replace``). A run killed in between
-leaves zarr arrays longer than the checkpoint says; on resume :meth:`RunStore.truncate`
-cuts them back, so at most the last interval is lost.
+Layout of DIR: ``.mfjko-run`` (marker, written first), ``config.yaml``, ``metrics.csv``,
+``trajectories.zarr/`` (per method: records, solver diagnostics, per-step figures),
+``state/<method>.npz`` (checkpoints), ``timings.json``, ``figures/``, ``report.html``.
+Every file is written durably (temporary name, fsync, rename, fsync of the folder),
+zarr chunks and metadata included (:class:`DurableStore`). The checkpoint is the commit
+point: it records the length of every array its method appended; arrays beyond it are
+uncommitted, cut back on resume (:meth:`RunStore.truncate_to`) and invisible to readers
+of :meth:`RunStore.committed_view`. ``docs/STORAGE.md`` states the protocol and its test.
 """
 
 from __future__ import annotations
@@ -24,24 +17,204 @@ import io as _io
 import json
 import math
 import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import yaml
 import zarr
+from zarr.storage import LocalStore
 
 from mfjko import metrics as _metrics
 
-__all__ = ["RunStore", "METRIC_COLUMNS", "read_metrics", "atomic_write_text"]
+__all__ = ["RunStore", "DurableStore", "METRIC_COLUMNS", "read_metrics", "atomic_write_text",
+           "durable_write", "CRASH", "CrashPoints", "SimulatedCrash", "CRASH_ENV",
+           "CRASH_EXIT_CODE", "RUN_MARKER", "RUN_FORMAT", "RUN_ENTRIES", "is_run_folder"]
 
 #: columns of metrics.csv, in order (the metrics are mfjko.metrics.ROW_METRICS')
 METRIC_COLUMNS = ("method", "t", *_metrics.COLUMNS)
+#: the marker file that makes a folder a run folder (written before anything else)
+RUN_MARKER = ".mfjko-run"
+#: version of the run-folder layout, stored in the marker
+RUN_FORMAT = 1
+#: every entry a run writes at the top of its folder (--overwrite removes exactly these)
+RUN_ENTRIES = (RUN_MARKER, "config.yaml", "metrics.csv", "trajectories.zarr", "state",
+               "figures", "report.html", "timings.json")
+#: environment variable: end the process (exit status CRASH_EXIT_CODE, no cleanup) at the
+#: k-th write point, as ``kill -9`` would (crash-consistency probes)
+CRASH_ENV = "MFJKO_CRASH_AT"
+#: exit status of a process ended by CRASH_ENV (137 = 128 + SIGKILL, as after kill -9)
+CRASH_EXIT_CODE = 137
+#: temporary files of durable_write: ".<name>.<pid>.tmp"
+_TMP = re.compile(r"^\..+\.\d+\.tmp$")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+class SimulatedCrash(BaseException):
+    """Raised at an armed write point in-process.
+
+    A BaseException, so that no ``except Exception`` handler of the run (or of zarr) treats
+    it as an error to clean up after.
+    """
+
+
+class CrashPoints:
+    """Counts write points and ends the run at the armed one.
+
+    Counts write points (each file write, rename and delete of a run) and ends the run
+    at the armed one: the test hook of the crash-consistency test.
+
+    Attributes:
+      count: write points passed since :meth:`arm` (or since import).
+      trace: labels of the points passed, when armed with ``trace=True``.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.at: int | None = None
+        self.mode = "raise"
+        self.trace: list[str] | None = None
+        self.dead = False  # after a simulated crash, no write may reach the disk
+
+    def arm(self, at: int | None, mode: str = "raise", trace: bool = False) -> None:
+        """Crash at the ``at``-th point from now (None: only count).
+
+        Args:
+          at: 1-based index of the point to crash at, or None.
+          mode: "raise" (:class:`SimulatedCrash`) or "exit" (``os._exit(137)``).
+          trace: keep the labels of the points passed in :attr:`trace`.
+        """
+        if mode not in ("raise", "exit"):
+            raise ValueError(f"mode must be 'raise' or 'exit', got {mode!r}")
+        self.count, self.at, self.mode, self.dead = 0, at, mode, False
+        self.trace = [] if trace else None
+
+    def disarm(self) -> None:
+        """Stop crashing and tracing (the count goes on)."""
+        self.at, self.trace = None, None
+
+    def arm_from_env(self) -> None:
+        """Arm in "exit" mode from ``MFJKO_CRASH_AT`` if it is set."""
+        value = os.environ.get(CRASH_ENV)
+        if value:
+            try:
+                at = int(value)
+            except ValueError:
+                raise ValueError(f"{CRASH_ENV} must be an integer >= 1, got {value!r}") from None
+            self.arm(at, "exit")
+
+    def alive(self) -> None:
+        """Refuse every write after a simulated crash.
+
+        Raise :class:`SimulatedCrash` after a simulated crash: a write still queued (zarr
+        may run several in one event-loop batch) must not reach the disk, as after a kill.
+        """
+        if self.dead:
+            raise SimulatedCrash("write after a simulated crash")
+
+    def hit(self, label: str) -> None:
+        """One write point, about to do ``label``."""
+        self.alive()
+        self.count += 1
+        if self.trace is not None:
+            self.trace.append(label)
+        if self.at is not None and self.count == self.at:
+            if self.mode == "exit":
+                os._exit(CRASH_EXIT_CODE)
+            self.dead = True
+            raise SimulatedCrash(f"simulated crash at write point {self.count}: {label}")
+
+
+#: the process-wide write-point counter (see :class:`CrashPoints`)
+CRASH = CrashPoints()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_write(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically and durably.
+
+    The bytes go to ``.<name>.<pid>.tmp`` beside it, are fsync'ed, renamed over ``path``
+    (atomic on POSIX) and the folder is fsync'ed, so after a crash the file holds either
+    its old or its new content. The write point is just before the rename: a crash there
+    leaves the new bytes under the temporary name and the old file in place (a crash
+    before the temporary file is the previous write point's state without that file).
+
+    Args:
+      path: the file to write (its folder is created if missing).
+      data: its new content.
+    """
+    path = Path(path)
+    CRASH.alive()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    CRASH.hit(f"write {path}")
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`durable_write` of a UTF-8 text."""
+    durable_write(path, text.encode("utf-8"))
+
+
+def durable_delete(path: str | os.PathLike) -> None:
+    """Remove a file, or a folder tree atomically.
+
+    A folder is renamed to a temporary name first (one write point), so a crash leaves it
+    whole or gone (a leftover temporary folder is
+    removed by :meth:`RunStore.remove_temporaries`).
+    """
+    path = Path(path)
+    CRASH.hit(f"delete {path}")
+    if path.is_dir() and not path.is_symlink():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        os.replace(path, tmp)
+        _fsync_dir(path.parent)
+        shutil.rmtree(tmp)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class DurableStore(LocalStore):
+    """A zarr LocalStore whose writes are durable write points.
+
+    A zarr LocalStore whose every write is :func:`durable_write` (fsync + rename) and
+    whose writes and deletes are write points of :data:`CRASH`. Writes run in the calling
+    event loop, one after the other, so the write points come in a reproducible order.
+    """
+
+    async def set(self, key: str, value) -> None:  # noqa: D102 — zarr's Store API
+        if not self._is_open:
+            await self._open()
+        self._check_writable()
+        durable_write(self.root / key, value.to_bytes())
+
+    async def set_if_not_exists(self, key: str, value) -> None:  # noqa: D102
+        if not (self.root / key).exists():
+            await self.set(key, value)
+
+    async def delete(self, key: str) -> None:  # noqa: D102
+        self._check_writable()
+        path = self.root / key
+        if path.exists():
+            durable_delete(path)
+
+    async def delete_dir(self, prefix: str) -> None:  # noqa: D102
+        self._check_writable()
+        path = self.root / prefix
+        if path.is_dir():
+            durable_delete(path)
 
 
 def _fmt(v) -> str:
@@ -62,31 +235,117 @@ def read_metrics(path) -> list[dict]:
     return rows
 
 
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a run.
+
+    It does if it holds the marker, or (runs written before the marker existed) a
+    config.yaml with the ``config`` and ``provenance`` sections a run writes.
+    """
+    path = Path(path)
+    if (path / RUN_MARKER).is_file():
+        return True
+    cfg = path / "config.yaml"
+    if not cfg.is_file():
+        return False
+    try:
+        doc = yaml.safe_load(cfg.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return False
+    return isinstance(doc, dict) and "config" in doc and "provenance" in doc
+
+
 class RunStore:
-    """Reads and writes one run folder (see module docstring)."""
+    """Reads and writes one run folder (module docstring).
+
+    Args:
+      root: the run folder.
+    """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.state_dir = self.root / "state"
         self.zarr_path = self.root / "trajectories.zarr"
         self.figures = self.root / "figures"
+        self._group: zarr.Group | None = None
+        self._arrays: dict[str, zarr.Array] = {}  # handles of appended arrays (writing)
+        #: current length of every appended array written or truncated by this process
+        self.lengths: dict[str, int] = {}
+        #: committed lengths (path → frames) when reading a committed view, else None
+        self.view: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ folder
     def create(self) -> None:
+        """Create the folder: the marker first, then state/, figures/ and the zarr group."""
         self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.root / RUN_MARKER).exists():
+            durable_write(self.root / RUN_MARKER,
+                          json.dumps({"format": RUN_FORMAT, "what": "mfjko run folder"})
+                          .encode())
         self.state_dir.mkdir(exist_ok=True)
         self.figures.mkdir(exist_ok=True)
-        zarr.open_group(str(self.zarr_path), mode="a")
+        self.group()
+
+    def is_empty(self) -> bool:
+        """Whether the folder holds nothing but temporary files of a killed write."""
+        return not any(not _TMP.match(p.name) for p in self.root.iterdir())
+
+    def foreign_entries(self) -> list[str]:
+        """Names at the top of the folder that a run does not write.
+
+        --overwrite refuses to delete a folder holding any.
+        """
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.name not in RUN_ENTRIES and not _TMP.match(p.name))
+
+    def clear(self) -> None:
+        """Delete the run's entries, and nothing else.
+
+        Delete the run's entries (RUN_ENTRIES and temporary files), the marker last;
+        anything else in the folder is left alone.
+        """
+        for p in sorted(self.root.iterdir()):
+            if (p.name in RUN_ENTRIES or _TMP.match(p.name)) and p.name != RUN_MARKER:
+                durable_delete(p)
+        durable_delete(self.root / RUN_MARKER)
+        self._group, self._arrays, self.lengths = None, {}, {}
+
+    def remove_temporaries(self) -> None:
+        """Delete what a killed write left.
+
+        Temporary files and folders (``.<name>.<pid>.tmp``), then the folders of
+        trajectories.zarr left empty (an array killed before its first metadata write),
+        which zarr would warn about.
+        """
+        for dirpath, dirs, files in os.walk(self.root):
+            for f in files:
+                if _TMP.match(f):
+                    Path(dirpath, f).unlink(missing_ok=True)
+            for d in [d for d in dirs if _TMP.match(d)]:
+                shutil.rmtree(Path(dirpath, d))
+                dirs.remove(d)
+        if self.zarr_path.is_dir():
+            for dirpath, _dirs, _files in os.walk(self.zarr_path, topdown=False):
+                if Path(dirpath) != self.zarr_path and not any(os.scandir(dirpath)):
+                    os.rmdir(dirpath)
 
     def group(self, mode: str = "a") -> zarr.Group:
-        return zarr.open_group(str(self.zarr_path), mode=mode)
+        """The zarr root group (cached for writing)."""
+        if mode == "r":
+            return zarr.open_group(store=LocalStore(self.zarr_path, read_only=True), mode="r")
+        if self._group is None:
+            self._group = zarr.open_group(store=DurableStore(self.zarr_path), mode="a")
+        return self._group
 
     # ------------------------------------------------------------------ config
     def write_config(self, doc: dict) -> None:
+        """Write config.yaml (durably)."""
         atomic_write_text(self.root / "config.yaml",
                           yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
 
     def read_config(self) -> dict:
+        """Read config.yaml."""
         return yaml.safe_load((self.root / "config.yaml").read_text())
 
     # ------------------------------------------------------------------ arrays
@@ -97,9 +356,8 @@ class RunStore:
         if path in g:
             del g[path]
         arr = g.create_array(path, shape=a.shape, dtype=a.dtype,
-                             chunks=a.shape if a.ndim else None)
+                             chunks=a.shape if a.ndim else None, attributes={"fixed": True})
         arr[...] = a
-        arr.attrs["fixed"] = True
 
     def append(self, path: str, frame) -> None:
         """Append one frame (a record) along a new leading axis."""
@@ -110,53 +368,147 @@ class RunStore:
         a = np.asarray(frames)
         if a.shape[0] == 0:
             return
-        g = self.group()
-        if path not in g:
-            chunks = (max(1, min(64, int(2**22 // max(a[0].size * 8, 1)))),) + a.shape[1:]
-            g.create_array(path, shape=(0,) + a.shape[1:], dtype=a.dtype, chunks=chunks)
-        g[path].append(a, axis=0)
+        arr = self._arrays.get(path)
+        if arr is None:
+            g = self.group()
+            if path in g:
+                arr = g[path]
+            else:
+                chunks = (max(1, min(64, int(2**22 // max(a[0].size * 8, 1)))),) + a.shape[1:]
+                arr = g.create_array(path, shape=(0,) + a.shape[1:], dtype=a.dtype,
+                                     chunks=chunks)
+            self._arrays[path] = arr
+        arr.append(a, axis=0)
+        self.lengths[path] = int(arr.shape[0])
 
     def get(self, path: str) -> np.ndarray:
-        return np.asarray(self.group("r")[path][...])
+        """The array at ``path`` (in a committed view: its committed frames only)."""
+        arr = self.group("r")[path]
+        if self.view is not None and not arr.attrs.get("fixed", False):
+            return np.asarray(arr[: self.view[path]])
+        return np.asarray(arr[...])
 
     def has(self, path: str) -> bool:
-        return self.zarr_path.exists() and path in self.group("r")
+        """Whether ``path`` exists (in a committed view: holds a committed array)."""
+        if not (self.zarr_path / "zarr.json").exists():
+            return False
+        g = self.group("r")
+        if path not in g:
+            return False
+        if self.view is None:
+            return True
+        return bool(g[path].attrs.get("fixed", False)) or path in self.view
 
-    def truncate(self, prefix: str, n_records: int, n_steps: int | None = None) -> None:
-        """Cut every appended array under ``prefix`` back to ``n_records`` frames (those under
-        ``prefix/steps`` to ``n_steps``): undo a segment written after the last checkpoint.
-        """
+    def appended_arrays(self, prefix: str) -> dict[str, zarr.Array]:
+        """Every non-fixed array under ``prefix`` (path → array)."""
         g = self.group()
         if prefix not in g:
-            return
+            return {}
+        out = {}
 
         def visit(node, path):
             for name, arr in node.arrays():
-                full = f"{path}/{name}"
-                if arr.attrs.get("fixed", False):
-                    continue
-                keep = n_steps if "/steps" in full else n_records
-                if keep is not None and arr.shape[0] > keep:
-                    arr.resize((keep,) + arr.shape[1:])
+                if not arr.attrs.get("fixed", False):
+                    out[f"{path}/{name}"] = arr
             for name, sub in node.groups():
                 visit(sub, f"{path}/{name}")
 
         visit(g[prefix], prefix)
+        return out
+
+    def truncate_to(self, prefix: str, lengths: dict[str, int]) -> None:
+        """Undo what was written after a checkpoint.
+
+        Cut every appended array under ``prefix`` to its committed length, delete those the
+        checkpoint does not list.
+        """
+        g = self.group()
+        for path, arr in self.appended_arrays(prefix).items():
+            keep = lengths.get(path)
+            self._arrays.pop(path, None)
+            if keep is None:
+                del g[path]
+                self.lengths.pop(path, None)
+                continue
+            if arr.shape[0] > keep:
+                arr.resize((keep,) + arr.shape[1:])
+            self.lengths[path] = int(min(keep, arr.shape[0]))
+
+    def truncate(self, prefix: str, n_records: int, n_steps: int | None = None) -> None:
+        """Truncate for checkpoints without committed lengths (format 0).
+
+        Checkpoints without committed lengths (format 0): cut arrays under
+        ``prefix/steps`` to ``n_steps`` frames and the others to ``n_records``.
+        """
+        lengths = {}
+        for path, arr in self.appended_arrays(prefix).items():
+            keep = n_steps if "/steps/" in path else n_records
+            lengths[path] = arr.shape[0] if keep is None else min(keep, arr.shape[0])
+        self.truncate_to(prefix, lengths)
+
+    def lengths_under(self, prefix: str) -> dict[str, int]:
+        """Current lengths of the arrays this process appended under ``prefix``."""
+        return {p: n for p, n in self.lengths.items() if p.startswith(prefix + "/")}
+
+    def committed_view(self) -> RunStore:
+        """A reader of the committed state.
+
+        Appended arrays are cut to the lengths their method's checkpoint committed; those of
+        methods without one are hidden.
+        Checkpoints without lengths (format 0) commit their arrays' full lengths.
+        """
+        view = RunStore(self.root)
+        committed: dict[str, int] = {}
+        for method, ck in self.checkpoints().items():
+            if ck.get("lengths") is not None:
+                committed.update(ck["lengths"])
+            elif self.has(method):
+                g = self.group("r")
+                arrays = {}
+
+                def visit(node, path, arrays=arrays):
+                    for name, arr in node.arrays():
+                        arrays[f"{path}/{name}"] = arr.shape[0] if arr.ndim else 1
+                    for name, sub in node.groups():
+                        visit(sub, f"{path}/{name}")
+
+                visit(g[method], method)
+                committed.update(arrays)
+        view.view = committed
+        return view
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, method: str, *, segments: int, state: dict, rows: list[dict],
-                        seconds: float, n_steps: int, notes: list[str] = ()) -> None:
+                        seconds: float, n_steps: int, notes: list[str] = (),
+                        lengths: dict[str, int] | None = None) -> None:
+        """Commit a method's progress (the commit point of the protocol).
+
+        Args:
+          method: the method's name.
+          segments: recording intervals done.
+          state: the stepper's state arrays.
+          rows: its metrics rows so far.
+          seconds: wall-clock seconds spent.
+          n_steps: steps made.
+          notes: solver warnings and failures.
+          lengths: path → frames of every array the method appended (the committed
+            lengths).
+        """
         payload = {f"state__{k}": np.asarray(v) for k, v in state.items()}
         payload["segments"] = np.asarray(segments)
         payload["seconds"] = np.asarray(seconds)
         payload["n_steps"] = np.asarray(n_steps)
         payload["rows"] = np.asarray(json.dumps(rows))
         payload["notes"] = np.asarray(json.dumps(list(notes)))
-        tmp = self.state_dir / f"{method}.tmp.npz"
-        np.savez(tmp, **payload)
-        os.replace(tmp, self.state_dir / f"{method}.npz")
+        if lengths is not None:
+            payload["lengths"] = np.asarray(json.dumps(lengths, sort_keys=True))
+        buf = _io.BytesIO()
+        np.savez(buf, **payload)
+        self.state_dir.mkdir(exist_ok=True)
+        durable_write(self.state_dir / f"{method}.npz", buf.getvalue())
 
     def load_checkpoint(self, method: str) -> dict | None:
+        """The checkpoint of ``method`` (None if it has none)."""
         path = self.state_dir / f"{method}.npz"
         if not path.exists():
             return None
@@ -169,20 +521,23 @@ class RunStore:
                 "n_steps": int(z["n_steps"]),
                 "rows": json.loads(str(z["rows"])),
                 "notes": json.loads(str(z["notes"])) if "notes" in z.files else [],
+                "lengths": json.loads(str(z["lengths"])) if "lengths" in z.files else None,
                 "state": state,
             }
 
     def checkpoints(self) -> dict[str, dict]:
+        """Every method's checkpoint (method → :meth:`load_checkpoint`)."""
         out = {}
         if self.state_dir.exists():
             for p in sorted(self.state_dir.glob("*.npz")):
-                if p.name.endswith(".tmp.npz"):
+                if p.name.startswith("."):
                     continue
                 out[p.stem] = self.load_checkpoint(p.stem)
         return out
 
     # ------------------------------------------------------------------ metrics
     def write_metrics(self, rows_by_method: dict[str, list[dict]], order: list[str]) -> None:
+        """Rewrite metrics.csv (durably) from every method's rows, methods in ``order``."""
         buf = _io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(METRIC_COLUMNS)
@@ -192,8 +547,10 @@ class RunStore:
         atomic_write_text(self.root / "metrics.csv", buf.getvalue())
 
     def write_timings(self, timings: dict) -> None:
+        """Write timings.json: wall-clock seconds per method."""
         atomic_write_text(self.root / "timings.json", json.dumps(timings, indent=2))
 
     def read_timings(self) -> dict:
+        """timings.json as a dict (empty if absent)."""
         p = self.root / "timings.json"
         return json.loads(p.read_text()) if p.exists() else {}

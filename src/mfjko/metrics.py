@@ -60,12 +60,13 @@ COSTS = {"sqeuclidean": costs.SqEuclidean, "sphere_line": SphereLineCost}
 
 
 def _acceleration(mode: str) -> dict:
-    """Sinkhorn solver keywords for an acceleration ``mode``. "anderson" and "momentum" are
-    tried in turn (measured on 300–600-particle measures at ε = 0.05): Anderson mixing of
-    the potentials needs ~9x fewer iterations than plain Sinkhorn on well-separated
-    measures but can stall on nearly identical ones; adaptive momentum (started once the
-    error is below 1e-2) converges on both. "symmetric" (a = b): averaged parallel updates
-    (Feydy et al. 2019, eq. 25), as OTT's own divergence uses for its self-terms.
+    """Sinkhorn solver keywords for an acceleration ``mode``.
+
+    "anderson" and "momentum" are tried in turn (measured on 300–600-particle measures at ε =
+    0.05): Anderson mixing of the potentials needs ~9x fewer iterations than plain Sinkhorn on
+    well-separated measures but can stall on nearly identical ones; adaptive momentum (started
+    once the error is below 1e-2) converges on both. "symmetric" (a = b): averaged parallel
+    updates (Feydy et al. 2019, eq. 25), as OTT's own divergence uses for its self-terms.
     """
     if mode == "symmetric":
         return {"parallel_dual_updates": True,
@@ -108,8 +109,9 @@ def _check_measure(name, pts, w):
 
 
 def _pad_to_bucket(pts, w):
-    """Pad with zero-weight copies of the first point to a size in a few buckets (16, 32,
-    64, then multiples of 64), so that measures of varying support size reuse a few
+    """Pad with zero-weight copies of the first point to a size in a few buckets.
+
+    Sizes 16, 32, 64, then multiples of 64, so that measures of varying support size reuse a few
     compiled Sinkhorn solvers.
     """
     k = pts.shape[0]
@@ -167,8 +169,9 @@ def sinkhorn_divergence(x, a, y, b, eps: float, cost: str = "sqeuclidean",
 
 @partial(jax.jit, static_argnames=("max_iterations", "mode"))
 def _reg_ot_cost(geom, a, b, threshold, max_iterations, mode):
-    """OT_ε(a, b) on ``geom`` (OTT's reg_ot_cost), accelerated by ``mode``
-    (:func:`_acceleration`).
+    """OT_ε(a, b) on ``geom`` (OTT's reg_ot_cost), accelerated by ``mode``.
+
+    See :func:`_acceleration`.
     """
     out = ott_linear.solve(geom, a=a, b=b, lse_mode=True, threshold=threshold,
                            max_iterations=max_iterations, **_acceleration(mode))
@@ -177,8 +180,9 @@ def _reg_ot_cost(geom, a, b, threshold, max_iterations, mode):
 
 def grid_sinkhorn_divergence(axes, p, y, b, eps: float, threshold: float = 1e-9,
                              max_iterations: int = 20_000, prune: float = 1e-14):
-    r"""Debiased Sinkhorn divergence S_ε between a measure on a Cartesian grid and a point
-    measure, for the squared Euclidean cost, without compressing the grid.
+    r"""Debiased Sinkhorn divergence S_ε between a grid measure and a point measure.
+
+    For the squared Euclidean cost, without compressing the grid.
 
     ``axes``: a box geometry (:class:`mfjko.geometry.ProductGeometry` with ``is_box``) or
     the grid's 1-D axes (n_1..n_D); ``p`` (Π n_k,) its weights in row-major order
@@ -228,13 +232,14 @@ def grid_sinkhorn_divergence(axes, p, y, b, eps: float, threshold: float = 1e-9,
 
 
 def compress_measure(points, weights, max_points: int):
-    """A measure with at most ``max_points`` support points that approximates
-    Σ_k p_k δ_{θ_k}, for the Sinkhorn divergence (whose dense cost is quadratic in the
-    support). With N ≤ max_points the measure is returned unchanged. Otherwise by
+    """A measure with at most ``max_points`` support points.
+
+    It approximates Σ_k p_k δ_{θ_k}, for the Sinkhorn divergence (whose dense cost is quadratic
+    in the support). With N ≤ max_points the measure is returned unchanged. Otherwise by
     deterministic systematic resampling in the points' stored order (for a grid: the
-    lexicographic order, so strata are spatially contiguous): M = max_points quantiles
-    u_j = (j + ½)/M of the cumulative weights pick points, duplicates merge, weights are
-    counts/M. Every point with p_k ≥ 1/M is kept with its mass to within 1/M.
+    lexicographic order, so strata are spatially contiguous): M = max_points quantiles u_j = (j
+    + ½)/M of the cumulative weights pick points, duplicates merge, weights are counts/M. Every
+    point with p_k ≥ 1/M is kept with its mass to within 1/M.
 
     Returns (points, weights (sum 1), tv) with tv = ½ Σ_k |p_k − q_k|, the mass moved by
     the compression (reported next to the gap, never hidden).
@@ -263,8 +268,10 @@ def pred_gap(f, f_ref) -> float:
 
 
 def measure_losses(param: Parametrization, points, weights, X, y, X_test, y_test, lam) -> dict:
-    """Losses and predictions of μ = Σ_k p_k δ_{θ_k} (:meth:`MeanFieldProblem.losses`): dict
-    with ``loss`` F(μ), ``data_loss``, ``test_loss`` (floats) and ``pred_train`` (n,),
+    """Losses and predictions of μ = Σ_k p_k δ_{θ_k}.
+
+    By :meth:`MeanFieldProblem.losses`: a dict with ``loss`` F(μ), ``data_loss``, ``test_loss``
+    (floats) and ``pred_train`` (n,),
     ``pred_test`` (n_test,) arrays.
     """
     from mfjko.problem import MeanFieldProblem
@@ -313,9 +320,10 @@ class RowContext:
 
 @dataclass(frozen=True)
 class RowMetric:
-    """Columns of metrics.csv and how to compute them (``compute(ctx) -> {column: value}``;
-    a column it leaves out is empty in that row). ``shown``: columns of the report's
-    compact table.
+    """Columns of metrics.csv and how to compute them.
+
+    ``compute(ctx) -> {column: value}``; a column it leaves out is empty in that row).
+    ``shown``: columns of the report's compact table.
     """
 
     columns: tuple[str, ...]

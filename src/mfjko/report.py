@@ -1,15 +1,13 @@
 r"""Figures and a self-contained HTML report of a run folder (re-renderable from disk).
 
-:func:`render` reads DIR/config.yaml, DIR/metrics.csv, DIR/timings.json and
-DIR/trajectories.zarr (see :mod:`mfjko.io`) and writes DIR/figures/*.png, an animation
-DIR/figures/measure.gif and DIR/report.html (images embedded as base64, so the page is one
-file). :func:`compare` overlays the F(t) and gap curves of several run folders.
-
-All curves are against mean-field time t (MATH.md). The measure heatmaps show a 2-D
-marginal of the grid measure — (w_1, α) for ``neuron``, (angle of s, β) for ``sphere``
-with d = 2 (first coordinate of s for d > 2), and for ``signed`` / ``pm`` the signed
-mass over the first two coordinates of w — with GD's particles (a stored subsample)
-overlaid at the same time.
+:func:`render` reads DIR/config.yaml, DIR/metrics.csv, DIR/timings.json and the committed
+part of DIR/trajectories.zarr (:meth:`mfjko.io.RunStore.committed_view`, so a run killed
+at any point renders) and writes DIR/figures/*.png, DIR/figures/measure.gif and
+DIR/report.html (images embedded as base64: one file). :func:`compare` overlays the F(t)
+and gap curves of several run folders. Curves are against mean-field time t (MATH.md).
+Heatmaps show a 2-D marginal of the grid measure (:meth:`Parametrization.view2d`) with
+GD's particles; for 1-D inputs with a bias, the data-space view draws each neuron at its
+kink x = −b/w on the predictor, its area proportional to its mass.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +28,7 @@ import yaml  # noqa: E402
 from mfjko import methods as _methods  # noqa: E402
 from mfjko import metrics as _metrics  # noqa: E402
 from mfjko import parametrizations as _params  # noqa: E402
-from mfjko.io import RunStore, read_metrics  # noqa: E402
+from mfjko.io import RunStore, atomic_write_text, is_run_folder, read_metrics  # noqa: E402
 
 __all__ = ["render", "compare", "summary_sentences", "FIGURES"]
 
@@ -45,6 +44,9 @@ FIGURES = {
     "predictor.png": "Predictors against the data at several times (1-D data)",
     "measure.png": "JKO grid measure (2-D marginal heatmap) with GD's particles overlaid",
     "measure.gif": "Animation of the grid measure and GD's particles over time",
+    "data_space.png": "Data space (1-D inputs with a bias): the predictor f(x) over the data, "
+                      "each neuron (GD particle or JKO grid point) drawn on it at its kink "
+                      "x = −b/w, area ∝ its mass (red: output weight > 0, blue: < 0)",
     "jko_diagnostics.png": "JKO solver: Sinkhorn iterations and marginal error per step",
 }
 
@@ -70,12 +72,17 @@ def _positive(v: np.ndarray) -> np.ndarray:
 
 
 def _save(fig, path: Path) -> None:
+    """Save a figure atomically (temporary file, then rename) and close it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, dpi=90, format=path.suffix.lstrip("."))
     plt.close(fig)
+    os.replace(tmp, path)
 
 
 def _loss_figures(series, figdir: Path, made: list[str]) -> None:
+    if not series:
+        return
     fig, ax = plt.subplots(figsize=(6, 4))
     for m, s in series.items():
         ax.plot(s["t"], _positive(s["loss"]), **_style(m))
@@ -84,7 +91,7 @@ def _loss_figures(series, figdir: Path, made: list[str]) -> None:
     _save(fig, figdir / "loss.png")
     made.append("loss.png")
     fstar = next(iter(series.values()))["F_star"]
-    if np.all(np.isfinite(fstar)):
+    if len(fstar) and np.all(np.isfinite(fstar)):
         fig, ax = plt.subplots(figsize=(6, 4))
         for m, s in series.items():
             ax.plot(s["t"], _positive(s["loss_minus_F_star"]), **_style(m))
@@ -116,8 +123,9 @@ def _gap_figure(series, figdir: Path, made: list[str]) -> None:
     made.append("gaps.png")
 
 
+
 def _record_indices(n: int, k: int = 4) -> list[int]:
-    return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(k, n))})
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(k, n))}) if n > 0 else []
 
 
 def _is_1d(X: np.ndarray) -> bool:
@@ -126,7 +134,16 @@ def _is_1d(X: np.ndarray) -> bool:
     return len(varying) == 1
 
 
+_DATA = ("data/X", "data/y", "data/X_test")
+
+
+def _has_all(store: RunStore, *paths: str) -> bool:
+    return all(store.has(p) for p in paths)
+
+
 def _predictor_figure(store: RunStore, methods: list[str], figdir: Path, made: list[str]):
+    if not _has_all(store, *_DATA, "gd/t"):
+        return
     X, y = store.get("data/X"), store.get("data/y")
     Xt = store.get("data/X_test")
     if not _is_1d(X):
@@ -135,6 +152,8 @@ def _predictor_figure(store: RunStore, methods: list[str], figdir: Path, made: l
     order = np.argsort(Xt[:, j])
     t = store.get("gd/t")
     idx = _record_indices(len(t))
+    if not idx:
+        return
     fig, axes = plt.subplots(1, len(idx), figsize=(4 * len(idx), 3.6), squeeze=False)
     for ax, i in zip(axes[0], idx, strict=True):
         ax.scatter(X[:, j], y, color="k", s=14, zorder=5, label="data")
@@ -164,13 +183,20 @@ def _edges(v: np.ndarray, max_bins: int = 60) -> np.ndarray:
 
 
 def _heatmap(ax, param, support, weights, particles, t):
+    """Draw the grid measure's 2-D marginal with a colour bar.
+
+    Draw the grid measure's 2-D marginal (and GD's particles) on ``ax`` with a colour
+    bar of the mass per cell.
+    """
     x, yv, w, (lx, ly) = _project(param, support, weights)
     ex, ey = _edges(x), _edges(yv)
     H, _, _ = np.histogram2d(x, yv, bins=(ex, ey), weights=w)
     signed = param in ("signed", "pm")
     vmax = np.abs(H).max() or 1.0
-    ax.pcolormesh(ex, ey, H.T, cmap="RdBu_r" if signed else "viridis",
-                  vmin=-vmax if signed else 0.0, vmax=vmax, shading="flat")
+    mesh = ax.pcolormesh(ex, ey, H.T, cmap="RdBu_r" if signed else "viridis",
+                         vmin=-vmax if signed else 0.0, vmax=vmax, shading="flat")
+    ax.figure.colorbar(mesh, ax=ax, fraction=0.046, pad=0.03,
+                       label="signed mass per cell" if signed else "mass per cell")
     if particles is not None:
         px, py, _, _ = _project(param, particles, np.ones(len(particles)))
         ax.scatter(px, py, s=4, color="white", edgecolor="black", linewidth=0.3, alpha=0.8)
@@ -179,7 +205,7 @@ def _heatmap(ax, param, support, weights, particles, t):
 
 
 def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str]) -> None:
-    if not store.has("jko/weights"):
+    if not (store.has("jko/weights") and store.has("jko/t") and store.has("jko/support")):
         return
     support = store.get("jko/support")
     W = store.get("jko/weights")
@@ -187,7 +213,9 @@ def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str])
     gd_particles = store.get("gd/particles") if store.has("gd/particles") else None
     n = min(len(W), len(t))
     idx = _record_indices(n)
-    fig, axes = plt.subplots(1, len(idx), figsize=(4 * len(idx), 3.6), squeeze=False)
+    if not idx:
+        return
+    fig, axes = plt.subplots(1, len(idx), figsize=(4.6 * len(idx), 3.6), squeeze=False)
     for ax, i in zip(axes[0], idx, strict=True):
         gp = gd_particles[i] if gd_particles is not None and i < len(gd_particles) else None
         _heatmap(ax, param, support, W[i], gp, t[i])
@@ -199,15 +227,90 @@ def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str])
 
     frames = []
     for i in range(n):
-        fig, ax = plt.subplots(figsize=(4.2, 3.6))
+        fig, ax = plt.subplots(figsize=(4.8, 3.6))
         gp = gd_particles[i] if gd_particles is not None and i < len(gd_particles) else None
         _heatmap(ax, param, support, W[i], gp, t[i])
         fig.tight_layout()
         fig.canvas.draw()
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
         plt.close(fig)
-    imageio.mimsave(figdir / "measure.gif", frames, duration=0.4, loop=0)
+    tmp = figdir / f".measure.gif.{os.getpid()}.tmp"
+    imageio.mimsave(tmp, frames, duration=0.4, loop=0, format="GIF")
+    os.replace(tmp, figdir / "measure.gif")
     made.append("measure.gif")
+
+
+def _kinks(param: str, points: np.ndarray, weights: np.ndarray, j: int, b: int, c: float):
+    """Kinks x = −c·w_b / w_j of a measure's neurons.
+
+    For 1-D inputs with a bias column b of value c: the kinks with their masses and
+    output-weight signs; neurons with w_j = 0 have none.
+    """
+    W, alpha = (np.asarray(a) for a in _params.get(param).to_classic(np.asarray(points)))
+    mass = np.asarray(weights, dtype=np.float64)
+    if len(alpha) != len(mass):  # pm: two classic neurons (u, +1), (v, −1) per atom
+        mass = np.tile(mass, len(alpha) // len(mass))
+    keep = (np.abs(W[:, j]) > 1e-12) & (mass > 0) & (np.abs(alpha) > 0)
+    x = -c * W[keep, b] / W[keep, j]
+    return x, mass[keep], np.sign(alpha[keep])
+
+
+def _data_space_figure(store: RunStore, param: str, figdir: Path, made: list[str]) -> None:
+    """GD's particles and the JKO measure in data space (module docstring), over time."""
+    if not _has_all(store, *_DATA):
+        return
+    X, y, Xt = store.get("data/X"), store.get("data/y"), store.get("data/X_test")
+    const = [k for k in range(X.shape[1]) if np.ptp(X[:, k]) == 0 and X[0, k] != 0]
+    if not (_is_1d(X) and X.shape[1] == 2 and const):
+        return
+    j, b = 1 - const[0], const[0]
+    c = float(X[0, b])
+    rows = []
+    if store.has("gd/support_full") and store.has("gd/pred_test") and store.has("gd/t"):
+        pts = store.get("gd/support_full")
+        rows.append(("gd particles", "gd", lambda i, pts=pts: (pts[i], np.full(
+            pts.shape[1], 1.0 / pts.shape[1])), min(len(pts), len(store.get("gd/t")))))
+    if all(store.has(f"jko/{k}") for k in ("weights", "support", "pred_test", "t")):
+        W, sup = store.get("jko/weights"), store.get("jko/support")
+        rows.append(("JKO grid measure", "jko", lambda i, W=W, sup=sup: (sup, W[i]),
+                     min(len(W), len(store.get("jko/t")))))
+    rows = [r for r in rows if r[3] > 0]
+    if not rows:
+        return
+    n_cols = max(len(_record_indices(r[3])) for r in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(4 * n_cols, 3.4 * len(rows)),
+                             squeeze=False)
+    order = np.argsort(Xt[:, j])
+    xs = Xt[order, j]
+    lo, hi = float(min(xs.min(), X[:, j].min())), float(max(xs.max(), X[:, j].max()))
+    for r, (label, m, measure, n) in enumerate(rows):
+        t, pred = store.get(f"{m}/t"), store.get(f"{m}/pred_test")
+        idx = _record_indices(min(n, len(pred)))
+        for col in range(n_cols):
+            ax = axes[r][col]
+            if col >= len(idx):
+                ax.axis("off")
+                continue
+            i = idx[col]
+            f = pred[i][order]
+            x, mass, sign = _kinks(param, *measure(i), j, b, c)
+            inside = (x >= lo) & (x <= hi)
+            out_mass = mass[~inside].sum() / max(mass.sum(), 1e-300)
+            x, mass, sign = x[inside], mass[inside], sign[inside]
+            big = mass >= 1e-4 * mass.max() if len(mass) else mass > 0
+            ax.scatter(X[:, j], y, color="k", s=12, zorder=4, label="data")
+            ax.plot(xs, f, color=COLORS.get(m), zorder=3, label=f"{m} predictor")
+            ax.scatter(x[big], np.interp(x[big], xs, f), s=np.maximum(3000.0 * mass[big], 0.5),
+                       c=np.where(sign[big] > 0, "tab:red", "tab:blue"), alpha=0.5,
+                       edgecolors="none", zorder=5)
+            ax.set(title=f"{label}, t = {t[i]:.4g}"
+                         + (f" ({100 * out_mass:.0f} % of mass kinks off-range)"
+                            if out_mass >= 0.005 else ""),
+                   xlabel=f"x_{j + 1}", xlim=(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)))
+            ax.title.set_fontsize(9)
+        axes[r][0].legend(fontsize=7, loc="best")
+    _save(fig, figdir / "data_space.png")
+    made.append("data_space.png")
 
 
 def _diagnostics_figure(store: RunStore, figdir: Path, made: list[str]) -> None:
@@ -218,16 +321,20 @@ def _diagnostics_figure(store: RunStore, figdir: Path, made: list[str]) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     if store.has("jko/steps/sinkhorn_iterations"):
-        axes[0].plot(t, store.get("jko/steps/sinkhorn_iterations")[: len(t)], ".-")
+        it = store.get("jko/steps/sinkhorn_iterations")
+        n = min(len(t), len(it))
+        axes[0].plot(t[:n], it[:n], ".-")
     axes[0].set(xlabel="mean-field time t", title="Sinkhorn iterations per JKO step")
     if store.has("jko/steps/marginal_error"):
-        axes[1].semilogy(t, _positive(store.get("jko/steps/marginal_error")[: len(t)]), ".-")
+        e = store.get("jko/steps/marginal_error")
+        n = min(len(t), len(e))
+        axes[1].semilogy(t[:n], _positive(e[:n]), ".-")
     axes[1].set(xlabel="mean-field time t", title="final marginal error ‖b⊙Kᵀa − q‖₁")
     _save(fig, figdir / "jko_diagnostics.png")
     made.append("jko_diagnostics.png")
 
 
-def _verdict(store: RunStore, series: dict) -> str:
+def _verdict(store, series: dict) -> str:
     """The one-line verdict of the grid methods (the study's rule, regime.classify).
 
     Grid methods: kind "grid", or reporting a drift ratio (wfr_jko); each is pinned,
@@ -315,23 +422,134 @@ def _metrics_table(rows: list[dict], max_times: int = 11) -> str:
     return f'<table id="metrics"><tr>{head}</tr>{"".join(body)}</table>'
 
 
+#: significant digits of each setup value in the report (others: 6)
+_SETUP_DIGITS = {"F_star": 10, "grid_mass_outside": 3}
+
+
+def fmt_value(value, digits: int = 6) -> str:
+    """A value as a researcher reads it.
+
+    Floats to ``digits`` significant digits (so 0.34999999999999964 reads 0.35), lists
+    element-wise, the rest as text.
+    """
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(fmt_value(v, digits) for v in value) + "]"
+    return str(value)
+
+
+def _grid_summary(grid: dict) -> str:
+    kind = grid.get("kind", "?")
+    parts = [f"{kind} grid"]
+    sizes, ranges = grid.get("sizes"), grid.get("ranges")
+    if sizes:
+        parts.append("×".join(str(n) for n in sizes))
+    if ranges:
+        if all(r == ranges[0] for r in ranges):
+            parts.append(f"on {fmt_value(ranges[0])}^{len(ranges)}")
+        else:
+            parts.append("on " + " × ".join(fmt_value(r) for r in ranges))
+    for key in ("n_dirs", "n_beta", "beta_range"):
+        if grid.get(key) is not None:
+            parts.append(f"{key} = {fmt_value(grid[key])}")
+    return " ".join(parts)
+
+
+def describe(cfg: dict) -> str:
+    """One paragraph describing a run from its resolved config.
+
+    From config.yaml's ``config``: the data, model, initial law, every method with its
+    settings, and the time axis.
+    """
+    if not cfg:
+        return ""
+    data, model, init = cfg.get("data", {}), cfg.get("model", {}), cfg.get("init", {})
+    kw = ", ".join(f"{k} = {fmt_value(v)}" for k, v in (data.get("kwargs") or {}).items())
+    src = data.get("name", "?") + (f" ({data['path']})" if data.get("path") else "")
+    parts = [f"Data: {src}" + (f" ({kw})" if kw else "") + ".",
+             f"Model: {model.get('parametrization', '?')}, λ = {fmt_value(model.get('lam'))}.",
+             f"Initial law: {init.get('law', '?')}, scale {fmt_value(init.get('scale'))}, "
+             f"m = {init.get('m')} particles."]
+    methods = []
+    for name, section in (cfg.get("methods") or {}).items():
+        if section is None:
+            continue
+        items = []
+        for k, v in section.items():
+            if isinstance(v, dict):
+                if k == "grid":
+                    items.append(_grid_summary(v))
+                continue
+            if v is not None:
+                items.append(f"{k} = {fmt_value(v)}")
+        methods.append(f"{name} ({', '.join(items)})" if items else name)
+    parts.append("Methods: " + "; ".join(methods) + ".")
+    parts.append(f"Horizon T = {fmt_value(cfg.get('T'))}, records every "
+                 f"{fmt_value(cfg.get('record_every'))}, seed {cfg.get('seed')}.")
+    return " ".join(parts)
+
+
+def _header(doc: dict) -> list[str]:
+    """The page's title and header, built from the resolved config."""
+    cfg = doc.get("config", {}) or {}
+    name = html.escape(str(cfg.get("name", "")))
+    out = [f"<title>mfjko run {name}</title>",
+           f"<style>{_CSS}</style></head><body>",
+           f"<h1>mfjko run: {name}</h1>",
+           f"<p id='description'>{html.escape(describe(cfg))}</p>"]
+    text = str(cfg.get("description", "") or "")
+    overrides = (doc.get("source") or {}).get("overrides") or []
+    if text:
+        note = ""
+        if overrides:
+            note = (" — written for the config file; this run changed "
+                    + ", ".join(overrides) + " with --set")
+        out.append(f"<p id='config-description'><i>Config description:</i> "
+                   f"{html.escape(text + note)}</p>")
+    return out
+
+
 _CSS = """body{font-family:sans-serif;max-width:1400px;margin:auto;padding:1em}
 img{max-width:100%}figure{margin:1em 0}table{border-collapse:collapse;font-size:90%}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}pre{background:#f6f6f6;
 padding:1em;overflow:auto}"""
 
 
+def _not_a_run(run_dir: Path, why: str):
+    from mfjko.runner.run import RunFolderError
+
+    return RunFolderError(f"{run_dir} {why}: not a run folder; check the path")
+
+
 def render(run_dir) -> Path:
-    """Write DIR/figures/* and DIR/report.html from the stored results; return the html
-    path. Works on a partial run (what is stored so far).
+    """Write DIR/figures/* and DIR/report.html from the stored results.
+
+    Works on a partial or interrupted run: only what its checkpoints committed is shown
+    (:meth:`mfjko.io.RunStore.committed_view`).
+
+    Args:
+      run_dir: the run folder.
+
+    Returns:
+      The path of report.html. Raises :class:`mfjko.runner.RunFolderError` if ``run_dir``
+      does not hold a run.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise _not_a_run(run_dir, "does not exist" if not run_dir.exists() else "is a file")
+    if not is_run_folder(run_dir) and not (run_dir / "metrics.csv").exists():
+        raise _not_a_run(run_dir, "holds no run (no .mfjko-run, config.yaml or metrics.csv)")
     store = RunStore(run_dir)
-    if not (run_dir / "metrics.csv").exists():
-        raise FileNotFoundError(f"{run_dir} has no metrics.csv: not a run folder (or empty)")
-    doc = yaml.safe_load((run_dir / "config.yaml").read_text())
-    cfg, setup = doc.get("config", {}), doc.get("setup", {})
-    rows = read_metrics(run_dir / "metrics.csv")
+    view = store.committed_view() if store.zarr_path.exists() else store
+    cfg_path = run_dir / "config.yaml"
+    doc = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
+    doc = doc if isinstance(doc, dict) else {}
+    cfg, setup = doc.get("config", {}) or {}, doc.get("setup", {}) or {}
+    metrics_path = run_dir / "metrics.csv"
+    rows = read_metrics(metrics_path) if metrics_path.exists() else []
     series = _by_method(rows)
     timings = store.read_timings()
     figdir = store.figures
@@ -340,12 +558,18 @@ def render(run_dir) -> Path:
     _loss_figures(series, figdir, made)
     _gap_figure(series, figdir, made)
     param = cfg.get("model", {}).get("parametrization", "neuron")
-    _predictor_figure(store, list(series), figdir, made)
-    _measure_figures(store, param, figdir, made)
-    _diagnostics_figure(store, figdir, made)
+    _predictor_figure(view, list(series), figdir, made)
+    _data_space_figure(view, param, figdir, made)
+    _measure_figures(view, param, figdir, made)
+    _diagnostics_figure(view, figdir, made)
 
     sentences = summary_sentences(series, timings, setup)
-    verdict = _verdict(store, series)
+    verdict = _verdict(view, series)
+    if not doc:
+        sentences = ["This run was stopped while its folder was being created: nothing was "
+                     "computed yet (resume it with --resume)."]
+    elif not rows:
+        sentences = ["No record was committed yet (resume the run with --resume)."]
     notes = {m: c["notes"] for m, c in store.checkpoints().items() if c.get("notes")}
     warn_html = ["<h2>Solver warnings</h2>"]
     if notes:
@@ -360,15 +584,14 @@ def render(run_dir) -> Path:
         warn_html.append("<p>None.</p>")
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>mfjko run {html.escape(str(cfg.get('name', '')))}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>mfjko run: {html.escape(str(cfg.get('name', '')))}</h1>",
+        *_header(doc),
         f"<p id='verdict'><b>Verdict:</b> {html.escape(verdict)}</p>" if verdict else "",
-        f"<p>{html.escape(str(cfg.get('description', '')))}</p>",
         "<h2>Reading</h2><ul id='reading'>",
         *[f"<li>{html.escape(s)}</li>" for s in sentences],
-        "</ul><h2>Setup</h2><ul>",
-        *[f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in setup.items()],
+        "</ul><h2>Setup</h2><ul id='setup'>",
+        *[f"<li>{html.escape(str(k))}: "
+          f"{html.escape(fmt_value(v, _SETUP_DIGITS.get(k, 6)))}</li>"
+          for k, v in setup.items()],
         "</ul>",
         *warn_html,
         "<h2>Figures</h2>",
@@ -382,27 +605,30 @@ def render(run_dir) -> Path:
         "</pre></body></html>",
     ]
     out = run_dir / "report.html"
-    out.write_text("\n".join(parts))
+    atomic_write_text(out, "\n".join(parts))
     return out
 
 
 def compare(run_dirs, out_dir) -> Path:
-    """Overlay F(t) and the gaps to GD of several runs (one colour per method, one line
-    style per run); write OUT/compare.png and OUT/compare.html; return the html path.
+    """Overlay F(t) and the gaps to GD of several runs.
+
+    One colour per method, one line style per run; write OUT/compare.png and
+    OUT/compare.html; return the html path.
+    Every folder is checked before OUT is created.
     """
     run_dirs = [Path(d) for d in run_dirs]
     if len(run_dirs) < 2:
         raise ValueError("compare needs at least two run folders")
+    for d in run_dirs:
+        if not (d / "metrics.csv").is_file():
+            raise _not_a_run(d, "does not exist" if not d.exists() else "has no metrics.csv")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dashes = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     labels = []
     for r, d in enumerate(run_dirs):
-        path = d / "metrics.csv"
-        if not path.exists():
-            raise FileNotFoundError(f"{d} has no metrics.csv: not a run folder")
-        series = _by_method(read_metrics(path))
+        series = _by_method(read_metrics(d / "metrics.csv"))
         label = d.name or str(d)
         labels.append(label)
         ls = dashes[r % len(dashes)]
@@ -424,5 +650,5 @@ def compare(run_dirs, out_dir) -> Path:
             + ")</p>" + _img_tag(out_dir / "compare.png", "F(t) and gaps of the runs", "")
             + "</body></html>")
     out = out_dir / "compare.html"
-    out.write_text(page)
+    atomic_write_text(out, page)
     return out

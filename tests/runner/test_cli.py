@@ -14,7 +14,7 @@ runner = CliRunner()
 
 def _config(tmp_path):
     raw = tiny_raw()
-    raw["methods"] = {"gd": {"h": 0.05}, "flow": None}
+    raw["methods"] = {"gd": {"h": 0.05}, "flow": {}}  # {} (or true): defaults; null: off
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -1,15 +1,28 @@
-r"""Runs: prepare, drive every method, record, with provenance.
+r"""Runs: prepare, drive every method and record, with provenance.
 
-Modules: :mod:`.setup` (prepare), :mod:`.run` and :mod:`.recorder` (drive and record),
-:mod:`.provenance`. All methods start from the same initial law (particles drawn from it
-with the run's seed, the grid from its discretization) and share the mean-field time axis;
-records fall at t_i = i·record_every. The environment variable ``MFJKO_INTERRUPT_AFTER`` = k raises
-:class:`RunInterrupted` after k intervals (resume tests).
+Runs: prepare (:mod:`.setup`), drive every method and record (:mod:`.run`,
+:mod:`.recorder`), with provenance (:mod:`.provenance`).
+
+All methods start from the same initial law (particles drawn from it with the run's seed,
+the grid from its discretization) and share the mean-field time axis; records fall at
+t_i = i·record_every. The environment variable ``MFJKO_INTERRUPT_AFTER`` = k raises
+:class:`RunInterrupted` after k intervals (resume tests); ``MFJKO_CRASH_AT`` = k ends the
+process at the k-th write point (crash tests, :mod:`mfjko.io`).
 """
 
 from mfjko.runner.provenance import provenance
-from mfjko.runner.run import INTERRUPT_ENV, RunExistsError, RunInterrupted, config_doc, run
+from mfjko.runner.run import (
+    INTERRUPT_ENV,
+    RunExistsError,
+    RunFolderError,
+    RunInterrupted,
+    RunStopped,
+    SolverError,
+    config_doc,
+    run,
+)
 from mfjko.runner.setup import FSTAR_PARAMS, Setup, build_geometry, prepare
 
 __all__ = ["run", "prepare", "build_geometry", "provenance", "config_doc", "Setup",
-           "RunExistsError", "RunInterrupted", "INTERRUPT_ENV", "FSTAR_PARAMS"]
+           "RunExistsError", "RunFolderError", "RunInterrupted", "RunStopped", "SolverError",
+           "INTERRUPT_ENV", "FSTAR_PARAMS"]

@@ -3,7 +3,8 @@ r"""Everything a run needs, built and checked before any dynamics run.
 Data, the problem, the initial law, m particles drawn from it with the run's seed, the JKO
 grid (:meth:`Parametrization.build_grid`) with the same law discretized on it
 (:func:`mfjko.initial.discretize`), and the reference optimum F*. Any infeasible setting
-raises :class:`~mfjko.config.ConfigError` naming the key.
+raises :class:`~mfjko.config.ConfigError` naming the key; an unusable data or particle
+file raises :class:`~mfjko.data.DataError` naming data.path or init.path.
 """
 
 from __future__ import annotations
@@ -51,14 +52,17 @@ class Setup:
 
     @property
     def param(self):
+        """The parametrization."""
         return self.problem.param
 
     @property
     def geom(self):
+        """The JKO grid's geometry (None without a grid method)."""
         return None if self.grid is None else self.grid.geom
 
     @property
     def d(self) -> int:
+        """Input dimension, bias column included."""
         return int(self.dataset.X.shape[1])
 
     def problem_for(self, kind: str):
@@ -71,6 +75,11 @@ class Setup:
 
 
 def _make_dataset(cfg: RunConfig):
+    """The data set of ``cfg.data``.
+
+    A bad file raises :class:`~mfjko.data.DataError`
+    naming data.path, a bad generator option :class:`ConfigError` naming data.kwargs.
+    """
     from mfjko import data as data_mod
 
     kwargs = dict(cfg.data.kwargs)
@@ -78,9 +87,20 @@ def _make_dataset(cfg: RunConfig):
         if cfg.data.name == "file":
             return data_mod.make_dataset("file", path=cfg.data.path, **kwargs)
         return data_mod.make_dataset(cfg.data.name, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"data.kwargs: {e} (check the keyword names of the {cfg.data.name} "
-                          "data set)") from None
+    except data_mod.DataFileNotFoundError as e:
+        raise data_mod.DataFileNotFoundError(f"data.path: {e}") from None
+    except data_mod.DataError as e:
+        raise data_mod.DataError(f"data.path: {e}") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ConfigError(f"data.kwargs: {e} (options of the {cfg.data.name} data set; fix "
+                          "them in the config or with --set data.kwargs.<option>=...)") from None
+
+
+def _data_error(e: Exception) -> type:
+    from mfjko import data as data_mod
+
+    return (data_mod.DataFileNotFoundError if isinstance(e, FileNotFoundError)
+            else data_mod.DataError)
 
 
 def _make_law(cfg: RunConfig):
@@ -93,8 +113,10 @@ def _make_law(cfg: RunConfig):
 
 
 def build_geometry(cfg: RunConfig, param, d: int):
-    """The JKO grid of ``methods.jko.grid`` for input dimension d (bias included);
-    :class:`ConfigError` naming the key when it does not fit the parametrization.
+    """The JKO grid of ``methods.jko.grid`` for input dimension d.
+
+    d counts the bias column; a grid that does not fit the parametrization raises
+    :class:`ConfigError` naming the key.
     """
     try:
         return param.build_grid(cfg.methods.jko.grid, d)
@@ -108,7 +130,9 @@ def _grid_key(cfg: RunConfig) -> str:
 
 
 def prepare(cfg: RunConfig) -> Setup:
-    """Build data, problem, law, particles, grid and p0, and run every check that needs
+    """Build and check everything a run needs.
+
+    Build data, problem, law, particles, grid and p0, and run every check that needs
     them (grid mass, ε vs spacing). Raises :class:`ConfigError` before any dynamics run.
     """
     dataset = _make_dataset(cfg)
@@ -120,8 +144,12 @@ def prepare(cfg: RunConfig) -> Setup:
     try:
         theta0 = np.asarray(initial.sample_particles(law, problem.param, k_particles,
                                                      cfg.init.m, problem.d))
-    except (ValueError, FileNotFoundError) as e:
-        raise ConfigError(f"init: {e}") from None
+    except (ValueError, OSError) as e:
+        if cfg.init.law != "file":
+            raise ConfigError(f"init: {e}") from None
+        # a particle file that is missing, unreadable or does not fit the data / init.m
+        raise _data_error(e)(f"init.path: {e}; fix the file or init.path / init.m") from None
+    _check_initial_objective(problem, theta0, dataset, cfg)
     setup = Setup(cfg=cfg, dataset=dataset, problem=problem, law=law, theta0=theta0,
                   keys={"langevin": k_langevin, "peers": k_peers})
     if cfg.methods.jko is not None:
@@ -138,6 +166,24 @@ def prepare(cfg: RunConfig) -> Setup:
         setup.p0, setup.mass_outside = np.asarray(p0, dtype=np.float64), float(outside)
     setup.F_star, setup.F_star_note = _reference_value(cfg, dataset)
     return setup
+
+
+def _check_initial_objective(problem, theta0, dataset, cfg) -> None:
+    """Check that F at t = 0 is finite.
+
+    F at t = 0 (and the test loss) must be finite: data of extreme magnitude would
+    otherwise fill the results with inf/NaN. Raises :class:`~mfjko.data.DataError`.
+    """
+    from mfjko import data as data_mod
+
+    m = theta0.shape[0]
+    losses = problem.losses(theta0, np.full(m, 1.0 / m), dataset.X_test, dataset.y_test)
+    if not (math.isfinite(losses["loss"]) and math.isfinite(losses["test_loss"])):
+        where = "data.path" if cfg.data.name == "file" else "data.kwargs"
+        scale = max(float(np.abs(dataset.X).max()), float(np.abs(dataset.y).max()))
+        raise data_mod.DataError(
+            f"{where}: F at t = 0 is not finite ({losses['loss']:g}; largest |value| in the "
+            f"data {scale:.3g}): rescale the data (e.g. standardize X and y)")
 
 
 def _reference_value(cfg: RunConfig, dataset) -> tuple[float, str]:

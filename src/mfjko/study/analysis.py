@@ -19,7 +19,8 @@ from mfjko.study.regime import classify, predicted_drift_ratio, sup_relative_gap
 __all__ = ["point_summaries", "fit_rate", "FACTS"]
 
 #: per-point facts carried from the table (mfjko.sweep.execute.point_facts)
-FACTS = ("delta", "tau", "eps", "D", "eps_over_h2", "courant", "speed0", "grid_size")
+FACTS = ("delta", "tau", "eps", "D", "eps_over_h2", "courant", "speed0", "grid_size",
+         "drift_predicted_field")
 
 
 def _series(rows: pd.DataFrame, method: str) -> pd.Series:

@@ -57,8 +57,8 @@ def _boundary_table(summary: dict) -> str:
     rows = [r for r in summary.get("boundary", []) if r["courant"] < 0.5]
     if not rows:
         return ""
-    out = ("| grid (points) | c | measured r* (bracket) | predicted r* |\n"
-           "| --- | --- | --- | --- |\n")
+    out = ("| grid (points) | c | measured r* (bracket) | predicted r*, scalar c | "
+           "predicted r*, velocity field |\n| --- | --- | --- | --- | --- |\n")
     for r in rows:
         if r["pinned_everywhere"]:
             meas = "pinned at every ε/δ² swept"
@@ -67,7 +67,7 @@ def _boundary_table(summary: dict) -> str:
         else:
             meas = f"{_num(r['measured'])} ({_num(r['y_below'])}–{_num(r['y_above'])})"
         out += (f"| {r['panel']} | {_num(r['courant'])} | {meas} | "
-                f"{_num(r['predicted'])} |\n")
+                f"{_num(r['predicted'])} | {_num(r.get('predicted_field', math.nan))} |\n")
     return out
 
 
@@ -80,10 +80,15 @@ def _phase_section(root: Path, name: str, title: str, figdir: Path) -> str:
     text = [f"## {title}\n",
             f"{n} runs. Regimes by the rule of docs/STUDY.md: "
             + ", ".join(f"{k} {v}" for k, v in sorted(reg.items())) + ".\n"]
-    err = summary.get("drift_prediction_error")
-    if err is not None:
-        text.append(f"The measured mean drift ratio differs from the 1-D prediction "
-                    f"ρ(c, ε/δ²) by {_num(err, 2)} (median absolute difference).\n")
+    err1 = summary.get("drift_predicted_error")
+    errf = summary.get("drift_predicted_field_error")
+    if err1 is not None:
+        text.append(f"Pinning prediction: the measured mean drift ratio differs from the "
+                    f"scalar model ρ(c, ε/δ²) at c = τV₀/δ by {_num(err1, 2)} (median absolute "
+                    "difference)"
+                    + (f", and from the model applied to each coordinate of the initial "
+                       f"velocity field by {_num(errf, 2)}" if errf is not None else "")
+                    + ".\n")
     text.append(_figure(root, name, "phase.png", figdir,
                         f"{name}: gaps over (c, ε/δ²); dashed: predicted pinning boundary"))
     text.append(_figure(root, name, "drift.png", figdir,

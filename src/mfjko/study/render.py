@@ -42,12 +42,24 @@ def _axes_columns(spec: dict) -> list[str]:
     return cols
 
 
+def _crossing(ys: np.ndarray, rho: np.ndarray) -> tuple[float, float, float]:
+    """(y_below, y_above, log-interpolated y) where ``rho`` first rises through 1/2."""
+    for i in range(len(ys) - 1):
+        if rho[i] < PIN_RATIO <= rho[i + 1]:
+            w = (PIN_RATIO - rho[i]) / (rho[i + 1] - rho[i])
+            cross = math.exp((1 - w) * math.log(ys[i]) + w * math.log(ys[i + 1]))
+            return float(ys[i]), float(ys[i + 1]), float(cross)
+    return math.nan, math.nan, math.nan
+
+
 def measured_boundary(points: pd.DataFrame, x: str = "courant", y: str = "eps_over_h2",
                       panel: str | None = None) -> list[dict]:
     """Where the measured drift ratio crosses 1/2 along y at each (panel, x).
 
     Gives the bracket [y_below, y_above] of the sweep's values and its log-interpolated
-    crossing, beside the predicted r*(c) (:func:`~mfjko.study.regime.pinning_boundary`).
+    crossing, beside two predictions: r*(c) of the scalar model at c = τV₀/δ
+    (:func:`~mfjko.study.regime.pinning_boundary`) and the crossing of the prediction from
+    the initial velocity field (``drift_predicted_field``), interpolated the same way.
     """
     rows = []
     groups = points.groupby(panel) if panel else [(None, points)]
@@ -55,18 +67,15 @@ def measured_boundary(points: pd.DataFrame, x: str = "courant", y: str = "eps_ov
         for xv, line in sub.groupby(x):
             line = line.sort_values(y)
             ys, rho = line[y].to_numpy(float), line["drift_ratio"].to_numpy(float)
-            cross = math.nan
-            lo = hi = math.nan
-            for i in range(len(ys) - 1):
-                if rho[i] < PIN_RATIO <= rho[i + 1]:
-                    lo, hi = ys[i], ys[i + 1]
-                    w = (PIN_RATIO - rho[i]) / (rho[i + 1] - rho[i])
-                    cross = float(math.exp((1 - w) * math.log(lo) + w * math.log(hi)))
-                    break
+            lo, hi, cross = _crossing(ys, rho)
+            field = math.nan
+            if "drift_predicted_field" in line:
+                field = _crossing(ys, line["drift_predicted_field"].to_numpy(float))[2]
             c_mean = float(line["courant"].mean()) if "courant" in line else float(xv)
             rows.append({"panel": None if pval is None else _plain(pval), x: _plain(xv),
                          "courant": c_mean, "y_below": lo, "y_above": hi, "measured": cross,
                          "predicted": float(pinning_boundary([c_mean])[0]),
+                         "predicted_field": field,
                          "pinned_everywhere": bool(np.all(rho < PIN_RATIO)),
                          "free_everywhere": bool(np.all(rho >= PIN_RATIO))})
     return rows
@@ -104,6 +113,7 @@ def _phase_figure(points: pd.DataFrame, cfg: dict, path: Path) -> None:
                    ylabel="ε/δ²" if y == "eps_over_h2" else y,
                    title=f"{_GAPS[m]}\n{panel} = {pv}, δ = {delta:.3g}" if pv is not None
                    else _GAPS[m])
+            _plain_log_ticks(ax)
             if sc is not None:
                 fig.colorbar(sc, ax=ax, label=f"log10 {m}")
             if i == 0 and j == 0:
@@ -113,22 +123,45 @@ def _phase_figure(points: pd.DataFrame, cfg: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _plain_log_ticks(ax) -> None:
+    """Decimal labels on log axes, no minor labels (they overlap on short ranges)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        fmt = ScalarFormatter()
+        fmt.set_scientific(False)
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(NullFormatter())
+
+
 def _drift_figure(points: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4.2))
+    pred = _prediction_column(points)
     for regime, mk in _MARKERS.items():
         sel = points["regime"] == regime
         if sel.any():
-            ax.scatter(points.loc[sel, "drift_predicted"], points.loc[sel, "drift_ratio"],
+            ax.scatter(points.loc[sel, pred], points.loc[sel, "drift_ratio"],
                        marker=mk, label=regime)
-    lim = [0, max(1.2, float(np.nanmax(points[["drift_predicted", "drift_ratio"]])))]
+    lim = [0, max(1.2, float(np.nanmax(points[[pred, "drift_ratio"]])))]
     ax.plot(lim, lim, "k:", lw=1)
     ax.axhline(PIN_RATIO, color="r", ls="--", lw=1)
-    ax.set(xlabel="predicted drift ratio ρ(c, ε/δ²) (1-D linear potential)",
+    ax.set(xlabel=("predicted drift ratio (initial velocity field)" if pred != "drift_predicted"
+                   else "predicted drift ratio ρ(c, ε/δ²) (1-D linear potential)"),
            ylabel="measured mean drift ratio", title="pinning: measured vs predicted")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _prediction_column(points: pd.DataFrame) -> str:
+    """The best available drift-ratio prediction's column.
+
+    From the initial velocity field when the sweep recorded it, else the scalar ρ(c, ε/δ²).
+    """
+    if "drift_predicted_field" in points and points["drift_predicted_field"].notna().any():
+        return "drift_predicted_field"
+    return "drift_predicted"
 
 
 def _refinement(points: pd.DataFrame, paths: list[dict], figdir: Path) -> list[dict]:
@@ -224,8 +257,10 @@ def render_study(sweep_dir) -> Path:
     if "drift_predicted" in points and points["drift_ratio"].notna().any():
         _drift_figure(points, out / "drift.png")
         figures.append(("drift.png", "Mean drift ratio of each run vs the 1-D prediction"))
-        ok = points[["drift_ratio", "drift_predicted"]].dropna()
-        summary["drift_prediction_error"] = float(np.median(np.abs(ok.iloc[:, 0] - ok.iloc[:, 1])))
+        for col in ("drift_predicted", "drift_predicted_field"):
+            if col in points:
+                ok = points[["drift_ratio", col]].dropna()
+                summary[f"{col}_error"] = float(np.median(np.abs(ok.iloc[:, 0] - ok.iloc[:, 1])))
     summary["rates"] = _refinement(points, study.get("refinement", []), out)
     if summary["rates"]:
         figures.append(("refinement.png", "Refinement paths: gaps vs grid spacing, fitted rates"))

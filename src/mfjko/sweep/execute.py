@@ -23,6 +23,7 @@ from mfjko.driver import Record, drive
 from mfjko.methods.jko import EntropicJKOBatch
 from mfjko.runner.recorder import MemoryFrames, Recorder
 from mfjko.runner.setup import Setup, prepare
+from mfjko.study.regime import predicted_drift_ratio_field
 
 __all__ = ["run_group", "point_facts"]
 
@@ -89,6 +90,9 @@ def point_facts(setup: Setup) -> dict:
         delta, tau, eps = float(setup.geom.spacing), cfg.methods.jko.tau, cfg.methods.jko.eps
         facts.update(delta=delta, tau=tau, eps=eps, D=eps / (4 * tau), eps_over_h2=eps / delta**2,
                      courant=tau * facts["speed0"] / delta, grid_size=int(setup.geom.size))
+        v = np.asarray(setup.problem.particle_velocity(setup.theta0))
+        facts["drift_predicted_field"] = predicted_drift_ratio_field(tau * v / delta,
+                                                                     eps / delta**2)
     for name in cfg.methods.enabled():
         mc = getattr(cfg.methods, name)
         if name == "jko" or not hasattr(mc, "spacing"):
