@@ -29,7 +29,7 @@ def test_points_needed_and_section_numbers_come_from_the_outputs(tmp_path):
         "tag.scheme": ["wfr"] * 3 + ["jko"] * 2,
         "tag.points": [256, 1024, 512, 3375, 91125],
         "gap_gd_T": [0.03, 0.004, 0.0099, 0.2, 0.0537],
-        "gap_conic_T": [0.01] * 5,
+        "gap_conic_T": [0.01, 0.002, 0.03, 0.2, 0.1],
     })
     need = findings_wfr.points_needed(h2h)
     # the smallest passing grid, not the first row nor the best gap
@@ -43,5 +43,6 @@ def test_points_needed_and_section_numbers_come_from_the_outputs(tmp_path):
     assert "wfr: 512 grid points" in text
     assert "no grid up to 91125 points" in text and "5.4 %" in text
     assert "1/178 of the balanced JKO's points (at least" in text  # 91125 / 512
+    assert "(conic GD) the WFR JKO's gap at T is ≤ 1% from 256 points" in text
     assert "1.2 %" in text and "4.6 %" in text  # the grid-scale table
     assert "phase diagram" in text and "not run" in text  # the wfr phase study is absent
