@@ -10,7 +10,7 @@ cost), h = median nearest-neighbour geodesic distance, ε = 1.5h². τ = 0.1, λ
 Reported: kernel build (NumPy, O(N²)), compile, cold step (state None, compiled; median
 of 3), warm step (from the previous step's state; mean of steps 2..4), Sinkhorn
 iterations (cold / warm mean), max Newton iterations per prox, exact log-sum-exp
-fallbacks, peak RSS. See benchmarks/WFR.md.
+fallbacks, peak RSS. See benchmarks/README.md.
 
 Usage: python benchmarks/bench_wfr.py [--sizes 512 4096] [--eps-s1 4.5e-4] [--out FILE]
 """

@@ -156,9 +156,10 @@ class _MethodsBase(_Strict):
         if self.gd is None:
             raise ValueError("methods.gd is required: GD is the reference every method is "
                              "compared with (add `gd: {h: 0.01}`)")
-        if self.langevin is not None and self.langevin.match_jko and self.jko is None:
-            raise ValueError("methods.langevin.match_jko needs a jko method (its ε and τ give "
-                             "D = ε/(4τ)); or set methods.langevin.D")
+        if (self.langevin is not None and self.langevin.match_jko and self.jko is None
+                and getattr(self, "wfr_jko", None) is None):
+            raise ValueError("methods.langevin.match_jko needs a jko or wfr_jko method (its ε "
+                             "and τ give D = ε/(4τ)); or set methods.langevin.D")
         return self
 
 
@@ -217,6 +218,11 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _grid_matches_parametrization(self):
+        for name in self.methods.enabled():  # methods that run on some parametrizations only
+            allowed = getattr(type(getattr(self.methods, name)), "parametrizations", None)
+            if allowed is not None and self.model.parametrization not in allowed:
+                raise ValueError(f"methods.{name} runs on model.parametrization in "
+                                 f"{list(allowed)}, not {self.model.parametrization}")
         jc = self.methods.jko
         want = _params.get(self.model.parametrization).grid_kind
         if jc is not None and jc.grid.kind != want:
@@ -249,12 +255,16 @@ class RunConfig(_Strict):
         return self
 
     def langevin_D(self) -> float | None:
-        """The Langevin diffusion D (ε/(4τ) of jko when matched), or None without Langevin."""
+        """The Langevin diffusion D, or None without Langevin.
+
+        When matched: ε/(4τ) of jko, else of wfr_jko.
+        """
         lc = self.methods.langevin
         if lc is None:
             return None
         if lc.match_jko:
-            return self.methods.jko.eps / (4.0 * self.methods.jko.tau)
+            mc = self.methods.jko if self.methods.jko is not None else self.methods.wfr_jko
+            return mc.eps / (4.0 * mc.tau)
         return lc.D
 
     def steps_per_record(self, name: str) -> int:

@@ -34,6 +34,7 @@ __all__ = [
     "sinkhorn_divergence",
     "grid_sinkhorn_divergence",
     "compress_measure",
+    "direction_measure",
     "pred_gap",
     "measure_losses",
     "COSTS",
@@ -287,7 +288,8 @@ class RowContext:
       the same record (``loss``, ``pred_train``, ``pred_test``, ``support``), None for GD
       itself.  settings: the run's ``metrics`` config.  cost: the cost kind of Θ.
       geom: the grid of a grid method (else None).  F_star: the reference optimum (NaN).
-      final: whether this is the run's last record.
+      final: whether this is the run's last record.  param: the parametrization's name
+      ("" if unknown: the direction gap is then left empty).
     """
 
     method: str
@@ -303,6 +305,7 @@ class RowContext:
     geom: object | None = None
     F_star: float = math.nan
     final: bool = True
+    param: str = ""
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,57 @@ def _measure_gap(ctx: RowContext) -> dict:
     return {"measure_gap": gap, "measure_gap_grid_tv": dropped}
 
 
+def direction_measure(param: str, points, weights) -> tuple[np.ndarray, np.ndarray]:
+    r"""The normalized directional measure of μ = Σ_k p_k δ_{θ_k} (``neuron``/``sphere``).
+
+    Each neuron is a direction s = w/‖w‖, a sign ε = sign α and a mass r = |α|‖w‖
+    (``sphere``: |β|), its output ε r σ(sᵀx); the measure Σ_k (p_k r_k / M) δ_{(s_k, ε_k)},
+    M = Σ p_k r_k, is what a WFR (conic) scheme represents, independent of how the mass is
+    split between ‖w‖ and |α| or between neurons of one direction (MATH.md "WFR").
+
+    Args:
+      param: "neuron" or "sphere".
+      points: (K, d + 1) neurons of that Θ.
+      weights: (K,) nonnegative weights.
+
+    Returns:
+      (points (K', d + 1) = (s, ε), weights (K',) summing to 1), massless neurons dropped,
+      sorted by sign, then by angle (d = 2) or lexicographically.
+    """
+    pts, w = np.asarray(points, np.float64), np.asarray(weights, np.float64)
+    if param not in ("neuron", "sphere"):
+        raise ValueError(f"direction_measure needs the neuron or sphere parametrization, got "
+                         f"{param!r}")
+    head, last = pts[:, :-1], pts[:, -1]
+    norm = np.linalg.norm(head, axis=1)
+    mass = w * np.abs(last) * (norm if param == "neuron" else 1.0)
+    keep = mass > 0
+    if not keep.any():
+        raise ValueError("the measure has no directional mass (all neurons are zero)")
+    s, sign = head[keep] / norm[keep, None], np.sign(last[keep])
+    # sorted by sign, then angle (d = 2) or lexicographically: compress_measure's strata
+    # are then contiguous sets of directions
+    keys = [np.arctan2(s[:, 1], s[:, 0])] if s.shape[1] == 2 else list(s.T[::-1])
+    order = np.lexsort(keys + [sign])
+    return np.c_[s, sign][order], (mass[keep] / mass[keep].sum())[order]
+
+
+def _direction_gap(ctx: RowContext) -> dict:
+    mc = ctx.settings
+    wanted = {"all": True, "final": ctx.final, "none": False}[mc.measure_gap]
+    if ctx.reference is None or not wanted or ctx.param not in ("neuron", "sphere"):
+        return {}
+    gd = ctx.reference["support"]
+    x, a, _ = compress_measure(*direction_measure(ctx.param, ctx.points, ctx.weights),
+                               mc.max_support)
+    y, b, _ = compress_measure(*direction_measure(ctx.param, gd, np.full(len(gd), 1 / len(gd))),
+                               mc.max_support)
+    gap = sinkhorn_divergence(x, a, y, b, mc.sinkhorn_eps, "sphere_line",
+                              threshold=mc.sinkhorn_threshold,
+                              max_iterations=mc.sinkhorn_max_iterations)
+    return {"direction_gap": gap}
+
+
 #: JKO mass fraction on the grid boundary above which a run warns (box too small)
 EDGE_MASS_WARN = 0.01
 
@@ -389,6 +443,11 @@ ROW_METRICS: tuple[RowMetric, ...] = (
     RowMetric(("measure_gap", "measure_gap_grid_tv"), _measure_gap,
               "debiased Sinkhorn divergence to GD's particles, and the grid mass it moved",
               shown=("measure_gap",)),
+    RowMetric(("direction_gap",), _direction_gap,
+              "debiased Sinkhorn divergence (geodesic² + 4 across signs) between the "
+              "normalized directional measures Σ p|α|‖w‖ δ_(s, sign α) of the method and of "
+              "GD (lift-free: what a WFR scheme represents; neuron and sphere)",
+              shown=("direction_gap",)),
     RowMetric(("edge_mass",), _edge_mass, "grid mass on the box's boundary"),
     RowMetric(("F_star", "loss_minus_F_star"), _f_star, "the optimum F* and F − F*",
               shown=("loss_minus_F_star",)),

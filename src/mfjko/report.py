@@ -335,18 +335,18 @@ def _diagnostics_figure(store: RunStore, figdir: Path, made: list[str]) -> None:
 
 
 def _verdict(store, series: dict) -> str:
-    """The one-line verdict of the grid method(s).
+    """The one-line verdict of the grid methods (the study's rule, regime.classify).
 
-    Pinned, GD-like, Langevin-like or neither, by :func:`mfjko.study.regime.classify`
-    (the study's rule).
+    Grid methods: kind "grid", or reporting a drift ratio (wfr_jko); each is pinned,
+    GD-like, Langevin-like or neither by :func:`mfjko.study.regime.classify`.
     """
     from mfjko.study.regime import run_verdict
 
     lines = []
     for name, info in _methods.REGISTRY.items():
-        if info.kind != "grid" or name not in series:
-            continue
         path = f"{name}/steps/drift_ratio"
+        if name not in series or not (info.kind == "grid" or store.has(path)):
+            continue
         drift = store.get(path) if store.has(path) else None
         v = run_verdict(series, drift, name)
         if v is not None:

@@ -2,7 +2,7 @@ r"""One entropic WFR JKO step: dense reference and production solver vs independ
 
 References (none reuses the Sinkhorn iteration):
 - cvxpy (Clarabel, exponential cone) on the primal problem over (γ₊, γ₋, ν) as written in
-  docs/WFR.md: the fully generic check of the formulation (≤ 1e-6);
+  docs/MATH.md ("WFR §4"): the fully generic check of the formulation (≤ 1e-6);
 - the semi-dual in g ∈ ℝⁿ (Lagrangian duality: γ and ν eliminated in closed form),
   maximized by scipy BFGS: a tight check (≤ 1e-8) and of the step's optimal value;
 - closed forms: linear G (one half-iteration is exact), no transport (pure reaction,
@@ -49,7 +49,7 @@ def instance(d, N, n, seed):
 
 
 def cvx_step(cost, q, phi, y, lam, tau, eps, rho, rho_old):
-    """The primal of docs/WFR.md, written out for cvxpy (kl_div(x, y) = x log(x/y) − x + y)."""
+    """The primal of docs/MATH.md "WFR §4", for cvxpy (kl_div(x, y) = x log(x/y) − x + y)."""
     N, n = q.shape[1], len(y)
     reach = np.isfinite(cost)
     K = np.where(reach, np.exp(-np.where(reach, cost, 0.0) / eps), 0.0)

@@ -9,15 +9,30 @@ warm start, no acceleration, no jit): the reference the production solver of
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp
 
-__all__ = ["ConvergenceError", "entropic_jko_step", "kl_prox_dual_newton"]
+__all__ = ["ConvergenceError", "report_failure", "entropic_jko_step", "kl_prox_dual_newton"]
 
 
 class ConvergenceError(RuntimeError):
     """An iterative solver did not reach its tolerance within its iteration cap."""
+
+
+def report_failure(message: str, on_failure: str) -> None:
+    """Report a solver's missed tolerance as ``on_failure`` asks.
+
+    Args:
+      message: what was missed, with the figures.
+      on_failure: "raise" (:class:`ConvergenceError`) or "warn" (a RuntimeWarning
+        pointing at the solver's caller).
+    """
+    if on_failure == "raise":
+        raise ConvergenceError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def check_step_data(q, phi, y, v, lam, tau, eps) -> None:

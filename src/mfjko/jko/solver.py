@@ -16,7 +16,6 @@ Public API:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -25,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfjko.jko.dense import ConvergenceError, check_step_data
+from mfjko.jko.dense import check_step_data, report_failure
 from mfjko.jko.sinkhorn import SinkhornControls, StepData, generalized_sinkhorn
 from mfjko.objective import loss_from_features
 from mfjko.problem import GridProblem
@@ -237,9 +236,7 @@ def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | No
         msg = (f"entropic JKO step did not converge for batch members {bad.tolist()} (ε = "
                f"{np.asarray(eps)[bad].tolist()}): marginal errors "
                f"{np.asarray(diag.marginal_error)[bad].tolist()} (tol {options.tol:.1e})")
-        if options.on_failure == "raise":
-            raise ConvergenceError(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        report_failure(msg, options.on_failure)
     return p, new_state, diag
 
 
@@ -311,9 +308,7 @@ def solve_step(grid: GridProblem, q, tau: float, eps: float, state: JKOState | N
             f"Newton residual {d['newton_residual']:.3e}, mass error {d['mass_error']:.3e}, "
             f"finite p: {bool(jnp.all(jnp.isfinite(p)))}"
         )
-        if options.on_failure == "raise":
-            raise ConvergenceError(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        report_failure(msg, options.on_failure)
     return p, new_state, diag
 
 

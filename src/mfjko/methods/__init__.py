@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mfjko.methods import (
     classic,
+    conic,
     flow,
     frobenius,
     gd,
@@ -20,6 +21,7 @@ from mfjko.methods import (
     langevin,
     sliced,
     w2,
+    wfr_jko,
 )
 from mfjko.methods.base import Diagnostics, MethodInfo, ParticleState, Stepper
 
@@ -36,6 +38,8 @@ REGISTRY: dict[str, MethodInfo] = {m.name: m for m in (
     w2.METHOD,
     sliced.METHOD,
     jko.METHOD,
+    conic.METHOD,
+    wfr_jko.METHOD,
     icnn_jko.METHOD,
     classic.METHOD,
 )}

@@ -55,7 +55,7 @@ class Recorder:
                                  weights=rec.weights, losses=losses, reference=reference,
                                  settings=s.cfg.metrics, cost=s.param.cost_kind,
                                  geom=s.geom if kind == "grid" else None, F_star=s.F_star,
-                                 final=i == s.cfg.n_segments)
+                                 final=i == s.cfg.n_segments, param=s.param.name)
         row = metrics.row_metrics(ctx)
         self._frames(name, kind, t, losses, rec)
         self._pinning(name, t, rec)

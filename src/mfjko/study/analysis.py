@@ -41,26 +41,37 @@ def _at_end(rows: pd.DataFrame, method: str, column: str) -> float:
     return float(sub[column].iloc[-1]) if len(sub) and column in sub else math.nan
 
 
-def point_summaries(table: pd.DataFrame, axes: list[str], jko: str = "jko") -> pd.DataFrame:
+def point_summaries(table: pd.DataFrame, axes: list[str],
+                    jko: str | list[str] = "jko") -> pd.DataFrame:
     """One row per point: coordinates, facts, the JKO's gaps, drift ratios and regime.
 
     The axis coordinates and facts of the point, the JKO's gaps and measured drift ratio,
     the predicted drift ratio ρ(c, ε/δ²) and the regime
     (:func:`~mfjko.study.regime.classify`).
 
+    Besides GD and Langevin, the gaps to every other method of the point (``gap_<m>``: sup
+    in time, ``gap_<m>_T``: at T, both relative to F_GD) are reported.
+
     Args:
       table: the sweep's tidy table (:func:`mfjko.sweep.results.load_table`).
       axes: the columns identifying a point's coordinates (kept in the output).
-      jko: the grid method whose regime is asked.
+      jko: the grid method whose regime is asked (its facts are the table's
+        ``<jko>_<fact>`` columns unless it is "jko"; the sweep's ``study.method``), or a
+        list of them: each point is summarized for the first one it ran (column
+        ``method``).
 
     Returns:
       A DataFrame indexed like the points.
     """
     out = []
+    names = [jko] if isinstance(jko, str) else list(jko)
     for pid, rows in table.groupby("point", sort=True):
         first = rows.iloc[0]
-        rec = {"point": pid, **{a: first[a] for a in axes if a in rows},
-               **{f: first[f] for f in FACTS if f in rows}}
+        jko = next((m for m in names if (rows["method"] == m).any()), names[0])
+        prefix = "" if jko == "jko" else f"{jko}_"
+        rec = {"point": pid, "method": jko, **{a: first[a] for a in axes if a in rows},
+               **{f: first[prefix + f] for f in FACTS
+                  if prefix + f in rows and pd.notna(first[prefix + f])}}
         gd, f = _series(rows, "gd"), _series(rows, jko)
         complete = not f.empty and not gd.empty and f.index.max() >= gd.index.max() - 1e-12
         rec["complete"] = bool(complete)
@@ -69,9 +80,14 @@ def point_summaries(table: pd.DataFrame, axes: list[str], jko: str = "jko") -> p
         rec["langevin_gap_gd"] = _sup_gap(_series(rows, "langevin"), gd, gd)
         rec["gap_gd_T"] = float(abs(f.iloc[-1] - gd.iloc[-1]) / gd.iloc[-1]) if complete \
             else math.nan
-        for col in ("pred_gap", "pred_gap_test", "measure_gap"):
+        for col in ("pred_gap", "pred_gap_test", "measure_gap", "direction_gap"):
             rec[f"{col}_T"] = _at_end(rows, jko, col)
         rec["langevin_measure_gap_T"] = _at_end(rows, "langevin", "measure_gap")
+        for m in sorted(set(rows["method"]) - {"gd", "langevin", *names}):
+            ref = _series(rows, m)
+            rec[f"gap_{m}"] = _sup_gap(f, ref, gd)
+            rec[f"gap_{m}_T"] = float(abs(f.iloc[-1] - ref.iloc[-1]) / gd.iloc[-1]) \
+                if complete and ref.index.max() >= f.index.max() - 1e-12 else math.nan
         drift = rows[(rows["method"] == jko) & (rows["t"] > 0)]["drift_ratio"]
         rec["drift_ratio"] = float(drift.mean()) if len(drift) else math.nan
         rec["F_gd_T"] = float(gd.iloc[-1]) if not gd.empty else math.nan

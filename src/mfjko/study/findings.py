@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mfjko.study import findings_wfr
 from mfjko.study.regime import GAP_TOL, PIN_RATIO, pinning_boundary
 
 __all__ = ["write_findings"]
@@ -233,6 +234,7 @@ def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:
                         "grids (default problem)", ["init.scale", "tag.grid"], figdir),
         _groups_section(root, "orthogonal", "(d′) The grid-scale problem on orthogonal inputs",
                         ["init.scale", "tag.grid"], figdir),
+        findings_wfr.section(root, figdir),
     ]
     # hand-written sections (docs/findings/*.md, e.g. a method's measured numbers) follow
     for extra in sorted((out.parent / "findings").glob("*.md")):

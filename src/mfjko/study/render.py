@@ -31,7 +31,8 @@ __all__ = ["render_study", "measured_boundary"]
 _MARKERS = {"pinned": "x", "GD-like": "o", "Langevin-like": "s", "neither": "^"}
 _GAPS = {"gap_gd": "sup relative loss gap to GD",
          "gap_langevin": "sup relative loss gap to Langevin (D = ε/4τ)",
-         "pred_gap_T": "predictor gap to GD at T", "measure_gap_T": "measure gap S_ε at T"}
+         "pred_gap_T": "predictor gap to GD at T", "measure_gap_T": "measure gap S_ε at T",
+         "direction_gap_T": "directional (lift-free) gap S_ε at T"}
 
 
 def _axes_columns(spec: dict) -> list[str]:
@@ -239,7 +240,7 @@ def render_study(sweep_dir) -> Path:
     study = spec.get("study") or {}
     table = pd.read_parquet(sweep_dir / "results.parquet")
     axes = [a for a in _axes_columns(spec) if a in table]
-    points = point_summaries(table, axes)
+    points = point_summaries(table, axes, jko=study.get("method", "jko"))
     out = sweep_dir / "study"
     out.mkdir(exist_ok=True)
     points.to_csv(out / "points.csv", index=False)
@@ -274,9 +275,9 @@ def render_study(sweep_dir) -> Path:
 
 
 def _page(out: Path, spec: dict, points: pd.DataFrame, summary: dict, figures) -> Path:
-    cols = [c for c in ("point", "grid_size", "delta", "courant", "eps_over_h2", "D",
-                        "drift_ratio", "drift_predicted", "gap_gd", "gap_langevin",
-                        "measure_gap_T", "regime") if c in points]
+    cols = [c for c in ("point", "method", "grid_size", "delta", "courant", "eps_over_h2", "D",
+                        "drift_ratio", "drift_predicted", "gap_gd", "gap_langevin", "gap_gd_T",
+                        "measure_gap_T", "direction_gap_T", "regime") if c in points]
     table = points[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}")
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
              f"<title>mfjko study {html.escape(str(spec.get('name')))}</title>",

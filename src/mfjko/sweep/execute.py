@@ -1,10 +1,11 @@
 r"""Running a group of sweep points on one worker: shared references, batched JKO.
 
-Points that differ only in the JKO's ε (and the Langevin D it implies) share everything
-else: the data, particles, grid, F* and every reference method that does not depend on ε
-(GD, flow, implicit, ...) are computed once per group; their JKO runs advance together in
-one compiled program (:class:`~mfjko.methods.jko.EntropicJKOBatch`). Every point's rows are
-the same :mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
+Points that differ only in the JKO's ε (and the Langevin D it implies) and in their
+``wfr_jko`` settings share everything else: the data, particles, grid, F* and every
+reference method (GD, flow, conic, ...) are computed once per group; their JKO runs advance
+together in one compiled program (:class:`~mfjko.methods.jko.EntropicJKOBatch`), their
+``wfr_jko`` runs one after the other. Every point's rows are the same
+:mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ def point_facts(setup: Setup) -> dict:
     """The dimensionless numbers of a point (docs/STUDY.md), as a dict.
 
     Grid spacing δ, τ, ε, D = ε/(4τ), ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ
-    (only V₀, T and record_every without a JKO method).
+    (only V₀, T and record_every without a JKO method); the same for every other grid
+    method with a spacing (wfr_jko), named ``<method>_<fact>``.
     """
-    from mfjko.sweep.spec import initial_speed
+    from mfjko.sweep.spec import grid_spacing, initial_speed
 
     cfg = setup.cfg
     facts = {"speed0": initial_speed(cfg), "T": cfg.T, "record_every": cfg.record_every}
@@ -91,6 +93,15 @@ def point_facts(setup: Setup) -> dict:
         v = np.asarray(setup.problem.particle_velocity(setup.theta0))
         facts["drift_predicted_field"] = predicted_drift_ratio_field(tau * v / delta,
                                                                      eps / delta**2)
+    for name in cfg.methods.enabled():
+        mc = getattr(cfg.methods, name)
+        if name == "jko" or not hasattr(mc, "spacing"):
+            continue
+        delta, speed = grid_spacing(cfg, name, setup.d), initial_speed(cfg, name)
+        facts.update({f"{name}_{k}": v for k, v in dict(
+            delta=delta, tau=mc.tau, eps=mc.eps, D=mc.eps / (4 * mc.tau),
+            eps_over_h2=mc.eps / delta**2, speed0=speed, courant=mc.tau * speed / delta,
+            grid_size=mc.grid_size()).items()})
     return facts
 
 
@@ -124,14 +135,16 @@ def _run_group(cfgs, out, batch: bool) -> None:
     shared_store = MemoryFrames()
     shared = Recorder(base, shared_store)
     per_point = {"langevin"} if _matched(cfgs[0]) else set()
-    per_point |= {"jko"}
-    shared_rows, shared_seconds = {}, {}
+    per_point |= {"jko", "wfr_jko"}
+    shared_rows, shared_seconds, shared_drift = {}, {}, {}
     for name in cfgs[0].methods.enabled():
         if name in per_point:
             continue
         tic = time.perf_counter()
-        shared_rows[name] = _drive_rows(name, base, shared)[0]
+        shared_rows[name], drift = _drive_rows(name, base, shared)
         shared_seconds[name] = time.perf_counter() - tic
+        if drift:  # a shared grid method with a pinning figure (wfr_jko)
+            shared_drift[name] = drift
         if name == "gd":
             shared.load_gd()
     recorders = []
@@ -141,11 +154,18 @@ def _run_group(cfgs, out, batch: bool) -> None:
         recorders.append(r)
         o["facts"] = point_facts(s)
         o["seconds"] = dict(shared_seconds)
+        o["drift_methods"] = dict(shared_drift)
         o["rows"] = [row for name in shared_rows for row in shared_rows[name]]
         if "langevin" in per_point and s.cfg.methods.langevin is not None:
             tic = time.perf_counter()
             o["rows"] += _drive_rows("langevin", s, r)[0]
             o["seconds"]["langevin"] = time.perf_counter() - tic
+        if s.cfg.methods.wfr_jko is not None:  # not batched: one point at a time
+            tic = time.perf_counter()
+            rows, drift = _drive_rows("wfr_jko", s, r)
+            o["rows"] += rows
+            o["drift_methods"]["wfr_jko"] = drift
+            o["seconds"]["wfr_jko"] = time.perf_counter() - tic
     if cfgs[0].methods.jko is None:
         return
     _run_jko(setups, recorders, out, batch)

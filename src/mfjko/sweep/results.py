@@ -22,7 +22,7 @@ __all__ = ["collect", "load_table", "axis_columns"]
 
 
 def _cell(value):
-    return json.dumps(value) if isinstance(value, list | tuple) else value
+    return json.dumps(value) if isinstance(value, list | tuple | dict) else value
 
 
 def axis_columns(spec) -> dict[str, list[str]]:
@@ -42,16 +42,20 @@ def _point_rows(folder: Path, spec, index_of: dict) -> list[dict]:
             base[name] = index_of[name][json.dumps(value, sort_keys=True)]
         else:
             base[name] = _cell(value)
-    drift = np.asarray(doc.get("drift", []), dtype=float)
+    # per-step drift ratios: the batched jko's, and those of shared grid methods (wfr_jko)
+    drifts = {"jko": np.asarray(doc.get("drift", []), dtype=float),
+              **{m: np.asarray(v, dtype=float) for m, v in doc.get("drift_methods", {}).items()}}
     rows = []
     for r in read_metrics(folder / "metrics.csv"):
         row = {**base, **r}
         row["drift_ratio"] = math.nan
-        if r["method"] == "jko" and drift.size and r["t"] > 0:
+        drift = drifts.get(r["method"], np.zeros(0))
+        if drift.size and r["t"] > 0:
             # steps (k0, k1] of the interval ending at t: K = T/τ steps in all
             facts = doc["facts"]
-            k1 = int(round(r["t"] / facts["tau"]))
-            k0 = int(round((r["t"] - facts["record_every"]) / facts["tau"]))
+            tau = facts["tau"] if r["method"] == "jko" else facts[f"{r['method']}_tau"]
+            k1 = int(round(r["t"] / tau))
+            k0 = int(round((r["t"] - facts["record_every"]) / tau))
             window = drift[max(0, k0): k1]
             row["drift_ratio"] = float(np.mean(window)) if window.size else math.nan
         rows.append(row)

@@ -44,6 +44,8 @@ def _group_key(cfg_doc: dict) -> str:
     jko = doc.get("methods", {}).get("jko")
     if jko is not None:
         jko.pop("eps", None)
+    # wfr_jko runs per point inside a group (mfjko.sweep.execute): any settings
+    doc.get("methods", {}).pop("wfr_jko", None)
     return json.dumps(doc, sort_keys=True)
 
 
@@ -101,7 +103,8 @@ def _write_point(out: Path, point: Point, result: dict) -> None:
         w.writerow(["" if r.get(c) is None else r.get(c) for c in METRIC_COLUMNS])
     atomic_write_text(folder / "metrics.csv", buf.getvalue())
     doc = {"id": point.id, "coords": point.coords, "resolved": point.resolved,
-           "facts": result["facts"], "drift": result["drift"], "seconds": result["seconds"],
+           "facts": result["facts"], "drift": result["drift"],
+           "drift_methods": result.get("drift_methods", {}), "seconds": result["seconds"],
            "warnings": result["warnings"][:50]}
     atomic_write_text(folder / "point.json", json.dumps(doc, default=float))
     (folder / "error.txt").unlink(missing_ok=True)

@@ -3,9 +3,11 @@ r"""Sweep files: a base config plus axes, expanded into points (one run config e
 A sweep YAML has ``base`` (a config path, relative to the sweep file, or an inline
 mapping), ``set`` (``--set`` overrides for every point), ``product`` (axes crossed with
 each other: key → list of values) and ``zip`` (groups of keys varied together, one axis
-per group). Keys use ``--set`` syntax, plus derived keys (:data:`DERIVED`) resolved
-against the point's own grid and data (``jko.grid_n``, ``jko.eps_over_h2``, ``jko.courant``,
-``jko.D``) and labels (``tag.<name>``, a coordinate only). null in a zip group: not set.
+per group). Keys use ``--set`` syntax, plus derived keys ``<method>.<name>`` (:data:`DERIVED`)
+of any grid method with τ, ε and a spacing (``jko``: its grid; ``wfr_jko``: its directions'
+angular spacing), resolved against the point's own grid and data (``jko.grid_n``,
+``<method>.eps_over_h2``, ``<method>.courant``, ``<method>.D``) and labels (``tag.<name>``,
+a coordinate only). null in a zip group: not set.
 """
 
 from __future__ import annotations
@@ -24,20 +26,33 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfjko.config import ConfigError, RunConfig, apply_overrides, parse_config
 
-__all__ = ["SweepSpec", "Point", "load_sweep", "expand", "DERIVED", "resolve_point"]
+__all__ = ["SweepSpec", "Point", "load_sweep", "expand", "DERIVED", "derived_key", "resolve_point",
+           "grid_spacing", "initial_speed"]
 
-#: derived keys: name → what it sets (documented in docs/STUDY.md)
+#: derived keys <method>.<name> → what they set (documented in docs/STUDY.md); <method> is
+#: a grid method whose config has tau and eps (jko, wfr_jko)
 DERIVED = {
-    "jko.grid_n": "points per axis of a box grid: methods.jko.grid.sizes = [n]·(number of axes)",
-    "jko.eps_over_h2": "ε/δ² at the grid's spacing δ: methods.jko.eps = value·δ²",
-    "jko.courant": "c = τ·V₀/δ (cells per step at the initial RMS GD speed V₀): τ = c·δ/V₀, "
-                   "snapped so that record_every/τ is an integer",
-    "jko.D": "the diffusion D = ε/(4τ) the entropy adds: methods.jko.eps = 4·D·τ (after τ)",
+    "<method>.grid_n": "points per axis of a box grid: methods.<method>.grid.sizes = "
+                       "[n]·(number of axes) (grids with ranges: jko)",
+    "<method>.eps_over_h2": "ε/δ² at the grid's spacing δ: methods.<method>.eps = value·δ²",
+    "<method>.courant": "c = τ·V₀/δ (cells per step at the initial RMS speed V₀ of the "
+                        "method's moving coordinates: GD's in Θ for jko, the angular speed "
+                        "for wfr_jko): τ = c·δ/V₀, snapped so that record_every/τ is an integer",
+    "<method>.D": "the diffusion D = ε/(4τ) the entropy adds: methods.<method>.eps = 4·D·τ "
+                  "(after τ)",
 }
 #: keys starting with this label a point (a coordinate of the results) and set nothing
 TAG = "tag."
 #: the order in which derived keys are applied (each may need the previous ones)
-_DERIVED_ORDER = ("jko.grid_n", "jko.eps_over_h2", "jko.courant", "jko.D")
+_DERIVED_ORDER = ("grid_n", "eps_over_h2", "courant", "D")
+
+
+def derived_key(key: str) -> tuple[str, str] | None:
+    """(method, name) if ``key`` is a derived key ``<method>.<name>``, else None."""
+    from mfjko.methods import REGISTRY
+
+    method, _, name = key.partition(".")
+    return (method, name) if method in REGISTRY and name in _DERIVED_ORDER else None
 
 
 class SweepSpec(BaseModel):
@@ -145,7 +160,7 @@ def expand(spec: SweepSpec) -> list[Point]:
             items = value.items() if isinstance(value, dict) else [(name, value)]
             # null in a zip group means "this key is not set at this position"
             overrides += [_to_override(k, v) for k, v in items
-                          if k not in DERIVED and v is not None and not k.startswith(TAG)]
+                          if derived_key(k) is None and v is not None and not k.startswith(TAG)]
         points.append(Point(index, coords, overrides))
     return points
 
@@ -154,31 +169,49 @@ def _derived_values(point: Point) -> dict[str, Any]:
     out = {}
     for value in point.coords.values():
         if isinstance(value, dict):
-            out.update({k: v for k, v in value.items() if k in DERIVED})
-    out.update({k: v for k, v in point.coords.items() if k in DERIVED})
+            out.update({k: v for k, v in value.items() if derived_key(k) is not None})
+    out.update({k: v for k, v in point.coords.items() if derived_key(k) is not None})
     return out
 
 
 def resolve_point(spec: SweepSpec, point: Point) -> RunConfig:
-    """The point's validated run config: base, ``set``, its overrides, then derived keys.
+    """The point's validated run config.
 
-    The derived keys need the grid's spacing δ and the initial GD speed V₀.
+    Base, ``set``, its overrides, then its derived keys (which need the method's grid
+    spacing δ and initial speed V₀), by name in the order grid_n, eps_over_h2, courant, D.
     """
     raw = apply_overrides(spec.base_config(), list(spec.set) + point.overrides)
     derived = _derived_values(point)
-    for key in _DERIVED_ORDER:
-        if derived.get(key) is not None:
-            raw = _apply_derived(key, float(derived[key]), raw, point)
+    for name in _DERIVED_ORDER:
+        for key, value in derived.items():
+            method, kname = derived_key(key)
+            if kname == name and value is not None:
+                raw = _apply_derived(method, name, float(value), raw, point)
     return parse_config(raw, f"point {point.id}")
 
 
-def _grid_spacing(raw: dict) -> float:
-    cfg = parse_config(raw, "sweep point")
+def _grid_method(cfg: RunConfig, method: str):
+    """The config section of a grid method with τ and ε, else ConfigError."""
+    mc = getattr(cfg.methods, method, None)
+    if mc is None or not {"tau", "eps"} <= set(type(mc).model_fields):
+        raise ConfigError(f"derived keys {method}.*: methods.{method} must be configured and "
+                          "have tau and eps")
+    return mc
+
+
+def grid_spacing(cfg: RunConfig, method: str = "jko", d: int | None = None) -> float:
+    """δ of a grid method.
+
+    Its config's ``spacing(d)`` (the angular spacing of wfr_jko's directions), else the
+    spacing of its grid built by the parametrization (jko).
+    """
+    mc = _grid_method(cfg, method)
+    d = _input_dim(cfg) if d is None else d
+    if hasattr(mc, "spacing"):
+        return float(mc.spacing(d))
     from mfjko.parametrizations import get
 
-    param = get(cfg.model.parametrization)
-    d = _input_dim(cfg)
-    return float(param.build_grid(cfg.methods.jko.grid, d).spacing)
+    return float(get(cfg.model.parametrization).build_grid(mc.grid, d).spacing)
 
 
 def _input_dim(cfg: RunConfig) -> int:
@@ -187,11 +220,12 @@ def _input_dim(cfg: RunConfig) -> int:
     return int(_make_dataset(cfg).X.shape[1])
 
 
-def initial_speed(cfg: RunConfig) -> float:
-    """V₀ = (mean_i ‖v_i‖²)^{1/2}, the RMS GD speed of the initial particles.
+def initial_speed(cfg: RunConfig, method: str = "jko") -> float:
+    """V₀, the initial RMS speed a grid method's Courant number is measured with.
 
-    v_i is the mean-field velocity −∇F′(μ₀)(θ_i) of particles drawn with the run's seed
-    and law.
+    (mean_i ‖v_i‖²)^{1/2}, the RMS GD speed of the initial particles (mean-field velocity
+    −∇F′(μ₀)(θ_i), the run's seed and law); for a method whose config defines
+    ``initial_speed(problem, theta0, law)`` (wfr_jko: the angular speed), that one.
     """
     from mfjko import initial
     from mfjko.problem import MeanFieldProblem
@@ -200,31 +234,41 @@ def initial_speed(cfg: RunConfig) -> float:
     ds = _make_dataset(cfg)
     problem = MeanFieldProblem.create(cfg.model.parametrization, ds.X, ds.y, cfg.model.lam)
     key = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)[0]
-    theta = initial.sample_particles(_make_law(cfg), problem.param, key, cfg.init.m, problem.d)
+    law = _make_law(cfg)
+    theta = initial.sample_particles(law, problem.param, key, cfg.init.m, problem.d)
+    mc = getattr(cfg.methods, method, None)
+    if mc is not None and hasattr(mc, "initial_speed"):
+        return float(mc.initial_speed(problem, np.asarray(theta), law))
     v = np.asarray(problem.particle_velocity(theta))
     return float(np.sqrt(np.mean(np.sum(v * v, axis=1))))
 
 
-def _apply_derived(key: str, value: float, raw: dict, point: Point) -> dict:
-    if key == "jko.grid_n":
-        n_axes = len(raw["methods"]["jko"]["grid"]["ranges"])
-        point.resolved["grid_n"] = int(value)
-        return apply_overrides(raw, [_to_override("methods.jko.grid.sizes",
-                                                  [int(value)] * n_axes)])
-    if key == "jko.D":
-        eps = 4.0 * value * float(raw["methods"]["jko"]["tau"])
-        point.resolved["eps"] = eps
-        return apply_overrides(raw, [_to_override("methods.jko.eps", eps)])
-    delta = _grid_spacing(raw)
-    point.resolved["delta"] = delta
-    if key == "jko.eps_over_h2":
-        eps = value * delta**2
-        point.resolved["eps"] = eps
-        return apply_overrides(raw, [_to_override("methods.jko.eps", eps)])
+def _apply_derived(method: str, name: str, value: float, raw: dict, point: Point) -> dict:
+    prefix = "" if method == "jko" else f"{method}_"  # jko's resolved names stay unprefixed
+    section = f"methods.{method}"
+    if name == "grid_n":
+        ranges = raw["methods"][method].get("grid", {}).get("ranges")
+        if ranges is None:
+            raise ConfigError(f"{method}.grid_n needs a box grid ({section}.grid.ranges)")
+        point.resolved[prefix + "grid_n"] = int(value)
+        return apply_overrides(raw, [_to_override(f"{section}.grid.sizes",
+                                                  [int(value)] * len(ranges))])
     cfg = parse_config(raw, "sweep point")
-    speed = initial_speed(cfg)
+    mc = _grid_method(cfg, method)
+    if name == "D":
+        eps = 4.0 * value * float(mc.tau)
+        point.resolved[prefix + "eps"] = eps
+        return apply_overrides(raw, [_to_override(f"{section}.eps", eps)])
+    delta = grid_spacing(cfg, method)
+    point.resolved[prefix + "delta"] = delta
+    if name == "eps_over_h2":
+        eps = value * delta**2
+        point.resolved[prefix + "eps"] = eps
+        return apply_overrides(raw, [_to_override(f"{section}.eps", eps)])
+    speed = initial_speed(cfg, method)
     tau_raw = value * delta / speed
     k = max(1, round(cfg.record_every / tau_raw))
     tau = cfg.record_every / k
-    point.resolved.update(speed0=speed, tau=tau, courant=tau * speed / delta)
-    return apply_overrides(raw, [_to_override("methods.jko.tau", tau)])
+    point.resolved.update({prefix + "speed0": speed, prefix + "tau": tau,
+                           prefix + "courant": tau * speed / delta})
+    return apply_overrides(raw, [_to_override(f"{section}.tau", tau)])

@@ -1,4 +1,6 @@
-"""Unbalanced (Wasserstein–Fisher–Rao) entropic JKO on a grid of directions (docs/WFR.md).
+"""Unbalanced (Wasserstein–Fisher–Rao) entropic JKO on a grid of directions.
+
+The maths: docs/MATH.md "Unbalanced JKO" (sections WFR §1–§6).
 
 - :mod:`mfjko.wfr.directions` — direction grids, cone cost, signed features, the
   neuron-measure view of a WFR grid measure, the lifted objective G;
@@ -13,6 +15,7 @@ from mfjko.wfr.conic import (
     conic_flow,
     conic_gradient_descent,
     conic_objective,
+    conic_steps,
     conic_to_balanced,
     conic_velocity,
 )
@@ -33,6 +36,8 @@ from mfjko.wfr.solver import (
     WFRKernel,
     WFRSolverOptions,
     WFRState,
+    direction_speed,
+    drift_ratio,
     run_wfr_jko,
     wfr_jko_step,
     wfr_kernel,
@@ -43,6 +48,7 @@ __all__ = [
     "conic_flow",
     "conic_gradient_descent",
     "conic_objective",
+    "conic_steps",
     "conic_to_balanced",
     "conic_velocity",
     "ConvergenceError",
@@ -61,6 +67,8 @@ __all__ = [
     "WFRKernel",
     "WFRSolverOptions",
     "WFRState",
+    "direction_speed",
+    "drift_ratio",
     "run_wfr_jko",
     "wfr_jko_step",
     "wfr_kernel",

@@ -3,7 +3,7 @@ r"""Conic particle gradient descent: the WFR particle flow of balanced ReLU neur
 A particle is θ_i = (s_i, β_i) in the ``sphere`` layout: direction s_i ∈ S^{d−1}, sign
 ε_i = sign β_i and mass r_i = |β_i|; m particles define ν_± = (1/m) Σ_{ε_i=±} r_i δ_{s_i}.
 With G'_i = ε_i (1/n) Σ_j (f(x_j) − y_j) σ(s_iᵀx_j) + λ (first variation of the lifted G),
-the WFR gradient flow on mean-field time is (docs/WFR.md)
+the WFR gradient flow on mean-field time is (docs/MATH.md "WFR §1")
 
     ds_i/dt = −∇_S G'_i,    dr_i/dt = −2 r_i G'_i,
 
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from mfjko.parametrizations import get as get_param
 from mfjko.parametrizations import relu
 from mfjko.trajectory import Trajectory
 
@@ -31,6 +32,7 @@ Array = jax.Array
 
 __all__ = [
     "balanced_to_conic",
+    "conic_steps",
     "conic_to_balanced",
     "conic_velocity",
     "conic_objective",
@@ -42,18 +44,15 @@ __all__ = [
 def balanced_to_conic(W, alpha) -> Array:
     """θ_i = (s_i, β_i) = (w_i/‖w_i‖, α_i‖w_i‖), shape (m, d + 1).
 
-    The projection of classic neurons on directions and signed masses r = |α|‖w‖ (exact
-    for any neuron; the conic flow describes GD only for balanced ones, ‖w‖ = |α|).
-    w = 0 maps to s = e_1, β = 0.
+    The projection of classic neurons on directions and signed masses r = |α|‖w‖
+    (``Sphere.from_classic``; exact for any neuron; the conic flow describes GD only for
+    balanced ones, ‖w‖ = |α|). w = 0 maps to s = e_1, β = 0.
     """
     W = jnp.asarray(W, jnp.float64)
     alpha = jnp.asarray(alpha, jnp.float64)
     if W.ndim != 2 or alpha.shape != (W.shape[0],):
         raise ValueError(f"need W (m, d) and alpha (m,), got {W.shape}, {alpha.shape}")
-    r = jnp.linalg.norm(W, axis=1)
-    e0 = jnp.zeros_like(W).at[:, 0].set(1.0)
-    s = jnp.where(r[:, None] > 0, W / jnp.where(r > 0, r, 1.0)[:, None], e0)
-    return jnp.concatenate([s, (alpha * r)[:, None]], axis=1)
+    return get_param("sphere").from_classic(W, alpha)
 
 
 def conic_to_balanced(theta) -> tuple[Array, Array]:
@@ -133,6 +132,27 @@ def _advance(theta, X, y, lam, h, n):
                          (theta, jnp.asarray(jnp.inf)))
 
 
+def conic_steps(theta, X, y, lam, h, n: int) -> tuple[Array, float]:
+    """Make n explicit conic steps s ← (s − h∇_S G')/‖·‖, β ← β(1 − 2hG').
+
+    One compiled program serves every n; no input checks (:func:`conic_gradient_descent`
+    and the ``conic`` stepper check).
+
+    Args:
+      theta: (m, d + 1) particles (s, β).
+      X: (n_data, d) data with bias column.
+      y: (n_data,) targets.
+      lam: λ.
+      h: step of mean-field time.
+      n: number of steps.
+
+    Returns:
+      (θ after n steps, the smallest mass factor 1 − 2hG' met; ≤ 0 means h is too large).
+    """
+    theta, min_factor = _advance(theta, X, y, jnp.float64(lam), jnp.float64(h), jnp.int32(n))
+    return theta, float(min_factor)
+
+
 _objective_jit = conic_objective
 
 
@@ -143,7 +163,7 @@ def conic_gradient_descent(theta0, X, y, lam, h, T, record_every: int = 1,
     One step advances mean-field time by h. As GD on the particle objective
     Ĝ(s, r) = G(ν): ∇_{s_i}Ĝ = (r_i/m)∇_S G'_i and ∂Ĝ/∂r_i = G'_i/m, so this is GD with
     the per-particle learning rates m h / r_i (position) and 2 m h r_i (mass): the WFR
-    metric's mass–position time scaling (docs/WFR.md).
+    metric's mass–position time scaling (docs/MATH.md "WFR §2").
 
     Args:
       theta0: (m, d + 1) particles (s, β) (e.g. :func:`balanced_to_conic`).
@@ -175,11 +195,10 @@ def conic_gradient_descent(theta0, X, y, lam, h, T, record_every: int = 1,
     frames, steps, done = [np.asarray(theta)], [0], 0
     while done < K:
         n = min(int(record_every), K - done)
-        theta, min_factor = _advance(theta, X, y, jnp.float64(lam), jnp.float64(h),
-                                     jnp.int32(n))
-        if not float(min_factor) > 0:
+        theta, min_factor = conic_steps(theta, X, y, lam, h, n)
+        if not min_factor > 0:
             raise ValueError(
-                f"conic GD: a mass factor 1 − 2hG' = {float(min_factor):.3g} ≤ 0 before "
+                f"conic GD: a mass factor 1 − 2hG' = {min_factor:.3g} ≤ 0 before "
                 f"t = {t0 + (done + n) * h}; reduce h"
             )
         done += n

@@ -1,6 +1,6 @@
 r"""Dense NumPy reference for one entropic WFR (unbalanced) JKO step on a direction grid.
 
-Solves (docs/WFR.md, "Entropic JKO step"), for masses q = (q₊, q₋) (2, N):
+Solves (docs/MATH.md "WFR §4"), for masses q = (q₊, q₋) (2, N):
 
     min_{γ₊, γ₋ ≥ 0, ν ≥ 0} Σ_± [ε KL(γ_± | R_±) + ρ KL(γ_±1 | ν_±) + ρ' KL(γ_±ᵀ1 | q_±)] + 2τ G(ν),
     R_±,kl = ω_k K_kl q_±,l / Z_l,  K = exp(−C/ε),  Z_l = Σ_k ω_k K_kl,
@@ -43,7 +43,7 @@ def check_wfr_data(q, phi, y, lam, tau, eps, rho, potential=None, omega=None, rh
     q (2, N) nonnegative with positive total mass; phi (n, N); y (n,); λ ≥ 0; τ, ε, ρ > 0;
     ρ' (``rho_old``, if given) > 0;
     optional potential ψ (2, N) with 1 + (2τ/ρ)(λ + ψ) > 0 (else the step creates mass
-    from nothing, see docs/WFR.md); optional cell weights ω (N,) > 0.
+    from nothing, see docs/MATH.md "WFR §4"); optional cell weights ω (N,) > 0.
     Raises ValueError naming the offending input.
     """
     N = q.shape[1] if q.ndim == 2 else -1
@@ -163,7 +163,7 @@ def wfr_jko_step_dense(
       eps: entropic ε (units of C, i.e. angle²).
       rho: marginal weight ρ of the KL terms (ρ = 2: the flow of GD on balanced neurons).
       rho_old: weight ρ' of the KL term of the old marginal (default ρ; ρ − ε removes
-        the O(ε) entropic bias of the reaction, docs/WFR.md).
+        the O(ε) entropic bias of the reaction, docs/MATH.md "WFR §5").
       potential: optional (2, N) linear potential ψ added to G (tests: linear G).
       omega: optional (N,) cell weights ω of the entropy's reference measure (uniform
         if None; only ratios matter).

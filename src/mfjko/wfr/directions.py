@@ -3,7 +3,7 @@ r"""Direction grids for the WFR JKO: cone cost, signed features, and the neuron-
 A WFR grid measure is a pair of nonnegative masses ν = (ν₊, ν₋), stored as an array
 (2, N), on fixed unit directions s_1..s_N ∈ S^{d−1} (an array (N, d)). It is the
 measure Σ_k ν^±_k δ_{(s_k, ±1)} of both the ``neuron`` and the ``sphere``
-parametrization (docs/WFR.md, "Representation"), predicting
+parametrization (docs/MATH.md "WFR §6"), predicting
 f(x) = Σ_k (ν₊_k − ν₋_k) σ(s_kᵀx). The transport cost between directions is the cone
 (Hellinger–Kantorovich) cost C = −ρ log cos²(min(d/√ρ, π/2)) with d the geodesic
 distance, ≈ d² for small d.
@@ -15,11 +15,10 @@ import math
 
 import numpy as np
 
-try:  # the geometry/ package of the refactored main
-    from mfjko.geometry.sphere import sphere_directions as _geometry_sphere_directions
-except ImportError:  # pre-refactor API
-    _geometry_sphere_directions = None
-    from mfjko.grids import quasi_uniform_sphere as _quasi_uniform_sphere
+from mfjko.geometry.costs import squared_geodesic_sphere
+from mfjko.geometry.sphere import circle_directions
+from mfjko.geometry.sphere import sphere_directions as _sphere_directions
+from mfjko.optimum.convex import direction_features as _direction_features
 
 __all__ = [
     "circle_directions",
@@ -45,47 +44,32 @@ def _check_directions(S) -> np.ndarray:
     return S
 
 
-def circle_directions(n: int) -> np.ndarray:
-    """Uniform directions s_k = (cos φ_k, sin φ_k), φ_k = 2πk/n, on S¹ (d = 2), shape (n, 2)."""
-    if int(n) != n or n < 3:
-        raise ValueError(f"a circle grid needs an integer n ≥ 3, got {n}")
-    phi = 2.0 * np.pi * np.arange(int(n)) / int(n)
-    return np.stack([np.cos(phi), np.sin(phi)], axis=1)
-
-
 def sphere_directions(d: int, n: int, *, seed: int = 0, steps: int = 50) -> np.ndarray:
     """Quasi-uniform directions on S^{d−1}, shape (n, d).
 
-    From the project's geometry code (``mfjko.geometry.sphere.sphere_directions``, or
-    ``mfjko.grids.quasi_uniform_sphere`` before the refactor). d = 2 gives
-    :func:`circle_directions`; d > 3 points are spread by ``steps`` repulsion steps
-    (O(n²) memory per step).
+    :func:`mfjko.geometry.sphere.sphere_directions` with ``steps`` repulsion steps for
+    d > 3 (a packing; O(n²) memory per step). d = 2 gives :func:`circle_directions`.
+
+    Args:
+      d: ambient dimension (≥ 2, bias coordinate included).
+      n: number of directions.
+      seed: Sobol scrambling seed (d > 3).
+      steps: repulsion steps (d > 3).
+
+    Returns:
+      (n, d) unit vectors.
     """
-    if int(d) != d or d < 2:
-        raise ValueError(f"d must be an integer ≥ 2, got {d}")
-    if int(d) == 2:
-        return circle_directions(n)
-    if _geometry_sphere_directions is not None:
-        S = _geometry_sphere_directions(int(n), int(d), seed=seed, repulsion_steps=steps)
-    else:
-        S = _quasi_uniform_sphere(int(d), int(n), seed=seed, steps=steps)
-    return np.asarray(S, dtype=np.float64)
+    return np.asarray(_sphere_directions(n, d, seed=seed, repulsion_steps=steps),
+                      dtype=np.float64)
 
 
 def geodesic_distance(S, T) -> np.ndarray:
     """Great-circle distance arccos(sᵀt) between rows of S (N, d) and T (M, d), (N, M).
 
-    Computed as 2·atan2(‖s − t‖, ‖s + t‖): accurate to rounding for all angles (arccos
-    loses half the digits near 0 and π).
+    The square root of :func:`mfjko.geometry.costs.squared_geodesic_sphere` (its stable
+    chord form, accurate near 0 where arccos of a dot product loses half the digits).
     """
-    S, T = np.asarray(S, np.float64), np.asarray(T, np.float64)
-    out = np.empty((S.shape[0], T.shape[0]))
-    for i in range(0, S.shape[0], 256):  # row blocks: O(256·M·d) memory
-        s = S[i : i + 256, None, :]
-        minus = np.linalg.norm(s - T[None, :, :], axis=2)
-        plus = np.linalg.norm(s + T[None, :, :], axis=2)
-        out[i : i + 256] = 2.0 * np.arctan2(minus, plus)
-    return out
+    return np.sqrt(squared_geodesic_sphere(np.asarray(S, np.float64), np.asarray(T, np.float64)))
 
 
 def cone_cost(S, rho: float = 2.0, T=None) -> np.ndarray:
@@ -93,7 +77,7 @@ def cone_cost(S, rho: float = 2.0, T=None) -> np.ndarray:
 
     d is the geodesic distance on S^{d−1}; C = +∞ when d ≥ (π/2)√ρ (no transport:
     destroying and creating the mass is cheaper), C ≈ d² + d⁴/(6ρ) for small d. With
-    ρ = 2 (GD on balanced neurons, docs/WFR.md) the cut-off angle is π/√2 ≈ 127°.
+    ρ = 2 (GD on balanced neurons, MATH.md "WFR §2") the cut-off angle is π/√2 ≈ 127°.
 
     Args:
       S: (N, d) unit directions.
@@ -106,10 +90,14 @@ def cone_cost(S, rho: float = 2.0, T=None) -> np.ndarray:
     if not (math.isfinite(rho) and rho > 0):
         raise ValueError(f"rho must be positive and finite, got {rho}")
     S = _check_directions(S)
-    T = S if T is None else _check_directions(T)
-    if T.shape[1] != S.shape[1]:
+    if T is not None:
+        T = _check_directions(T)
+    if T is not None and T.shape[1] != S.shape[1]:
         raise ValueError(f"directions of dimension {S.shape[1]} and {T.shape[1]}")
-    x = geodesic_distance(S, T) / math.sqrt(rho)
+    x = geodesic_distance(S, S if T is None else T) / math.sqrt(rho)
+    if T is None:  # exactly symmetric with a zero diagonal (the kernel relies on Kᵀ = K)
+        x = 0.5 * (x + x.T)
+        np.fill_diagonal(x, 0.0)
     inside = x < 0.5 * math.pi
     return np.where(inside, -2.0 * rho * np.log(np.cos(np.where(inside, x, 0.0))), np.inf)
 
@@ -120,7 +108,7 @@ def direction_features(S, X) -> np.ndarray:
     X = np.asarray(X, np.float64)
     if X.ndim != 2 or X.shape[1] != S.shape[1]:
         raise ValueError(f"X must be (n, {S.shape[1]}) to match the directions, got {X.shape}")
-    return np.maximum(X @ S.T, 0.0)
+    return _direction_features(X, S)
 
 
 def signed_features(phi) -> np.ndarray:

@@ -1,6 +1,6 @@
 r"""Production entropic WFR JKO on a direction grid (JAX, log domain), and its time loop.
 
-One step (docs/WFR.md) maps masses q (2, N) of the ± components to
+One step (docs/MATH.md "WFR §4") maps masses q (2, N) of the ± components to
 ν = argmin_ν min_γ Σ_± [εKL(γ_± | R_±) + ρKL(γ_±1 | ν_±) + ρ'KL(γ_±ᵀ1 | q_±)] + 2τG(ν),
 by the generalized Sinkhorn iteration of :mod:`mfjko.wfr.dense`, written as a fixed
 point on the prox dual g ∈ ℝⁿ (n = data points), warm-started from the previous step
@@ -17,7 +17,6 @@ entries below 1e-16 of the largest, so we keep the dense product.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -30,7 +29,8 @@ from jax.scipy.linalg import cho_solve
 from jax.scipy.special import logsumexp
 from scipy.special import logsumexp as _np_logsumexp
 
-from mfjko.jko.dense import ConvergenceError
+from mfjko.jko.dense import report_failure
+from mfjko.jko.solver import JKOSolverOptions
 from mfjko.trajectory import Trajectory
 from mfjko.wfr import directions as _dirs
 from mfjko.wfr.dense import check_wfr_data
@@ -45,6 +45,8 @@ __all__ = [
     "WFRDiagnostics",
     "wfr_jko_step",
     "run_wfr_jko",
+    "direction_speed",
+    "drift_ratio",
     "UNDERFLOW",
 ]
 
@@ -174,14 +176,8 @@ class WFRSolverOptions:
     on_failure: str = "raise"
 
     def __post_init__(self):
-        if not (self.tol > 0 and self.newton_tol > 0):
-            raise ValueError("tol and newton_tol must be positive")
-        if self.max_iter < 1 or self.newton_max_iter < 1:
-            raise ValueError("max_iter and newton_max_iter must be ≥ 1")
-        if self.anderson_depth < 0:
-            raise ValueError(f"anderson_depth must be ≥ 0, got {self.anderson_depth}")
-        if self.on_failure not in ("raise", "warn"):
-            raise ValueError(f"on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
+        # the balanced solver's options share these controls: one validation of them
+        JKOSolverOptions(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 class WFRState(eqx.Module):
@@ -469,7 +465,7 @@ def wfr_jko_step(
       options: :class:`WFRSolverOptions`.
       potential: optional (2, N) linear potential ψ added to G (G gets + ⟨ψ, ν⟩).
       rho_old: weight ρ' of the old-marginal KL term (default: the kernel's ρ; ρ − ε
-        removes the O(ε) entropic bias of the reaction rate, docs/WFR.md).
+        removes the O(ε) entropic bias of the reaction rate, docs/MATH.md "WFR §5").
 
     Returns:
       (ν (2, N), new state, :class:`WFRDiagnostics`). ν is the JKO iterate (its mass is
@@ -502,10 +498,72 @@ def wfr_jko_step(
             f"(tol {options.tol:.1e}) after {d['sinkhorn_iterations']} iterations, Newton "
             f"residual {d['newton_residual']:.3e}, finite ν: {bool(jnp.all(jnp.isfinite(nu)))}"
         )
-        if options.on_failure == "raise":
-            raise ConvergenceError(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        report_failure(msg, options.on_failure)
     return nu, new_state, diag
+
+
+def _sphere_gradient(S, X, r):
+    """∇_S R(s_k) for R(s) = (1/n) Σ_j r_j σ(sᵀx_j), shape (N, d).
+
+    The Euclidean gradient (1/n) Σ_j r_j 1[sᵀx_j > 0] x_j minus its radial part R(s)s
+    (sᵀ∇R = R since σ′(0) = 0).
+    """
+    grad = ((X @ S.T > 0) * r[:, None]).T @ X / X.shape[0]
+    return grad - jnp.sum(grad * S, axis=1, keepdims=True) * S
+
+
+@jax.jit
+def direction_speed(S, q, X, y) -> Array:
+    r"""RMS angular speed of the WFR flow's transport under masses q.
+
+    (Σ_± Σ_k q_±,k ‖∇_S G′_±(s_k)‖² / Σq)^{1/2}, with ∇_S G′_± = ±∇_S R and
+    R(s) = (1/n) Σ_j (f_q(x_j) − y_j) σ(sᵀx_j): the speed ‖ṡ‖ (radians per unit of
+    mean-field time) at which GD's balanced neurons of direction s_k turn.
+
+    Args:
+      S: (N, d) unit directions.
+      q: (2, N) masses (q₊, q₋).
+      X: (n, d) data with bias column.
+      y: (n,) targets.
+
+    Returns:
+      A scalar (radians per unit time).
+    """
+    r = jnp.maximum(X @ S.T, 0.0) @ (q[0] - q[1]) - y
+    g2 = jnp.sum(_sphere_gradient(S, X, r) ** 2, axis=1)
+    return jnp.sqrt(jnp.sum((q[0] + q[1]) * g2) / jnp.sum(q))
+
+
+@eqx.filter_jit
+def drift_ratio(kernel: WFRKernel, S, q, log_a, X, y, tau) -> Array:
+    r"""Pinning figure of one WFR JKO step: how far its plan moves mass, against GD.
+
+    ρ = (Σ q ‖B − s‖² / Σq)^{1/2} / (τ · :func:`direction_speed`), where
+    B_±,l = Σ_k a_±,k ω_k K_kl s_k / Σ_k a_±,k ω_k K_kl is the barycentre (in ℝ^d) of where
+    the plan γ_± = diag(a_±) R_± diag(b_±) sends the mass of s_l (b and q cancel). ρ ≈ 1:
+    mass turns as GD's balanced neurons would; ρ ≈ 0: the direction grid pins it.
+
+    Args:
+      kernel: the step's :class:`WFRKernel`.
+      S: (N, d) its directions.
+      q: (2, N) masses at the start of the step.
+      log_a: (2, N) log a of the step's plan (:attr:`WFRState.log_a`).
+      X: (n, d) data with bias column.
+      y: (n,) targets.
+      tau: the step τ.
+
+    Returns:
+      A scalar (NaN when the speed is 0).
+    """
+    d = S.shape[1]
+    log_w = log_a + kernel.log_omega  # (2, N)
+    shifted = jnp.log(S + 2.0)  # every coordinate in [1, 3]: its log exists
+    rows = jnp.concatenate([log_w] + [log_w + shifted[:, j] for j in range(d)], axis=0)
+    out, _ = kernel.lse(rows)
+    bary = jnp.exp(out[2:].reshape(d, 2, -1) - out[None, :2]) - 2.0  # (d, 2, N)
+    disp2 = jnp.sum((bary - S.T[:, None, :]) ** 2, axis=0)
+    drift2 = jnp.sum(jnp.where(q > 0, q * disp2, 0.0)) / jnp.sum(q)
+    return jnp.sqrt(drift2) / (tau * direction_speed(S, q, X, y))
 
 
 def run_wfr_jko(
