@@ -32,3 +32,16 @@ def test_drift_ratio_equals_the_dense_plans_barycentric_displacement():
     speed = np.sqrt(np.sum(q * (v * v).sum(1)) / q.sum())
     assert abs(float(diag.drift_ratio) - drift / (tau * speed)) < 1e-8
     assert 0.3 < float(diag.drift_ratio) < 1.5
+
+
+
+def test_drift_ratio_is_nan_without_a_velocity_field():
+    """All mass at θ = 0 with y = 0: ∇F′ = 0 there, so the ratio is undefined (NaN), not
+    a huge number (a scale-0.01 initialization once read 2.5e48)."""
+    ds = data.regression_1d(n_train=10, seed=0)
+    prob = MeanFieldProblem.create("neuron", ds.X, np.zeros_like(ds.y), 0.01)
+    geom = grids.cartesian_grid([(-1, 1)] * 3, [9, 9, 9])
+    q = np.zeros(geom.points.shape[0])
+    q[np.argmin(np.linalg.norm(np.asarray(geom.points), axis=1))] = 1.0
+    _, _, diag = solve_step(GridProblem.create(prob, geom), jnp.asarray(q), 0.1, 0.05)
+    assert np.isnan(float(diag.drift_ratio))

@@ -247,7 +247,7 @@ def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
     sends the mass of θ_l, B⁰_l the same for the bare kernel (a = 1: the entropic blur,
     whose barycentre moves only where the grid's box truncates K) and v_l = −∇F′(q)(θ_l),
     restricted to the directions the grid can move along. K is symmetric: 2(D + 1) kernel
-    applications.
+    applications. NaN where GD's velocity field vanishes (τ‖v‖ ≤ 1e-12 × the grid's extent).
     """
     if grid.problem is None:
         return jnp.asarray(jnp.nan)
@@ -269,7 +269,11 @@ def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
     if mask is not None:
         v = jnp.where(mask, v, 0.0)
     speed2 = jnp.sum(q * jnp.sum(v * v, axis=1)) / mass
-    return jnp.sqrt(drift2) / (tau * jnp.sqrt(speed2))
+    # no velocity to compare with (e.g. an initialization at scale → 0, where ∇F′ → 0):
+    # the ratio is undefined, not huge
+    travel = tau * jnp.sqrt(speed2)
+    floor = 1e-12 * jnp.max(jnp.ptp(points, axis=0))  # of the grid's extent
+    return jnp.where(travel > floor, jnp.sqrt(drift2) / jnp.maximum(travel, floor), jnp.nan)
 
 
 def solve_step(grid: GridProblem, q, tau: float, eps: float, state: JKOState | None = None,
