@@ -92,9 +92,10 @@ def _phase_reading(points: pd.DataFrame) -> str:
                    f"{_span(sub['grid_size'], lambda v: str(int(v)))} points, c = "
                    f"{_span(sub['courant'])}, ε/δ² = {_span(sub['eps_over_h2'])}, D = "
                    f"{_span(sub['D'])}; sup gap to GD {_span(sub['gap_gd'], _pct)} "
-                   f"(median {_pct(sub['gap_gd'].median())}), to Langevin "
-                   f"{_span(sub['gap_langevin'], _pct)} "
-                   f"(median {_pct(sub['gap_langevin'].median())}).")
+                   f"(median {_pct(sub['gap_gd'].median())})"
+                   + ("" if sub["gap_langevin"].isna().all() else
+                      f", to Langevin {_span(sub['gap_langevin'].dropna(), _pct)} "
+                      f"(median {_pct(sub['gap_langevin'].median())})") + ".")
     moving = points[(points["regime"] != "pinned") & points["gap_langevin"].notna()]
     if len(moving):
         closer = moving["gap_langevin"] < moving["gap_gd"]
