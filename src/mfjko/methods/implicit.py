@@ -4,8 +4,10 @@ r"""Implicit steps (proximal point / backward Euler) on the particles, by a jitt
 is solved by Newton (exact Hessian, block-diagonal + rank-n structure, predictor = the
 explicit Euler step) until the ∞-norm of (θ − θ_k)/h − v(θ) (velocity units; sphere: its
 tangent part) is ≤ tol. ReLU kinks, where the backward Euler equation has no solution,
-are treated in the Clarke sense (see :func:`_implicit_solve`); steps that miss tol are
-flagged in the diagnostics and warned about by the driver's caller.
+are hyperplanes of z-space: each particle carries the face of kinks it sits on, Newton
+runs on the faces and a multiplier test releases a kink (active-face Newton, residual in
+the Clarke sense: :func:`_implicit_solve`); steps that miss tol are flagged in the
+diagnostics and warn.
 """
 
 from __future__ import annotations
