@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 import time
 
 import jax
@@ -38,6 +39,7 @@ def _solver(path):
         return implicit
     spec = importlib.util.spec_from_file_location("implicit_under_test", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
