@@ -47,7 +47,7 @@ def test_sinkhorn_divergence_matches_pot_sqeuclidean(eps):
     errs = []
     for k, l in [(7, 11), (15, 6)]:
         x, a, y, b = _random_measures(rng, k, l, 3)
-        ours = metrics.sinkhorn_divergence(x, a, y, b, eps, "sqeuclidean", threshold=1e-12)
+        ours = metrics.sinkhorn_divergence(x, a, y, b, eps, "sqeuclidean", tol=1e-12)
         ref = _divergence_pot(x, a, y, b, eps, _sqeuclid)
         errs.append(abs(ours - ref) / ref)
     print(f"eps={eps}: relative errors vs POT {errs}")
@@ -57,7 +57,7 @@ def test_sinkhorn_divergence_matches_pot_sqeuclidean(eps):
 def test_sinkhorn_divergence_matches_pot_sphere_line():
     rng = np.random.default_rng(2)
     x, a, y, b = _random_measures(rng, 9, 12, 3, sphere=True)
-    ours = metrics.sinkhorn_divergence(x, a, y, b, 0.2, "sphere_line", threshold=1e-12)
+    ours = metrics.sinkhorn_divergence(x, a, y, b, 0.2, "sphere_line", tol=1e-12)
     ref = _divergence_pot(x, a, y, b, 0.2, _sphere_line)
     assert abs(ours - ref) <= 1e-7 * ref
     # the geodesic cost differs from the chordal one: a wrong cost would not match
@@ -69,23 +69,23 @@ def test_sinkhorn_divergence_properties():
     rng = np.random.default_rng(3)
     x, a, y, b = _random_measures(rng, 10, 8, 2)
     assert metrics.sinkhorn_divergence(x, a, x, a, 0.3) <= 1e-10
-    d_xy = metrics.sinkhorn_divergence(x, a, y, b, 0.3, threshold=1e-12)
-    d_yx = metrics.sinkhorn_divergence(y, b, x, a, 0.3, threshold=1e-12)
+    d_xy = metrics.sinkhorn_divergence(x, a, y, b, 0.3, tol=1e-12)
+    d_yx = metrics.sinkhorn_divergence(y, b, x, a, 0.3, tol=1e-12)
     assert d_xy > 1e-3
     assert abs(d_xy - d_yx) <= 1e-9 * d_xy
     # a translation by δ of a measure: S_ε → |δ|² as ε → 0; S_ε ≤ |δ|² always
     delta = np.array([0.5, 0.0])
-    d_shift = metrics.sinkhorn_divergence(x, a, x + delta, a, 0.01, threshold=1e-12)
+    d_shift = metrics.sinkhorn_divergence(x, a, x + delta, a, 0.01, tol=1e-12)
     assert 0.2 < d_shift <= 0.25 + 1e-9
 
 
 def test_zero_weight_points_do_not_change_the_divergence():
     rng = np.random.default_rng(4)
     x, a, y, b = _random_measures(rng, 6, 5, 2)
-    base = metrics.sinkhorn_divergence(x, a, y, b, 0.5, threshold=1e-12)
+    base = metrics.sinkhorn_divergence(x, a, y, b, 0.5, tol=1e-12)
     x2 = np.concatenate([x, rng.normal(size=(3, 2)) * 5])
     a2 = np.concatenate([a, np.zeros(3)])
-    padded = metrics.sinkhorn_divergence(x2, a2, y, b, 0.5, threshold=1e-12)
+    padded = metrics.sinkhorn_divergence(x2, a2, y, b, 0.5, tol=1e-12)
     assert abs(padded - base) <= 1e-9 * base
 
 
@@ -161,8 +161,8 @@ def test_grid_divergence_equals_point_cloud_divergence():
     p /= p.sum()
     y = rng.normal(size=(40, 3)) * 0.5 + [0.0, 0.5, 1.0]
     b = np.full(40, 1 / 40)
-    ref = metrics.sinkhorn_divergence(pts, p, y, b, 0.1, threshold=1e-10)
-    val, pruned = metrics.grid_sinkhorn_divergence(axes, p, y, b, 0.1, threshold=1e-10)
+    ref = metrics.sinkhorn_divergence(pts, p, y, b, 0.1, tol=1e-10)
+    val, pruned = metrics.grid_sinkhorn_divergence(axes, p, y, b, 0.1, tol=1e-10)
     assert ref > 1e-3 and pruned < 1e-12
     assert val == pytest.approx(ref, rel=1e-6)
     # a wrong axis order gives another measure, hence another value
