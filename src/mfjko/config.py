@@ -177,7 +177,7 @@ class MetricsConfig(_Strict):
 
     ``sinkhorn_eps`` is the absolute ε of the Sinkhorn divergence
     (squared Θ-distance units), fixed for the whole run; its Sinkhorn solves stop at an
-    L1 marginal error ``sinkhorn_threshold``. ``max_support``: particle measures use their
+    L1 marginal error ``sinkhorn_tol``. ``max_support``: particle measures use their
     first max_support particles (an iid subsample, the same indices for GD). Grid measures
     with more than max_grid_support points: on a Cartesian box (squared Euclidean cost)
     the gap is exact (:func:`mfjko.metrics.grid_sinkhorn_divergence`, self-term on OTT's
@@ -192,8 +192,8 @@ class MetricsConfig(_Strict):
     """
 
     sinkhorn_eps: PositiveFloat = 0.05
-    sinkhorn_threshold: PositiveFloat = 1e-6
-    sinkhorn_max_iterations: Annotated[int, Field(ge=10)] = 5000
+    sinkhorn_tol: PositiveFloat = 1e-6
+    sinkhorn_max_iter: Annotated[int, Field(ge=10)] = 5000
     max_support: Annotated[int, Field(ge=16)] = 600
     max_grid_support: Annotated[int, Field(ge=16)] = 1500
     particles_saved: Annotated[int, Field(ge=1)] = 300

@@ -452,7 +452,7 @@ def _measure_gap(ctx: RowContext) -> dict:
         return {}
     gd_pts = ctx.reference["support"][: mc.max_support]
     gd_w = np.full(len(gd_pts), 1.0 / len(gd_pts))
-    solver = {"tol": mc.sinkhorn_threshold, "max_iter": mc.sinkhorn_max_iterations}
+    solver = {"tol": mc.sinkhorn_tol, "max_iter": mc.sinkhorn_max_iter}
     grid, large = ctx.kind == "grid", len(ctx.weights) > mc.max_grid_support
     if grid and large and getattr(ctx.geom, "is_box", False):
         # a large Cartesian box: exact, its self-term on OTT's separable Grid
@@ -514,8 +514,7 @@ def _direction_gap(ctx: RowContext) -> dict:
     y, b, _ = compress_measure(*direction_measure(ctx.param, gd, np.full(len(gd), 1 / len(gd))),
                                mc.max_support)
     gap = sinkhorn_divergence(x, a, y, b, mc.sinkhorn_eps, "sphere_line",
-                              threshold=mc.sinkhorn_threshold,
-                              max_iterations=mc.sinkhorn_max_iterations)
+                              tol=mc.sinkhorn_tol, max_iter=mc.sinkhorn_max_iter)
     return {"direction_gap": gap}
 
 
