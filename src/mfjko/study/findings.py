@@ -157,6 +157,18 @@ def _rates_section(root: Path, name: str, figdir: Path) -> str:
                      f"{_num(r['stderr'], 2)} | [{_num(r['ci_low'])}, {_num(r['ci_high'])}] | "
                      f"{r['n']} | {vals} |")
     lines.append("")
+    _, points = _load(root, name)
+    cols = [c for c in ("grid_size", "delta", "tau", "eps", "D", "eps_over_h2", "courant",
+                        "gap_gd", "gap_gd_T", "gap_langevin", "pred_gap_T", "measure_gap_T",
+                        "drift_ratio", "regime") if c in points]
+    lines.append("The runs along the paths (τ is snapped to record_every/k, so c is only "
+                 "approximately constant):\n")
+    lines.append("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
+    for r in points.sort_values(["eps_over_h2", "delta"]).to_dict("records"):
+        lines.append("| " + " | ".join(
+            _pct(r[c]) if c.startswith("gap") else
+            (str(r[c]) if isinstance(r[c], str) else _num(r[c])) for c in cols) + " |")
+    lines.append("")
     lines.append(_figure(root, name, "refinement.png", figdir, "gaps along the refinement paths"))
     return "\n".join(lines) + "\n"
 
@@ -200,6 +212,73 @@ def _groups_section(root: Path, name: str, title: str, by: list[str], figdir: Pa
             + _figure(root, name, "groups.png", figdir, title) + "\n")
 
 
+def _measured_boundary_text(summary: dict) -> str:
+    rows = [r for r in summary.get("boundary", []) if r.get("measured") is not None
+            and math.isfinite(r["measured"])]
+    by_c: dict = {}
+    for r in rows:
+        by_c.setdefault(float(f"{r['courant']:.1g}"), []).append(r)
+    parts = []
+    for c, rs in sorted(by_c.items()):
+        meas = pd.Series([r["measured"] for r in rs])
+        pred = pd.Series([r["predicted"] for r in rs])
+        field = pd.Series([r.get("predicted_field", math.nan) for r in rs]).dropna()
+        fmt = (lambda v: _num(v, 3))  # noqa: E731
+        parts.append(f"c ≈ {c:g}: measured r* = {_span(meas, fmt)} against "
+                     f"{_span(pred, fmt)} predicted"
+                     + (f" ({_span(field, fmt)} from the velocity field)" if len(field) else ""))
+    return "; ".join(parts)
+
+
+def _brief(root: Path, boundary) -> str:
+    """The answer in brief: the model, then what the default problem's studies measured."""
+    text = [
+        "A grid JKO step of length τ with entropy ε on a grid of spacing δ is governed by two "
+        "dimensionless numbers: c = τ|∇F′|/δ (cells per step) and r = ε/δ². (1) **Pinned** "
+        "(mass does not move) when the drift ratio ρ(c, r) < 1/2, an exact formula for a "
+        "linear potential: below half a cell per step, the grid needs ε/δ² above r*(c) "
+        f"= {', '.join(_num(b, 2) for b in boundary)} at c = 0.05, 0.1, 0.2, 0.3, 0.4. "
+        "(2) Otherwise it is an implicit step of **mean-field Langevin at D = ε/(4τ)**, plus "
+        "the grid's and the time step's discretization errors. (3) It can be **GD-like** "
+        "only where D is small, the grid fine and τ small. The regime rule: "
+        f"pinned if the mean drift ratio < {PIN_RATIO}; GD-like if the sup-in-time relative "
+        f"loss gap to GD ≤ {GAP_TOL:.0%}; Langevin-like if the gap to Langevin at "
+        f"D = ε/(4τ) ≤ {GAP_TOL:.0%}; else neither.\n",
+    ]
+    summary, points = _load(root, "regression")
+    if summary is not None:
+        reg = summary["regimes"]
+        text.append(f"Measured on the default problem ({summary['points']} runs: "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(reg.items())) + "):\n")
+        bound = _measured_boundary_text(summary)
+        if bound:
+            text.append(f"- The pinning boundary is where the model puts it: {bound}.")
+        moving = points[(points["regime"] != "pinned") & points["gap_langevin"].notna()]
+        wide = moving[moving["eps_over_h2"] >= 1]
+        if len(wide):
+            closer = int((wide["gap_langevin"] < wide["gap_gd"]).sum())
+            text.append(f"- With ε/δ² ≥ 1, {closer} of {len(wide)} moving runs are closer to "
+                        f"Langevin at D = ε/(4τ) than to GD (median sup gap "
+                        f"{_pct(wide['gap_langevin'].median())} to Langevin, "
+                        f"{_pct(wide['gap_gd'].median())} to GD).")
+        gd_like = points[points["regime"] == "GD-like"]
+        text.append(f"- {len(gd_like)} of {len(points)} runs are GD-like"
+                    + (f", all on the {_span(gd_like['grid_size'], lambda v: str(int(v)))}"
+                       f"-point grid with D ≤ {_num(gd_like['D'].max(), 2)}" if len(gd_like)
+                       else "") + ".")
+    refine, _ = _load(root, "regression_refine")
+    if refine is not None:
+        for r in refine["rates"]:
+            if r["path"].startswith("to GD"):
+                sig = r["ci_low"] > 0
+                text.append(f"- Refinement towards GD ({r['path'].split(': ', 1)[-1]}): "
+                            f"{r['metric']} ∝ δ^p with p = {_num(r['rate'], 2)} ± "
+                            f"{_num(r['stderr'], 2)} (95 % CI [{_num(r['ci_low'], 2)}, "
+                            f"{_num(r['ci_high'], 2)}]"
+                            + ("" if sig else ": not resolved") + ").")
+    return "\n".join(text) + "\n"
+
+
 def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:
     """Assemble FINDINGS.md from the studies under ``root`` (module docstring)."""
     root, out = Path(root), Path(out)
@@ -212,17 +291,7 @@ def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:
         "studies in `studies/`; every number below is read from their outputs. Definitions "
         "(c, ε/δ², drift ratio, gaps, regime rule): docs/STUDY.md.*\n",
         "## The answer in brief\n",
-        "A grid JKO step of length τ with entropy ε on a grid of spacing δ is governed by two "
-        "dimensionless numbers: c = τ|∇F′|/δ (cells per step) and r = ε/δ². (1) **Pinned** "
-        "(mass does not move) when the drift ratio ρ(c, r) < 1/2, an exact formula for a "
-        "linear potential: below half a cell per step, the grid needs ε/δ² above r*(c) "
-        f"= {', '.join(_num(b, 2) for b in boundary)} at c = 0.05, 0.1, 0.2, 0.3, 0.4. "
-        "(2) Otherwise it is an implicit step of **mean-field Langevin at D = ε/(4τ)**, plus "
-        "the grid's discretization error. (3) It is **GD-like** only when D is small *and* "
-        "the grid is fine: along τ ∝ δ, ε ∝ δ² the gap to GD shrinks at the rates fitted "
-        "below. The regime rule: " f"pinned if the mean drift ratio < {PIN_RATIO}; GD-like "
-        f"if the sup-in-time relative loss gap to GD ≤ {GAP_TOL:.0%}; Langevin-like if the "
-        f"gap to Langevin at D = ε/(4τ) ≤ {GAP_TOL:.0%}; else neither.\n",
+        _brief(root, boundary),
         _phase_section(root, "regression", "(a) The default problem: 1-D regression, neuron "
                        "parametrization, (w₁, w₂, α) box grids", figdir),
         _rates_section(root, "regression_refine", figdir),
