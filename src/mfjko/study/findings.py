@@ -203,8 +203,7 @@ def _groups_section(root: Path, name: str, title: str, by: list[str], figdir: Pa
                         "drift_ratio", "regime") if c in points]
     head = "| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols) + "\n"
     body = ""
-    for r in points.sort_values(by).itertuples(index=False):
-        d = r._asdict()
+    for d in points.sort_values(by).to_dict("records"):
         body += "| " + " | ".join(
             _pct(d[c]) if c.startswith("gap") else
             (str(d[c]) if isinstance(d[c], str) else _num(d[c])) for c in cols) + " |\n"
