@@ -50,7 +50,7 @@ def one_worker(folder: Path, n_points: int) -> dict:
     spec = load_sweep(_spec(folder, n_points, [0.25]))
     (group,), _ = plan(spec, expand(spec), batch=True)
     configs, ids = [d for _, d in group], [p.id for p, _ in group]
-    run_group(configs[:2], ids[:2], batch=True)  # warm-up: compile the batched programs
+    run_group(configs, ids, batch=True)  # warm-up: compile the batched programs (this size)
     run_group(configs[:1], ids[:1], batch=False)  # and the one-by-one ones
     tic = time.perf_counter()
     for c, i in zip(configs, ids, strict=True):
