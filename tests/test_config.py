@@ -54,6 +54,18 @@ def test_valid_config_resolves_defaults_and_langevin_D():
     assert cfg.steps_per_record("gd") == 4 and cfg.steps_per_record("jko") == 2
 
 
+def test_direction_gap_is_on_exactly_with_a_directional_method_unless_set():
+    assert parse_config(base()).metrics.direction_gap is False
+    raw = base()
+    raw["methods"]["conic"] = {"h": 0.05}
+    assert parse_config(raw).metrics.direction_gap is True
+    raw["metrics"] = {"direction_gap": False}
+    assert parse_config(raw).metrics.direction_gap is False
+    raw = base()
+    raw["metrics"] = {"direction_gap": True}
+    assert parse_config(raw).metrics.direction_gap is True
+
+
 def _error(raw) -> str:
     with pytest.raises(ConfigError) as e:
         parse_config(raw)

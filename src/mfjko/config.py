@@ -184,7 +184,10 @@ class MetricsConfig(_Strict):
     separable Grid; measure_gap_grid_tv is the pruned mass, < N·1e-14); on other grids
     the measure is compressed to max_grid_support atoms by systematic resampling
     (:func:`mfjko.metrics.compress_measure`; the moved mass is reported as
-    measure_gap_grid_tv). ``particles_saved``:
+    measure_gap_grid_tv). ``direction_gap``: also record the lift-free directional gap
+    (neuron and sphere runs, when ``measure_gap`` asks for a gap); unset, it is on exactly
+    when a directional (WFR) method runs, ``conic`` or ``wfr_jko`` (its Sinkhorn solves on
+    the sphere cost several times the measure gap's). ``particles_saved``:
     particles per record kept in trajectories.zarr. ``measure_gap``: at every record
     ("all"), at T only ("final", sweeps) or never ("none"). ``f_star``: compute the
     reference optimum F* (false: skip it; its convex program takes many minutes for
@@ -198,6 +201,7 @@ class MetricsConfig(_Strict):
     max_grid_support: Annotated[int, Field(ge=16)] = 1500
     particles_saved: Annotated[int, Field(ge=1)] = 300
     measure_gap: Literal["all", "final", "none"] = "all"
+    direction_gap: bool | None = None
     f_star: bool = True
 
 
@@ -230,6 +234,15 @@ class RunConfig(_Strict):
                 f"methods.jko.grid.kind = {jc.grid.kind} does not fit model.parametrization = "
                 f"{self.model.parametrization}: use kind {want}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_direction_gap(self):
+        if self.metrics.direction_gap is None:  # the resolved config records the choice
+            on = any(_methods.get(name).directional for name in self.methods.enabled())
+            # configs are frozen: the resolved section replaces the unresolved one
+            object.__setattr__(self, "metrics",
+                               self.metrics.model_copy(update={"direction_gap": on}))
         return self
 
     @model_validator(mode="after")
@@ -298,11 +311,15 @@ def round_up(a: float, b: float) -> float:
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
     """One line: every invalid key with what is wrong, separated by "; "."""
+    def key(part) -> str:  # a key with a line break or other control character: quoted
+        text = str(part)
+        return text if text.isprintable() else repr(text)
+
     items = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = ".".join(key(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            parent = ".".join(str(p) for p in e["loc"][:-1]) or "top level"
+            parent = ".".join(key(p) for p in e["loc"][:-1]) or "top level"
             items.append(f"{loc}: unknown key (not allowed under {parent}); "
                          "check its spelling against the documented keys")
         elif e["type"] == "missing":

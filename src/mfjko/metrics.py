@@ -198,6 +198,11 @@ def _reg_ot_cost(geom, a, b, tol, max_iter, mode, init=None):
     return out.reg_ot_cost, out.converged, out.n_iters
 
 
+#: rows of the cost matrix per block in :func:`_semidual`: a (512, L) block stays in
+#: cache, where one (K, L) pass over a large grid is bound by memory traffic
+_SEMIDUAL_BLOCK = 512
+
+
 @jax.jit
 def _semidual(x, y, eps, a, b, g):
     """The semi-dual of OT_ε at g for the cost ‖x_k − y_j‖², with the c-transform f of g.
@@ -206,10 +211,11 @@ def _semidual(x, y, eps, a, b, g):
     C_kj)/ε (OTT's exact f-update), so π_kj = a_k softmax_j((g − C_k·)/ε). The value is
     OTT's reg_ot_cost at (f, g) (the balanced formula of ``compute_kl_reg_cost``) and the
     gradient b − πᵀ1, whose ℓ1 norm is the marginal error OTT's Sinkhorn stops on. C is
-    formed inside the two fused reductions (never stored: memory traffic dominates).
+    formed block by block of :data:`_SEMIDUAL_BLOCK` rows inside the reductions (never
+    stored whole: memory traffic dominates).
 
     Args:
-      x: (K, D) support of the first measure.
+      x: (K, D) support of the first measure (K a multiple of :data:`_SEMIDUAL_BLOCK`).
       y: (L, D) support of the second.
       eps: ε.
       a: (K,) first marginal (zeros allowed).
@@ -220,39 +226,113 @@ def _semidual(x, y, eps, a, b, g):
       (value, gradient (L,), f (K,)).
     """
     on_a, on_b = a > 0, b > 0
-    C = jnp.sum(x * x, 1)[:, None] + jnp.sum(y * y, 1)[None, :] - 2.0 * x @ y.T
-    E = (jnp.where(on_b, g, -jnp.inf)[None, :] - C) / eps
-    lse = jax.scipy.special.logsumexp(E, axis=1)
-    f = eps * jnp.log(a) - eps * lse
-    col = jnp.where(on_a, a, 0.0) @ jnp.exp(E - lse[:, None])
+    g_on = jnp.where(on_b, g, -jnp.inf)
+    y2 = jnp.sum(y * y, 1)
+
+    def block(args):
+        xb, ab = args
+        E = (g_on[None, :] - (jnp.sum(xb * xb, 1)[:, None] + y2[None, :] - 2.0 * xb @ y.T)) / eps
+        top = jnp.max(E, axis=1)
+        P = jnp.exp(E - top[:, None])
+        total = jnp.sum(P, axis=1)
+        return top + jnp.log(total), (jnp.where(ab > 0, ab, 0.0) / total) @ P
+
+    n_blocks = x.shape[0] // _SEMIDUAL_BLOCK
+    lse, cols = jax.lax.map(block, (x.reshape(n_blocks, _SEMIDUAL_BLOCK, x.shape[1]),
+                                    a.reshape(n_blocks, _SEMIDUAL_BLOCK)))
+    col = jnp.sum(cols, axis=0)
+    f = eps * jnp.log(a) - eps * lse.reshape(-1)
     div_a = jnp.sum(jnp.where(on_a, a * (f - eps * jnp.log(a)), 0.0))
     div_b = jnp.sum(jnp.where(on_b, b * (g - eps * jnp.log(b)), 0.0))
     value = div_a + div_b + eps * (jnp.sum(a) * jnp.sum(b) - jnp.sum(col))
     return value, jnp.where(on_b, b - col, 0.0), f
 
 
+#: a row sum of the separable kernel below this may have lost digits to underflow: the
+#: evaluation then falls back to the log-domain :func:`_semidual`
+_SEPARABLE_FLOOR = 1e-250
+
+
+@jax.jit
+def _semidual_separable(axes, y, eps, a, b, g):
+    """:func:`_semidual` for a Cartesian grid x = axes[0] × … × axes[D−1], in scaling form.
+
+    exp(−‖x_k − y_j‖²/ε) = Π_d K_d[i_d, j] with K_d = exp(−(axes[d] − y_·d)²/ε) (n_d, L),
+    so the row sums S_k = Σ_j G_j Π_d K_d[i_d, j], G_j = exp((g_j − max g)/ε), and the
+    column sums of the plan are two matrix products with the (n_1, L) kernel and one
+    (N/n_1, L) Khatri–Rao product of the others: O(N·L) multiply-adds, no exponential of
+    the (N, L) matrix. Values equal :func:`_semidual`'s to rounding unless some S_k with
+    a_k > 0 underflows, which the returned flag reports.
+
+    Args:
+      axes: D arrays (n_d,): the grid's axes; its points in row-major order.
+      y: (L, D) support of the second measure.
+      eps: ε.
+      a: (N,) grid weights, N = Π n_d (zeros allowed).
+      b: (L,) second marginal (zeros allowed).
+      g: (L,) the column potential.
+
+    Returns:
+      (value, gradient (L,), f (N,), whether every S_k with a_k > 0 is ≥ the floor).
+    """
+    on_a, on_b = a > 0, b > 0
+    top = jnp.max(jnp.where(on_b, g, -jnp.inf))
+    G = jnp.where(on_b, jnp.exp((g - top) / eps), 0.0)
+    kernels = [jnp.exp(-((ax[:, None] - y[None, :, d]) ** 2) / eps) for d, ax in enumerate(axes)]
+    rest = jnp.ones((1, y.shape[0]))  # (Π_{d≥1} n_d, L), rows in row-major order
+    for K in kernels[1:]:
+        rest = (rest[:, None, :] * K[None, :, :]).reshape(-1, y.shape[0])
+    S = (kernels[0] @ (rest * G).T).reshape(-1)
+    ok = jnp.all(jnp.where(on_a, S >= _SEPARABLE_FLOOR, True))
+    lse = top / eps + jnp.log(S)
+    f = jnp.where(on_a, eps * jnp.log(a) - eps * lse, -jnp.inf)
+    scaled = jnp.where(on_a, a / S, 0.0).reshape(kernels[0].shape[0], -1)
+    col = G * jnp.sum(rest * (scaled.T @ kernels[0]), axis=0)
+    div_a = jnp.sum(jnp.where(on_a, a * (f - eps * jnp.log(a)), 0.0))
+    div_b = jnp.sum(jnp.where(on_b, b * (g - eps * jnp.log(b)), 0.0))
+    value = div_a + div_b + eps * (jnp.sum(a) * jnp.sum(b) - jnp.sum(col))
+    return value, jnp.where(on_b, b - col, 0.0), f, ok
+
+
 class _Reached(Exception):
     pass
 
 
-def _semidual_ot(geom, a, b, tol, max_iter):
+def _semidual_ot(geom, a, b, tol, max_iter, axes=None):
     """OT_ε(a, b) by L-BFGS on the concave, smooth semi-dual in g, from g = 0.
 
     Stops at the first g whose marginal error ‖b − πᵀ1‖₁ ≤ tol: the stopping rule and the
     value formula of OTT's Sinkhorn, at one pass of exponentials over the cost matrix per
     L-BFGS function call (a Sinkhorn iteration makes two), and L-BFGS needs fewer calls
     than Anderson Sinkhorn needs iterations on a large grid against particles. If L-BFGS
-    stalls (rounding level), OTT's Sinkhorn finishes from its best potentials.
+    stalls (rounding level), OTT's Sinkhorn finishes from its best potentials. With
+    ``axes`` (a Cartesian grid whose row-major points are the first Π n_d of ``geom.x``,
+    the rest zero-weight padding), each evaluation is :func:`_semidual_separable`, or the
+    log-domain one where that one's row sums underflow.
 
     Returns:
       (value, converged, evaluations).
     """
     a, b = jnp.asarray(a), jnp.asarray(b)
     x, y, eps = geom.x, geom.y, jnp.float64(geom.epsilon)
+    pad = -x.shape[0] % _SEMIDUAL_BLOCK  # zero-weight copies of a point: whole blocks
+    x_blocks = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)])
+    a_blocks = jnp.concatenate([a, jnp.zeros(pad)])
     best = {"err": np.inf, "g": np.zeros(b.shape), "f": None, "n": 0}
 
+    n_grid = 0 if axes is None else int(np.prod([len(ax) for ax in axes]))
+    axes = None if axes is None else tuple(jnp.asarray(ax) for ax in axes)
+
+    def evaluate(g):
+        if axes is not None:
+            v, grad, f, ok = _semidual_separable(axes, y, eps, a[:n_grid], b, g)
+            if bool(ok):
+                return v, grad, jnp.concatenate([f, jnp.full(x.shape[0] - n_grid, -jnp.inf)])
+        v, grad, f = _semidual(x_blocks, y, eps, a_blocks, b, g)
+        return v, grad, f[: x.shape[0]]
+
     def fun(gn):
-        v, grad, f = _semidual(x, y, eps, a, b, jnp.asarray(gn))
+        v, grad, f = evaluate(jnp.asarray(gn))
         grad = np.asarray(grad)
         err = float(np.abs(grad).sum())
         best["n"] += 1
@@ -283,9 +363,10 @@ def grid_sinkhorn_divergence(axes, p, y, b, eps: float, tol: float = 1e-9,
     the grid's 1-D axes (n_1..n_D); ``p`` (Π n_k,) its weights in row-major order
     (``mfjko.grids.cartesian_grid`` order); ``y`` (L, D), ``b`` (L,) the other measure.
     OT_ε(μ, μ) runs on OTT-JAX's separable ``Grid`` geometry (memory O(N)); OT_ε(μ, ν)
-    on a PointCloud over the grid points, those with p_k ≤ ``prune``·max p given weight
-    0 (the mass left out, at most N·prune of the total, is returned), solved by L-BFGS
-    on its semi-dual (:func:`_semidual_ot`: OTT's stopping rule and value); OT_ε(ν, ν)
+    over the grid points, those with p_k ≤ ``prune``·max p given weight 0 (the mass left
+    out, at most N·prune of the total, is returned), solved by L-BFGS on its semi-dual
+    (:func:`_semidual_ot`: OTT's stopping rule and value) with the separable kernel of
+    the grid (:func:`_semidual_separable`); OT_ε(ν, ν)
     on a PointCloud (cached, shared with :func:`sinkhorn_divergence`). Same conventions
     (``tol``, ``max_iter``) as :func:`sinkhorn_divergence`, which it equals on small
     grids.
@@ -311,7 +392,7 @@ def grid_sinkhorn_divergence(axes, p, y, b, eps: float, tol: float = 1e-9,
     xk, ak = _pad_to_bucket(x, np.where(keep, p, 0.0) / p[keep].sum())
     yk, bk = _pad_to_bucket(y, b)
     geom_xy = pointcloud.PointCloud(jnp.asarray(xk), jnp.asarray(yk), epsilon=eps)
-    xy, ok_xy, _ = _semidual_ot(geom_xy, ak, bk, float(tol), int(max_iter))
+    xy, ok_xy, _ = _semidual_ot(geom_xy, ak, bk, float(tol), int(max_iter), axes=axes)
     geom_xx = ott_grid.Grid(x=[jnp.asarray(ax) for ax in axes], epsilon=eps)
     xx, ok_xx, _ = _reg_ot_cost(geom_xx, jnp.asarray(p), jnp.asarray(p), float(tol),
                                 int(max_iter), mode="symmetric")
@@ -506,6 +587,7 @@ def direction_measure(param: str, points, weights) -> tuple[np.ndarray, np.ndarr
 def _direction_gap(ctx: RowContext) -> dict:
     mc = ctx.settings
     wanted = {"all": True, "final": ctx.final, "none": False}[mc.measure_gap]
+    wanted = wanted and mc.direction_gap is not False
     if ctx.reference is None or not wanted or ctx.param not in ("neuron", "sphere"):
         return {}
     gd = ctx.reference["support"]

@@ -66,3 +66,30 @@ def test_examples_lists_shipped_configs():
     assert res.exit_code == 0
     for name in ("default", "signed", "sphere", "orthogonal", "teacher", "digits"):
         assert f"configs/{name}.yaml:" in res.output
+
+
+def test_compile_cache_folder_and_switches(tmp_path):
+    """The CLI keeps XLA programs in MFJKO_XLA_CACHE (or ~/.cache); 0 or JAX's own var: off.
+
+    Each case in a fresh interpreter: JAX's cache is configured once per process.
+    """
+    import os
+    import subprocess
+    import sys
+
+    code = ("import jax, mfjko.cli as c; f = c.enable_compile_cache(); "
+            "print(f, jax.config.jax_compilation_cache_dir)")
+
+    def probe(**env):
+        full = {k: v for k, v in os.environ.items()
+                if k not in ("MFJKO_XLA_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+        out = subprocess.run([sys.executable, "-c", code], env={**full, **env},
+                             capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    folder = tmp_path / "xla"
+    assert probe(MFJKO_XLA_CACHE=str(folder)) == [str(folder), str(folder)]
+    assert folder.is_dir()
+    assert probe(XDG_CACHE_HOME=str(tmp_path / "c")) == [str(tmp_path / "c/mfjko/xla")] * 2
+    assert probe(MFJKO_XLA_CACHE="0")[0] == "None"
+    assert probe(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "j"))[0] == "None"

@@ -114,6 +114,8 @@ class MethodInfo:
       color: matplotlib colour in figures.
       linestyle: matplotlib line style in figures.
       summary: one line for docs.
+      directional: its measure is a directional (WFR) one: a run with it records
+        ``direction_gap`` unless ``metrics.direction_gap`` says otherwise.
     """
 
     name: str
@@ -123,6 +125,7 @@ class MethodInfo:
     color: str
     linestyle: str = "-"
     summary: str = ""
+    directional: bool = False
 
     @property
     def kind(self) -> str:

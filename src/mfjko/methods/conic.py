@@ -88,4 +88,5 @@ def _build(mc: ConicConfig, setup) -> ConicGD:
 
 
 METHOD = MethodInfo("conic", ConicGD, ConicConfig, _build, color="tab:brown", linestyle=":",
-                    summary="conic particle GD (the WFR flow of balanced neurons)")
+                    summary="conic particle GD (the WFR flow of balanced neurons)",
+                    directional=True)

@@ -392,4 +392,5 @@ def _build(mc, setup) -> WFRJKO:
 
 
 METHOD = MethodInfo("wfr_jko", WFRJKO, WFRJKOConfig, _build, color="tab:purple",
-                    summary="entropic WFR (unbalanced) JKO on a grid of directions")
+                    summary="entropic WFR (unbalanced) JKO on a grid of directions",
+                    directional=True)
