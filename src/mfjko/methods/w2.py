@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
-import ot
 
 from mfjko.methods.base import (
     Diagnostics,
@@ -43,6 +42,8 @@ def optimal_assignment(theta, anchor) -> np.ndarray:
     theta = np.asarray(theta, dtype=np.float64)
     anchor = np.asarray(anchor, dtype=np.float64)
     m = theta.shape[0]
+    import ot  # POT, here only: the other methods run without it
+
     C = ot.dist(theta, anchor, metric="sqeuclidean")
     w = np.full(m, 1.0 / m)
     plan = ot.emd(w, w, C)
