@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mfjko.study import findings_wfr
+from mfjko.study import findings_gpu, findings_wfr
 from mfjko.study.regime import GAP_TOL, PIN_RATIO, pinning_boundary
 
 __all__ = ["write_findings"]
@@ -239,7 +239,9 @@ def _brief(root: Path, boundary) -> str:
         f"= {', '.join(_num(b, 2) for b in boundary)} at c = 0.05, 0.1, 0.2, 0.3, 0.4. "
         "(2) Otherwise it is an implicit step of **mean-field Langevin at D = ε/(4τ)**, plus "
         "the grid's and the time step's discretization errors. (3) It can be **GD-like** "
-        "only where D is small, the grid fine and τ small. The regime rule: "
+        "only where D is small, the grid fine and τ small, and ε/δ² near 1: large enough "
+        "that the lattice does not slow the mass (ρ → 1), small enough that D stays small. "
+        "The regime rule: "
         f"pinned if the mean drift ratio < {PIN_RATIO}; GD-like if the sup-in-time relative "
         f"loss gap to GD ≤ {GAP_TOL:.0%}; Langevin-like if the gap to Langevin at "
         f"D = ε/(4τ) ≤ {GAP_TOL:.0%}; else neither.\n",
@@ -275,6 +277,7 @@ def _brief(root: Path, boundary) -> str:
                             f"{_num(r['stderr'], 2)} (95 % CI [{_num(r['ci_low'], 2)}, "
                             f"{_num(r['ci_high'], 2)}]"
                             + ("" if sig else ": not resolved") + ").")
+    text.extend(findings_gpu.brief_lines())
     return "\n".join(text) + "\n"
 
 
@@ -294,6 +297,7 @@ def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:
         _phase_section(root, "regression", "(a) The default problem: 1-D regression, neuron "
                        "parametrization, (w₁, w₂, α) box grids", figdir),
         _rates_section(root, "regression_refine", figdir),
+        findings_gpu.section(figdir, _rates_section, cpu_root=root),
         _phase_section(root, "sphere", "(b) The sphere parametrization (S¹ × β grids)",
                        figdir),
         _phase_section(root, "teacher", "(c) A ReLU teacher with d = 3 (S² × β grids)", figdir),
