@@ -131,8 +131,7 @@ class MeanFieldProblem(eqx.Module):
 
     def particle_velocity(self, thetas: Array) -> Array:
         """v_i = −∇F′(μ_m)(θ_i) = −m ∇_{θ_i} G (tangent on the sphere), shape (m, D)."""
-        m = thetas.shape[0]
-        return self.velocity(thetas, jnp.full((m,), 1.0 / m))
+        return _particle_velocity_jit(self, jnp.asarray(thetas))
 
     def losses(self, thetas, weights, X_test=None, y_test=None) -> dict:
         """F, its data part and (with test data) the test loss and both predictions.
@@ -141,17 +140,33 @@ class MeanFieldProblem(eqx.Module):
           dict with floats ``loss``, ``data_loss`` (and ``test_loss``) and arrays
           ``pred_train`` (n,) (and ``pred_test`` (n_test,)).
         """
-        pts, w = jnp.asarray(thetas), jnp.asarray(weights)
-        phi = self.param.features(pts, self.X)
-        v = self.param.potentials(pts)
-        f = phi @ w
-        out = {"loss": float(_obj.loss_from_features(phi, w, self.y, v, self.lam)),
-               "data_loss": float(_obj.fit_loss(f, self.y)), "pred_train": np.asarray(f)}
-        if X_test is not None:
-            f_test = self.predict(pts, w, jnp.asarray(X_test))
-            out["test_loss"] = float(_obj.fit_loss(f_test, jnp.asarray(y_test)))
-            out["pred_test"] = np.asarray(f_test)
+        test = None if X_test is None else (jnp.asarray(X_test), jnp.asarray(y_test))
+        loss, data_loss, f, tested = _losses_jit(self, jnp.asarray(thetas),
+                                                 jnp.asarray(weights), test)
+        out = {"loss": float(loss), "data_loss": float(data_loss), "pred_train": np.asarray(f)}
+        if tested is not None:
+            out["test_loss"] = float(tested[0])
+            out["pred_test"] = np.asarray(tested[1])
         return out
+
+
+@eqx.filter_jit
+def _particle_velocity_jit(problem: MeanFieldProblem, thetas):
+    m = thetas.shape[0]
+    return problem.velocity(thetas, jnp.full((m,), 1.0 / m))
+
+
+@eqx.filter_jit
+def _losses_jit(problem: MeanFieldProblem, pts, w, test):
+    """:meth:`MeanFieldProblem.losses` in one compiled program (op-by-op: ~40x slower)."""
+    phi = problem.param.features(pts, problem.X)
+    f = phi @ w
+    loss = _obj.loss_from_features(phi, w, problem.y, problem.param.potentials(pts),
+                                   problem.lam)
+    if test is None:
+        return loss, _obj.fit_loss(f, problem.y), f, None
+    f_test = problem.predict(pts, w, test[0])
+    return loss, _obj.fit_loss(f, problem.y), f, (_obj.fit_loss(f_test, test[1]), f_test)
 
 
 @eqx.filter_jit
