@@ -315,8 +315,10 @@ class RunStore:
         """Delete what a killed write left.
 
         Temporary files and folders (``.<name>.<pid>.tmp``), then the folders of
-        trajectories.zarr left empty (an array killed before its first metadata write),
-        which zarr would warn about.
+        trajectories.zarr left empty, and its group or array folders without their
+        zarr.json (a node killed before its metadata write, whose children zarr writes
+        concurrently may exist): zarr would warn about both. Neither holds a committed
+        frame, since a checkpoint commits only after every metadata write of its arrays.
         """
         for dirpath, dirs, files in os.walk(self.root):
             for f in files:
@@ -325,10 +327,20 @@ class RunStore:
             for d in [d for d in dirs if _TMP.match(d)]:
                 shutil.rmtree(Path(dirpath, d))
                 dirs.remove(d)
-        if self.zarr_path.is_dir():
-            for dirpath, _dirs, _files in os.walk(self.zarr_path, topdown=False):
-                if Path(dirpath) != self.zarr_path and not any(os.scandir(dirpath)):
-                    os.rmdir(dirpath)
+        if not self.zarr_path.is_dir():
+            return
+        for dirpath, dirs, files in os.walk(self.zarr_path):
+            meta = Path(dirpath, "zarr.json")
+            if "zarr.json" in files and json.loads(meta.read_text()).get("node_type") == "array":
+                dirs.clear()  # an array's folders are its chunks
+                continue
+            for d in list(dirs):
+                if not Path(dirpath, d, "zarr.json").exists():
+                    shutil.rmtree(Path(dirpath, d))
+                    dirs.remove(d)
+        for dirpath, _dirs, _files in os.walk(self.zarr_path, topdown=False):
+            if Path(dirpath) != self.zarr_path and not any(os.scandir(dirpath)):
+                os.rmdir(dirpath)
 
     def group(self, mode: str = "a") -> zarr.Group:
         """The zarr root group (cached for writing)."""

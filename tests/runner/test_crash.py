@@ -88,6 +88,25 @@ def test_resume_removes_what_a_killed_write_left(tmp_path):
     assert (store.zarr_path / "zarr.json").exists()
 
 
+def test_resume_removes_a_group_killed_before_its_metadata(tmp_path):
+    """zarr writes a new array's metadata and its new parent group's concurrently: a kill
+    can leave jko/diag/x/zarr.json without jko/diag/zarr.json. The orphan goes; committed
+    arrays and their chunks stay, and zarr lists the tree without a warning."""
+    store = io.RunStore(tmp_path / "run")
+    store.create()
+    store.append("jko/t", np.float64(0.0))
+    orphan = store.zarr_path / "jko" / "diag" / "x"
+    orphan.mkdir(parents=True)
+    (orphan / "zarr.json").write_text(
+        (store.zarr_path / "jko" / "t" / "zarr.json").read_text())
+    store.remove_temporaries()
+    assert not (store.zarr_path / "jko" / "diag").exists()
+    assert (store.zarr_path / "jko" / "t" / "zarr.json").exists()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=ZarrUserWarning)
+        assert sorted(store.appended_arrays("jko")) == ["jko/t"]
+
+
 def test_trace_covers_every_kind_of_write(crash_reference):
     _, trace = crash_reference
     text = "\n".join(trace)
