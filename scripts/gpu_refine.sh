@@ -7,7 +7,13 @@
 #
 # SPEC: a sweep YAML (default studies/gpu/regression_refine_fine.yaml); SECONDS: time
 # limit of the sweep (default 420; finished points are kept, `--resume` goes on). Missing
-# packages travel as wheels in .whl/ (installed to /tmp/site when present). Writes into
+# packages travel as wheels in .whl/ (installed to /tmp/site when present); for a CUDA image
+# with JAX, diffrax, equinox, optax, pandas, pyarrow, xarray, typer and rich (Python 3.12):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+#     pydantic pydantic_core annotated-types typing-inspection ott-jax==0.6.0 jaxopt \
+#     zarr numcodecs donfig google-crc32c dask distributed tornado tblib zict locket partd
+# Writes into
 # $OUT (default runs/gpu_out): device.txt (GPU, driver, JAX and its devices), sweep.tgz
 # (the sweep folder: points, results), and the scheduler/worker/sweep logs.
 set -u
