@@ -225,7 +225,7 @@ def _semidual(x, y, eps, a, b, g):
     Returns:
       (value, gradient (L,), f (K,)).
     """
-    on_a, on_b = a > 0, b > 0
+    on_b = b > 0
     g_on = jnp.where(on_b, g, -jnp.inf)
     y2 = jnp.sum(y * y, 1)
 
@@ -242,10 +242,16 @@ def _semidual(x, y, eps, a, b, g):
                                     a.reshape(n_blocks, _SEMIDUAL_BLOCK)))
     col = jnp.sum(cols, axis=0)
     f = eps * jnp.log(a) - eps * lse.reshape(-1)
+    return (*_semidual_value(a, b, f, g, col, eps), f)
+
+
+def _semidual_value(a, b, f, g, col, eps):
+    """OTT's balanced reg_ot_cost at (f, g) and the gradient b − πᵀ1 (col = πᵀ1)."""
+    on_a, on_b = a > 0, b > 0
     div_a = jnp.sum(jnp.where(on_a, a * (f - eps * jnp.log(a)), 0.0))
     div_b = jnp.sum(jnp.where(on_b, b * (g - eps * jnp.log(b)), 0.0))
     value = div_a + div_b + eps * (jnp.sum(a) * jnp.sum(b) - jnp.sum(col))
-    return value, jnp.where(on_b, b - col, 0.0), f
+    return value, jnp.where(on_b, b - col, 0.0)
 
 
 #: a row sum of the separable kernel below this may have lost digits to underflow: the
@@ -288,10 +294,7 @@ def _semidual_separable(axes, y, eps, a, b, g):
     f = jnp.where(on_a, eps * jnp.log(a) - eps * lse, -jnp.inf)
     scaled = jnp.where(on_a, a / S, 0.0).reshape(kernels[0].shape[0], -1)
     col = G * jnp.sum(rest * (scaled.T @ kernels[0]), axis=0)
-    div_a = jnp.sum(jnp.where(on_a, a * (f - eps * jnp.log(a)), 0.0))
-    div_b = jnp.sum(jnp.where(on_b, b * (g - eps * jnp.log(b)), 0.0))
-    value = div_a + div_b + eps * (jnp.sum(a) * jnp.sum(b) - jnp.sum(col))
-    return value, jnp.where(on_b, b - col, 0.0), f, ok
+    return (*_semidual_value(a, b, f, g, col, eps), f, ok)
 
 
 class _Reached(Exception):

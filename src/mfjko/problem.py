@@ -158,7 +158,7 @@ def _particle_velocity_jit(problem: MeanFieldProblem, thetas):
 
 @eqx.filter_jit
 def _losses_jit(problem: MeanFieldProblem, pts, w, test):
-    """:meth:`MeanFieldProblem.losses` in one compiled program (op-by-op: ~40x slower)."""
+    """:meth:`MeanFieldProblem.losses` compiled (op by op, vmap tracing dominated)."""
     phi = problem.param.features(pts, problem.X)
     f = phi @ w
     loss = _obj.loss_from_features(phi, w, problem.y, problem.param.potentials(pts),
