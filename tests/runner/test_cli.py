@@ -77,7 +77,7 @@ def test_compile_cache_folder_and_switches(tmp_path):
     import subprocess
     import sys
 
-    code = ("import jax, mfjko.cli as c; f = c.enable_compile_cache(); "
+    code = ("import jax, mfjko.runner.compile_cache as c; f = c.enable_compile_cache(); "
             "print(f, jax.config.jax_compilation_cache_dir)")
 
     def probe(**env):

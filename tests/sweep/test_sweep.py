@@ -60,15 +60,36 @@ def test_expansion_and_derived_keys(tmp_path):
     assert "tag.level" not in json.dumps(cfg.model_dump())
 
 
+def test_an_edited_spec_gets_new_point_ids_and_its_marker(tmp_path):
+    """Resume after an edit: changed points are not taken for done, the study reads the edit."""
+    from mfjko.sweep.run import _prepare_folder
+
+    ids = {p.id for p in expand(load_sweep(_write(tmp_path)))}
+    assert ids == {p.id for p in expand(load_sweep(_write(tmp_path)))}  # stable
+    assert not ids & {p.id for p in expand(load_sweep(_write(tmp_path, set=["T=0.6"])))}
+    assert not ids & {p.id for p in expand(load_sweep(
+        _write(tmp_path, base={**BASE, "seed": 3})))}
+    # the same coordinates at other positions: other ids (the index is part of the id)
+    trimmed = expand(load_sweep(_write(tmp_path, product={"jko.eps_over_h2": [1.0]})))
+    assert not ids & {p.id for p in trimmed}
+    out = tmp_path / "out"
+    _prepare_folder(out, load_sweep(_write(tmp_path)), resume=False, overwrite=False)
+    (out / "points").mkdir()
+    _prepare_folder(out, load_sweep(_write(tmp_path, set=["T=0.6"])), resume=True,
+                    overwrite=False)
+    assert yaml.safe_load((out / "sweep.yaml").read_text())["set"] == ["T=0.6"]
+
+
 def test_batched_group_equals_one_by_one(tmp_path):
     spec = load_sweep(_write(tmp_path, zip=[]))
     tasks, failures = plan(spec, expand(spec), batch=True)
     assert not failures and len(tasks) == 1 and len(tasks[0]) == 2  # one group: ε differs
     configs = [doc for _, doc in tasks[0]]
     ids = [p.id for p, _ in tasks[0]]
-    together = run_group(configs, ids, batch=True)
-    alone = [run_group([c], [i], batch=False)[0] for c, i in zip(configs, ids, strict=True)]
-    for a, b in zip(together, alone, strict=True):
+    alone = [run_group([c], [i], vmap=False)[0] for c, i in zip(configs, ids, strict=True)]
+    vmapped = run_group(configs, ids, vmap=True)
+    in_turn = run_group(configs, ids, vmap=False)  # shared references, JKO one by one
+    for a, b in [*zip(vmapped, alone, strict=True), *zip(in_turn, alone, strict=True)]:
         assert a["error"] is None and b["error"] is None
         ra = {(r["method"], r["t"]): r for r in a["rows"]}
         rb = {(r["method"], r["t"]): r for r in b["rows"]}

@@ -1,11 +1,16 @@
-r"""Running a group of sweep points on one worker: shared references, batched JKO.
+r"""Running a group of sweep points on one worker: shared references, optionally vmapped JKO.
 
 Points that differ only in the JKO's ε (and the Langevin D it implies) and in their
 ``wfr_jko`` settings share everything else: the data, particles, grid, F* and every
-reference method (GD, flow, conic, ...) are computed once per group; their JKO runs advance
-together in one compiled program (:class:`~mfjko.methods.jko.EntropicJKOBatch`), their
-``wfr_jko`` runs one after the other. Every point's rows are the same
-:mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
+reference method (GD, flow, conic, ...) are computed once per group; their ``wfr_jko`` runs
+one after the other, and so do their JKO runs on a CPU. On an accelerator the JKO runs
+advance together in one compiled program (:class:`~mfjko.methods.jko.EntropicJKOBatch`,
+the solver vmapped over ε). On this project's 2-core CPU the vmapped program was 1.0× (13³),
+1.5× (27³) and 3.3× (S² × β, 300 × 81) *slower* than the same members one after the other
+(benchmarks/README.md): the vmapped while loops run to the slowest member, and in the drift
+ratio, a vmap inside the vmap, the kernel's underflow ``lax.cond`` turns into a select that
+evaluates its exact branch too. Every point's rows are
+the same :mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from mfjko import methods
 from mfjko.config import parse_config
 from mfjko.driver import Record, drive
 from mfjko.methods.jko import EntropicJKOBatch
+from mfjko.runner.compile_cache import enable_compile_cache
 from mfjko.runner.recorder import MemoryFrames, Recorder
 from mfjko.runner.setup import Setup, prepare
 from mfjko.study.regime import predicted_drift_ratio_field
@@ -105,20 +111,31 @@ def point_facts(setup: Setup) -> dict:
     return facts
 
 
-def run_group(configs: list[dict], ids: list[str], batch: bool = True) -> list[dict]:
+def vmap_default() -> bool:
+    """Whether a group's JKO runs are vmapped when not said: on an accelerator only."""
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
+def run_group(configs: list[dict], ids: list[str], vmap: bool | None = None) -> list[dict]:
     """Run the points of one group (same config up to the JKO's ε); one result per point.
+
+    The setup and references are shared; ``vmap`` (None: :func:`vmap_default`) advances
+    the JKO runs in one vmapped program instead of one after the other.
 
     Each result is ``{"id", "rows": [...], "drift": [...], "facts": {...}, "seconds":
     {...}, "warnings", "error"}``. A failing point is returned with its error; the others
     go on.
     """
+    enable_compile_cache()  # a worker process: compile once between workers and sweeps
     cfgs = [parse_config(c, f"point {i}") for c, i in zip(configs, ids, strict=True)]
     out = [{"id": i, "rows": [], "drift": [], "facts": {}, "seconds": {}, "warnings": [],
             "error": None} for i in ids]
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            _run_group(cfgs, out, batch)
+            _run_group(cfgs, out, vmap_default() if vmap is None else vmap)
         for o in out:
             o["warnings"] += [f"{w.category.__name__}: {w.message}" for w in caught]
     except Exception as e:  # noqa: BLE001 — a failed group is reported, the sweep goes on
@@ -129,7 +146,7 @@ def run_group(configs: list[dict], ids: list[str], batch: bool = True) -> list[d
     return out
 
 
-def _run_group(cfgs, out, batch: bool) -> None:
+def _run_group(cfgs, out, vmap: bool) -> None:
     base = prepare(cfgs[0])
     setups = [dataclasses.replace(base, cfg=c) for c in cfgs]
     shared_store = MemoryFrames()
@@ -168,12 +185,12 @@ def _run_group(cfgs, out, batch: bool) -> None:
             o["seconds"]["wfr_jko"] = time.perf_counter() - tic
     if cfgs[0].methods.jko is None:
         return
-    _run_jko(setups, recorders, out, batch)
+    _run_jko(setups, recorders, out, vmap)
 
 
-def _run_jko(setups, recorders, out, batch: bool) -> None:
+def _run_jko(setups, recorders, out, vmap: bool) -> None:
     tic = time.perf_counter()
-    if batch and len(setups) > 1:
+    if vmap and len(setups) > 1:
         rows, drift = _jko_batch(setups, recorders)
     else:
         pairs = [_drive_rows("jko", s, r) for s, r in zip(setups, recorders, strict=True)]

@@ -1,7 +1,8 @@
 r"""``mfjko sweep``: run every point of a sweep on Dask distributed, resumably.
 
 The client expands and resolves the points, groups those that differ only in the JKO's ε
-(:mod:`mfjko.sweep.execute` runs a group with shared references and a batched JKO),
+(:mod:`mfjko.sweep.execute` runs a group with shared references, its JKO runs vmapped
+on an accelerator),
 submits one task per group to a ``LocalCluster`` of worker processes (or to an existing
 scheduler), and writes each finished point to DIR/points/<id>/ (``metrics.csv``,
 ``point.json``; ``error.txt`` for a failed point, which does not stop the sweep). With
@@ -27,7 +28,7 @@ from mfjko.sweep.spec import Point, SweepSpec, expand, load_sweep, resolve_point
 
 __all__ = ["run_sweep", "SweepExistsError", "plan", "MAX_BATCH"]
 
-#: most points advanced together in one batched JKO program
+#: most points in one group (one Dask task; one vmapped JKO program on an accelerator)
 MAX_BATCH = 8
 
 
@@ -116,8 +117,15 @@ def _done(out: Path, point: Point) -> bool:
 
 def _prepare_folder(out: Path, spec: SweepSpec, resume: bool, overwrite: bool) -> None:
     marker = out / "sweep.yaml"
+    doc = spec.model_dump(mode="json")
+    doc.pop("root")
+    doc["base_config"] = spec.base_config()
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
     if out.exists() and any(out.iterdir()):
         if resume and marker.exists():
+            # an edited spec: its points have new ids (Point.id), and the study reads this
+            if marker.read_text() != text:
+                atomic_write_text(marker, text)
             return
         if overwrite and marker.exists():
             shutil.rmtree(out)
@@ -129,10 +137,7 @@ def _prepare_folder(out: Path, spec: SweepSpec, resume: bool, overwrite: bool) -
     elif resume:
         raise SweepExistsError(f"nothing to resume: {out} does not exist (check --out)")
     out.mkdir(parents=True, exist_ok=True)
-    doc = spec.model_dump(mode="json")
-    doc.pop("root")
-    doc["base_config"] = spec.base_config()
-    atomic_write_text(marker, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    atomic_write_text(marker, text)
 
 
 def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | None = None,
@@ -148,7 +153,7 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
       resume: skip finished points.
       overwrite: replace an existing sweep folder.
       progress: show a progress bar.
-      batch: override the spec's ``batch`` (batched JKO and shared references).
+      batch: override the spec's ``batch`` (groups of points sharing their references).
 
     Returns:
       The sweep folder (with results.parquet and results.zarr).
@@ -163,13 +168,14 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
     tasks, failures = plan(spec, todo, spec.batch if batch is None else batch)
     for pid, err in failures.items():
         _write_point(out, next(p for p in todo if p.id == pid), {"error": err})
-    _execute(out, tasks, workers, scheduler, progress, len(points), len(points) - len(todo))
+    _execute(out, tasks, workers, scheduler, progress, len(points), len(points) - len(todo),
+             spec.vmap_jko)
     collect(out, spec, points)
     return out
 
 
 def _execute(out: Path, tasks: list, workers, scheduler, progress: bool, total: int,
-             done: int) -> None:
+             done: int, vmap: bool | None = None) -> None:
     from dask.distributed import as_completed
 
     from mfjko.progress import progress_bar
@@ -188,7 +194,7 @@ def _execute(out: Path, tasks: list, workers, scheduler, progress: bool, total: 
                 unique = {json.dumps(doc, sort_keys=True): (p.id, doc) for p, doc in members}
                 keys = list(unique)
                 fut = client.submit(run_group, [unique[k][1] for k in keys],
-                                    [unique[k][0] for k in keys], pure=False)
+                                    [unique[k][0] for k in keys], vmap, pure=False)
                 futures[fut] = (members, keys)
             for fut in as_completed(futures):
                 members, keys = futures[fut]

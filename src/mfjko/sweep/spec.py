@@ -66,6 +66,8 @@ class SweepSpec(BaseModel):
     product: dict[str, list[Any]] = Field(default_factory=dict)
     zip: list[dict[str, list[Any]]] = Field(default_factory=list)
     batch: bool = True
+    #: vmap a group's JKO runs over ε; None: on an accelerator only (mfjko.sweep.execute)
+    vmap_jko: bool | None = None
     #: what ``mfjko study`` draws (phase, refinement, groups; docs/STUDY.md)
     study: dict[str, Any] = Field(default_factory=dict)
     #: sweep folder relative paths resolve from here (set by :func:`load_sweep`)
@@ -120,12 +122,18 @@ class Point:
     coords: dict[str, Any]
     overrides: list[str]
     resolved: dict[str, float] = field(default_factory=dict)
+    #: digest of the sweep's base config and ``set`` (:func:`expand`)
+    context: str = ""
 
     @property
     def id(self) -> str:
-        """A stable folder name: index and a hash of the coordinates."""
-        digest = hashlib.sha1(json.dumps(self.coords, sort_keys=True, default=str).encode())
-        return f"{self.index:04d}-{digest.hexdigest()[:8]}"
+        """A stable folder name: index and a hash of the coordinates, base config and set.
+
+        A point whose base, ``set`` or coordinates changed gets a new folder, so a resumed
+        sweep never takes an edited spec's points for done.
+        """
+        text = json.dumps(self.coords, sort_keys=True, default=str) + self.context
+        return f"{self.index:04d}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def load_sweep(path) -> SweepSpec:
@@ -152,6 +160,12 @@ def _to_override(key: str, value) -> str:
 def expand(spec: SweepSpec) -> list[Point]:
     """Every point of the sweep (the Cartesian product of its axes), in a stable order."""
     axes = spec.axes()
+    try:
+        base = spec.base_config()
+    except ConfigError:  # reported when the points are resolved
+        base = None
+    context = hashlib.sha1(json.dumps({"base": base, "set": list(spec.set)}, sort_keys=True,
+                                      default=str).encode()).hexdigest()
     points = []
     for index, combo in enumerate(itertools.product(*(values for _, values in axes))):
         coords, overrides = {}, []
@@ -161,7 +175,7 @@ def expand(spec: SweepSpec) -> list[Point]:
             # null in a zip group means "this key is not set at this position"
             overrides += [_to_override(k, v) for k, v in items
                           if derived_key(k) is None and v is not None and not k.startswith(TAG)]
-        points.append(Point(index, coords, overrides))
+        points.append(Point(index, coords, overrides, context=context))
     return points
 
 
