@@ -33,6 +33,16 @@ BASE = {
 }
 
 
+@pytest.fixture
+def worker_xla_cache(tmp_path_factory, monkeypatch):
+    """The sweep's worker processes share one persistent XLA cache across these tests.
+
+    Only the workers read it (they inherit the variable; this process runs no group under
+    it): each test's fresh workers would otherwise compile the same programs again.
+    """
+    monkeypatch.setenv("MFJKO_XLA_CACHE", str(tmp_path_factory.getbasetemp() / "worker-xla"))
+
+
 def _write(tmp_path, **extra) -> Path:
     spec = {"name": "tiny", "base": BASE, "product": {"jko.eps_over_h2": [0.3, 1.0]},
             "zip": [{"jko.grid_n": [5, 6], "tag.level": ["coarse", "fine"]}],
@@ -101,7 +111,7 @@ def test_batched_group_equals_one_by_one(tmp_path):
         np.testing.assert_allclose(a["drift"], b["drift"], rtol=1e-9)
 
 
-def test_local_cluster_resume_failure_and_study(tmp_path):
+def test_local_cluster_resume_failure_and_study(tmp_path, worker_xla_cache):
     path = _write(tmp_path)
     out = tmp_path / "out"
     run_sweep(path, out, workers=1, progress=False)
@@ -135,7 +145,7 @@ def test_local_cluster_resume_failure_and_study(tmp_path):
     assert "phase.png" in page.read_text() or (out / "study" / "phase.png").exists()
 
 
-def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path, worker_xla_cache):
     path = _write(tmp_path, product={"jko.eps_over_h2": [1.0, -1.0]}, zip=[])
     out = tmp_path / "bad"
     run_sweep(path, out, workers=1, progress=False)
@@ -150,7 +160,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_scheduler_address_path(tmp_path):
+def test_scheduler_address_path(tmp_path, worker_xla_cache):
     """A scheduler and a worker started by the `dask` CLI on 127.0.0.1."""
     port = _free_port()
     dask = str(Path(sys.executable).with_name("dask"))
