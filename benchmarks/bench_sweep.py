@@ -40,17 +40,18 @@ BASE = {
 }
 
 
-def _spec(folder: Path, n_eps: int, courants) -> Path:
+def _spec(folder: Path, n_eps: int, seeds=(0,), T: float = 2.0) -> Path:
+    """Groups: one per seed (its own data and particles), each of n_eps values of ε/δ²."""
     eps = [round(0.1 * 1.6**k, 4) for k in range(n_eps)]
-    spec = {"name": "bench", "base": BASE,
-            "product": {"jko.courant": list(courants), "jko.eps_over_h2": eps}}
+    spec = {"name": "bench", "base": {**BASE, "T": T},
+            "product": {"seed": list(seeds), "jko.courant": [0.25], "jko.eps_over_h2": eps}}
     path = folder / "bench.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
 
 def one_worker(folder: Path, n_points: int) -> dict:
-    spec = load_sweep(_spec(folder, n_points, [0.25]))
+    spec = load_sweep(_spec(folder, n_points))
     (group,), _ = plan(spec, expand(spec), batch=True)
     configs, ids = [d for _, d in group], [p.id for p, _ in group]
     for vmap in (False, True):  # warm-up: compile the programs of this size
@@ -74,9 +75,8 @@ def one_worker(folder: Path, n_points: int) -> dict:
             "ratio_grouped": alone / grouped, "ratio_vmapped": alone / vmapped}
 
 
-def workers(folder: Path, n_groups: int, n_eps: int) -> dict:
-    courants = [0.1 + 0.05 * k for k in range(n_groups)]
-    path = _spec(folder, n_eps, courants)
+def workers(folder: Path, n_groups: int, n_eps: int, T: float = 2.0) -> dict:
+    path = _spec(folder, n_eps, range(n_groups), T)
     os.environ["MFJKO_XLA_CACHE"] = str(folder / "xla")  # the workers inherit it
     run_sweep(path, folder / "warm", workers=2, progress=False)  # fills the cache
     out = {}
@@ -97,11 +97,12 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=6, help="points of the one-worker group")
     ap.add_argument("--groups", type=int, default=6, help="groups of the 1-vs-2-worker sweep")
     ap.add_argument("--eps", type=int, default=4, help="ε values per group there")
+    ap.add_argument("--T", type=float, default=8.0, help="horizon of the 1-vs-2-worker sweep")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         res = {"one_worker": one_worker(Path(tmp), args.points),
-               "workers": workers(Path(tmp), args.groups, args.eps)}
+               "workers": workers(Path(tmp), args.groups, args.eps, args.T)}
     print(json.dumps(res, indent=1))
     if args.out:
         args.out.write_text(json.dumps(res, indent=1))

@@ -90,6 +90,17 @@ def test_an_edited_spec_gets_new_point_ids_and_its_marker(tmp_path):
     assert yaml.safe_load((out / "sweep.yaml").read_text())["set"] == ["T=0.6"]
 
 
+def test_balance_splits_the_largest_tasks_until_every_worker_has_two():
+    from mfjko.sweep.run import balance
+
+    tasks = [list(range(8)), list(range(8, 11))]
+    split = balance(tasks, 2)  # 2 workers: 4 tasks, 8 → 4 + 4, then a 4 → 2 + 2
+    assert sorted(len(t) for t in split) == [2, 2, 3, 4]
+    assert [x for t in split for x in t] == list(range(11))  # every point once, in order
+    assert balance(tasks, 1) == tasks  # one worker (a vmapped group): nothing split
+    assert balance([[0], [1]], 4) == [[0], [1]]  # single points cannot be split
+
+
 def test_batched_group_equals_one_by_one(tmp_path):
     spec = load_sweep(_write(tmp_path, zip=[]))
     tasks, failures = plan(spec, expand(spec), batch=True)

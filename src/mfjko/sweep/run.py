@@ -26,7 +26,7 @@ from mfjko.runner.run import RunFolderError
 from mfjko.sweep.execute import run_group
 from mfjko.sweep.spec import Point, SweepSpec, expand, load_sweep, resolve_point
 
-__all__ = ["run_sweep", "SweepExistsError", "plan", "MAX_BATCH"]
+__all__ = ["run_sweep", "SweepExistsError", "plan", "balance", "MAX_BATCH"]
 
 #: most points in one group (one Dask task; one vmapped JKO program on an accelerator)
 MAX_BATCH = 8
@@ -73,6 +73,26 @@ def plan(spec: SweepSpec, points: list[Point], batch: bool) -> tuple[list, dict]
         for i in range(0, len(members), MAX_BATCH if batch else 1):
             tasks.append(members[i:i + (MAX_BATCH if batch else 1)])
     return tasks, failures
+
+
+def balance(tasks: list[list], slots: int) -> list[list]:
+    """Split the largest tasks in halves until there are 2 × ``slots`` tasks.
+
+    Or until no task has two points. A sweep of few big groups would otherwise leave
+    workers idle. A split group computes its shared references once per half. With one
+    slot nothing is split (a vmapped group stays whole).
+    """
+    tasks = [list(t) for t in tasks]
+    if slots <= 1:
+        return tasks
+    while len(tasks) < 2 * slots:
+        largest = max(range(len(tasks)), key=lambda i: len(tasks[i]), default=None)
+        if largest is None or len(tasks[largest]) < 2:
+            break
+        members = tasks.pop(largest)
+        half = (len(members) + 1) // 2
+        tasks[largest:largest] = [members[:half], members[half:]]
+    return tasks
 
 
 def _client(workers: int | None, scheduler: str | None):
@@ -184,6 +204,7 @@ def _execute(out: Path, tasks: list, workers, scheduler, progress: bool, total: 
         return
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     client, cluster = _client(workers, scheduler)
+    tasks = balance(tasks, sum(client.nthreads().values()))
     try:
         with progress_bar(progress, label_width=6) as bar:
             task_bar = bar.add_task("points", total=total, completed=done)
