@@ -5,12 +5,12 @@ Points that differ only in the JKO's ε (and the Langevin D it implies) and in t
 reference method (GD, flow, conic, ...) are computed once per group; their ``wfr_jko`` runs
 one after the other, and so do their JKO runs on a CPU. On an accelerator the JKO runs
 advance together in one compiled program (:class:`~mfjko.methods.jko.EntropicJKOBatch`,
-the solver vmapped over ε). On this project's 2-core CPU the vmapped program was 1.0× (13³),
-1.5× (27³) and 3.3× (S² × β, 300 × 81) *slower* than the same members one after the other
-(benchmarks/README.md): the vmapped while loops run to the slowest member, and in the drift
-ratio, a vmap inside the vmap, the kernel's underflow ``lax.cond`` turns into a select that
-evaluates its exact branch too. Every point's rows are
-the same :mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
+the solver vmapped over ε). On this project's 2-core CPU the vmapped program was as fast as
+the same members one after the other at 13³, 1.5× slower at 27³ and 3.3× slower on S² × β
+with 300 × 81 points (benchmarks/README.md): the vmapped while loops run to the slowest
+member, and in the drift ratio, a vmap inside the vmap, the kernel's underflow ``lax.cond``
+turns into a select that evaluates its exact branch too. Every point's rows are the same
+:mod:`mfjko.runner.recorder` rows a plain ``mfjko run`` writes.
 """
 
 from __future__ import annotations
