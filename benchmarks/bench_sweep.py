@@ -7,7 +7,7 @@ compiled program. All after a warm-up, so compilation is not counted. (2) Across
 `mfjko sweep` with 1 and with 2 local Dask worker processes on a sweep of several groups,
 wall time including the cluster's start; a first sweep fills the persistent XLA cache (in a
 temporary folder) that both then read. Usage: python benchmarks/bench_sweep.py [--points 6]
-[--groups 6] [--eps 4]
+[--groups 6] [--eps 4] [--T 8] (benchmarks/README.md: --groups 12 --T 16)
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def one_worker(folder: Path, n_points: int) -> dict:
             "ratio_grouped": alone / grouped, "ratio_vmapped": alone / vmapped}
 
 
-def workers(folder: Path, n_groups: int, n_eps: int, T: float = 2.0) -> dict:
+def workers(folder: Path, n_groups: int, n_eps: int, T: float = 8.0) -> dict:
     path = _spec(folder, n_eps, range(n_groups), T)
     os.environ["MFJKO_XLA_CACHE"] = str(folder / "xla")  # the workers inherit it
     run_sweep(path, folder / "warm", workers=2, progress=False)  # fills the cache
