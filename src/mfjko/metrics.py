@@ -411,7 +411,7 @@ def grid_sinkhorn_divergence(axes, p, y, b, eps: float, tol: float = 1e-9,
     return max(value, 0.0), pruned
 
 
-def compress_measure(points, weights, max_points: int):
+def compress_measure(points, weights, max_points: int, offset: float = 0.5):
     """A measure with at most ``max_points`` support points.
 
     It approximates Σ_k p_k δ_{θ_k}, for the Sinkhorn divergence (whose dense cost is quadratic
@@ -430,7 +430,7 @@ def compress_measure(points, weights, max_points: int):
     if len(p) <= max_points:
         return points, p, 0.0
     cum = np.cumsum(p)
-    u = (np.arange(max_points) + 0.5) / max_points
+    u = (np.arange(max_points) + offset) / max_points
     idx = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), len(p) - 1)
     keep, counts = np.unique(idx, return_counts=True)
     q = counts / max_points
@@ -479,7 +479,9 @@ class RowContext:
       itself.  settings: the run's ``metrics`` config.  cost: the cost kind of Θ.
       geom: the grid of a grid method (else None).  F_star: the reference optimum (NaN).
       final: whether this is the run's last record.  param: the parametrization's name
-      ("" if unknown: the direction gap is then left empty).
+      ("" if unknown: the direction gap is then left empty).  noise: the method's own
+      standard errors ``loss_se`` of F and ``pred_se`` of f (0: deterministic; NaN:
+      unknown, one sampled draw); the reference's are ``reference["loss_se"]`` etc.
     """
 
     method: str
@@ -496,6 +498,7 @@ class RowContext:
     F_star: float = math.nan
     final: bool = True
     param: str = ""
+    noise: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -529,27 +532,71 @@ def _gaps(ctx: RowContext) -> dict:
             "pred_gap_test": pred_gap(ctx.losses["pred_test"], ref["pred_test"])}
 
 
+def noise_floor(se, se_ref) -> float:
+    """One standard error of a gap between two estimates: √(se² + se_ref²) (NaN if unknown)."""
+    return float(math.hypot(float(se), float(se_ref)))
+
+
+def _noise(ctx: RowContext) -> dict:
+    own = ctx.noise or {}
+    out = {"loss_se": float(own.get("loss_se", math.nan))}
+    ref = ctx.reference
+    if ref is None:
+        return out
+    out["loss_gap_floor"] = noise_floor(out["loss_se"], ref.get("loss_se", math.nan))
+    out["pred_gap_floor"] = noise_floor(own.get("pred_se", math.nan),
+                                        ref.get("pred_se", math.nan))
+    return out
+
+
 def _measure_gap(ctx: RowContext) -> dict:
     mc = ctx.settings
     wanted = {"all": True, "final": ctx.final, "none": False}[mc.measure_gap]
     if ctx.reference is None or not wanted:
         return {}
-    gd_pts = ctx.reference["support"][: mc.max_support]
-    gd_w = np.full(len(gd_pts), 1.0 / len(gd_pts))
+    gd_pts, gd_w, floor = reference_measure(ctx.reference, mc, ctx.cost)
+    out = {} if floor is None else {"measure_gap_floor": floor}
     solver = {"tol": mc.sinkhorn_tol, "max_iter": mc.sinkhorn_max_iter}
     grid, large = ctx.kind == "grid", len(ctx.weights) > mc.max_grid_support
     if grid and large and getattr(ctx.geom, "is_box", False):
         # a large Cartesian box: exact, its self-term on OTT's separable Grid
         gap, dropped = grid_sinkhorn_divergence(ctx.geom, ctx.weights, gd_pts, gd_w,
                                                 mc.sinkhorn_eps, **solver)
-        return {"measure_gap": gap, "measure_gap_grid_tv": dropped}
+        return {"measure_gap": gap, "measure_gap_grid_tv": dropped, **out}
     if grid:
         pts, w, dropped = compress_measure(ctx.points, ctx.weights, mc.max_grid_support)
     else:  # uniform particles: the first max_support are an iid subsample
         pts, dropped = ctx.points[: mc.max_support], None
         w = np.full(len(pts), 1.0 / len(pts))
     gap = sinkhorn_divergence(pts, w, gd_pts, gd_w, mc.sinkhorn_eps, ctx.cost, **solver)
-    return {"measure_gap": gap, "measure_gap_grid_tv": dropped}
+    return {"measure_gap": gap, "measure_gap_grid_tv": dropped, **out}
+
+
+def reference_measure(reference: dict, settings, cost: str):
+    """GD's measure for the measure gap, and the floor its compression puts under the gap.
+
+    A sampled (uniform, iid) GD: its first ``max_support`` particles, floor None. The
+    weighted grid-matched GD: compressed to ``max_support`` atoms (:func:`compress_measure`,
+    quantile offset ½), floor = S_ε between that and the compression at offset ¼ (the
+    compression's own error). Cached in ``reference`` (one record's GD serves every method).
+
+    Returns:
+      (points (K, D), weights (K,), floor or None).
+    """
+    if "_measure" in reference:
+        return reference["_measure"]
+    pts, w, mc = reference["support"], reference.get("weights"), settings
+    if w is None or np.all(np.asarray(w) == np.asarray(w).flat[0]):
+        pts = pts[: mc.max_support]
+        out = (pts, np.full(len(pts), 1.0 / len(pts)), None)
+    else:
+        a_pts, a_w, _ = compress_measure(pts, w, mc.max_support)
+        b_pts, b_w, _ = compress_measure(pts, w, mc.max_support, offset=0.25)
+        floor = sinkhorn_divergence(a_pts, a_w, b_pts, b_w, mc.sinkhorn_eps, cost,
+                                    tol=mc.sinkhorn_tol, max_iter=mc.sinkhorn_max_iter)
+        out = (a_pts, a_w, floor)
+    reference["_measure"] = out
+    return out
 
 
 def direction_measure(param: str, points, weights) -> tuple[np.ndarray, np.ndarray]:
@@ -593,11 +640,11 @@ def _direction_gap(ctx: RowContext) -> dict:
     wanted = wanted and mc.direction_gap is not False
     if ctx.reference is None or not wanted or ctx.param not in ("neuron", "sphere"):
         return {}
-    gd = ctx.reference["support"]
+    gd, gd_w = ctx.reference["support"], ctx.reference.get("weights")
+    gd_w = np.full(len(gd), 1 / len(gd)) if gd_w is None else gd_w
     x, a, _ = compress_measure(*direction_measure(ctx.param, ctx.points, ctx.weights),
                                mc.max_support)
-    y, b, _ = compress_measure(*direction_measure(ctx.param, gd, np.full(len(gd), 1 / len(gd))),
-                               mc.max_support)
+    y, b, _ = compress_measure(*direction_measure(ctx.param, gd, gd_w), mc.max_support)
     gap = sinkhorn_divergence(x, a, y, b, mc.sinkhorn_eps, "sphere_line",
                               tol=mc.sinkhorn_tol, max_iter=mc.sinkhorn_max_iter)
     return {"direction_gap": gap}
@@ -630,8 +677,14 @@ ROW_METRICS: tuple[RowMetric, ...] = (
     RowMetric(("loss_gap", "pred_gap", "pred_gap_test"), _gaps,
               "|F − F_GD| and the L2 predictor gaps to GD (train, test)",
               shown=("loss_gap", "pred_gap", "pred_gap_test")),
-    RowMetric(("measure_gap", "measure_gap_grid_tv"), _measure_gap,
-              "debiased Sinkhorn divergence to GD's particles, and the grid mass it moved",
+    RowMetric(("loss_se", "loss_gap_floor", "pred_gap_floor"), _noise,
+              "noise floors: the method's seed standard error of F (0: deterministic, "
+              "empty: one sampled draw) and one standard error of loss_gap and pred_gap "
+              "(method and GD combined)", shown=("loss_gap_floor",)),
+    RowMetric(("measure_gap", "measure_gap_grid_tv", "measure_gap_floor"), _measure_gap,
+              "debiased Sinkhorn divergence to GD's particles, the grid mass it moved, and "
+              "the floor of a compressed (weighted) GD: the divergence between two of its "
+              "compressions",
               shown=("measure_gap",)),
     RowMetric(("direction_gap",), _direction_gap,
               "debiased Sinkhorn divergence (geodesic² + 4 across signs) between the "

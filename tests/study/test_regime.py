@@ -7,7 +7,14 @@ import pytest
 
 from mfjko import grids
 from mfjko.jko import JKOSolverOptions, jko_step
-from mfjko.study.regime import classify, pinning_boundary, predicted_drift_ratio
+from mfjko.study.regime import (
+    GAP_TOL,
+    REGIMES,
+    classify,
+    pinning_boundary,
+    predicted_drift_ratio,
+    run_verdict,
+)
 
 
 @pytest.mark.parametrize("c, r", [(0.2, 0.05), (0.2, 0.3), (0.4, 0.1), (0.7, 0.2), (0.1, 2.0)])
@@ -49,9 +56,45 @@ def test_pinning_boundary_is_the_half_level_set():
 
 def test_regime_rule():
     assert classify(0.2, 0.01).regime == "pinned"
-    assert classify(0.9, 0.04, 0.2).regime == "GD-like"
-    assert classify(0.9, 0.3, 0.02).regime == "Langevin-like"
-    assert classify(0.9, 0.3, 0.2).regime == "neither"
-    assert classify(0.9, 0.3).regime == "neither"  # no Langevin run
-    assert "within 4.0%" in classify(0.9, 0.04).sentence()
+    # no Langevin run: GD-like or neither
+    assert classify(0.9, 0.02).regime == "GD-like"
+    assert classify(0.9, 0.3).regime == "neither"
+    assert "within 2.0%" in classify(0.9, 0.02).sentence()
     assert "Pinned" in classify(0.1, 0.5).sentence()
+    # references 20 % apart with 0.2 % noise: resolvable, the nearer one within tol wins
+    assert classify(0.9, 0.02, 0.19, 0.2, 0.002).regime == "GD-like"
+    assert classify(0.9, 0.19, 0.02, 0.2, 0.002).regime == "Langevin-like"
+    assert classify(0.9, 0.3, 0.2, 0.2, 0.002).regime == "neither"
+    # references 4 % apart: within tol + 2·noise = 3 % + 2 % → not resolvable
+    v = classify(0.9, 0.01, 0.03, 0.04, 0.01)
+    assert v.regime == "indistinguishable"
+    assert "not resolvably apart" in v.sentence()
+    # the same gaps with less noise resolve (4 % > 3 % + 2·0.1 %)
+    assert classify(0.9, 0.01, 0.03, 0.04, 0.001).regime == "GD-like"
+    # unknown noise (one sampled draw) never resolves
+    assert classify(0.9, 0.01, 0.19, 0.2, math.nan).regime == "indistinguishable"
+    # far from both: neither, whatever the references do
+    assert classify(0.9, 0.1, 0.1, 0.01, 0.001).regime == "neither"
+    assert set(REGIMES) == {"pinned", "GD-like", "Langevin-like", "indistinguishable",
+                            "neither"}
+
+
+def test_regime_threshold_is_tol_plus_twice_the_noise():
+    tol, noise = GAP_TOL, 0.004
+    edge = tol + 2 * noise
+    assert classify(0.9, 0.0, edge * 0.999, edge * 0.999, noise).regime == "indistinguishable"
+    assert classify(0.9, 0.0, edge * 1.001, edge * 1.001, noise).regime == "GD-like"
+
+
+def test_run_verdict_reads_the_noise_from_the_series():
+    t = np.linspace(0, 1, 5)
+    gd = {"t": t, "loss": np.full(5, 1.0), "loss_se": np.zeros(5)}
+    lang = {"t": t, "loss": np.full(5, 1.2), "loss_se": np.full(5, 0.001)}
+    jko = {"t": t, "loss": np.full(5, 1.19)}
+    v = run_verdict({"gd": gd, "langevin": lang, "jko": jko}, [0.9], "jko")
+    assert v.regime == "Langevin-like"
+    assert v.separation == pytest.approx(0.2) and v.noise == pytest.approx(0.001)
+    # a sampled single-draw GD: unknown noise, no resolvable verdict
+    gd_sampled = {**gd, "loss_se": np.full(5, np.nan)}
+    v = run_verdict({"gd": gd_sampled, "langevin": lang, "jko": jko}, [0.9], "jko")
+    assert v.regime == "indistinguishable"

@@ -15,12 +15,12 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-__all__ = ["Diagnostics", "Stepper", "ParticleState", "MethodInfo", "check_positive",
-           "check_int", "merge_steps"]
+__all__ = ["Diagnostics", "Stepper", "ParticleState", "WeightedParticles", "MethodInfo",
+           "check_positive", "check_int", "merge_steps"]
 
 
 @dataclass
@@ -36,17 +36,31 @@ class Diagnostics:
     steps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+class WeightedParticles(NamedTuple):
+    """A weighted particle measure Σ_i p_i δ_{θ_i}: the initial state of a matched reference.
+
+    ``points`` (m, D), ``weights`` (m,) ≥ 0 (fixed along the flow: particles carry their
+    mass). The grid's initial measure as particles at the grid points is one
+    (:meth:`mfjko.runner.setup.Setup.grid_particles`).
+    """
+
+    points: Any
+    weights: Any
+
+
 @dataclass(frozen=True)
 class ParticleState:
-    """State of a particle method: the problem, particles θ (m, D) and the step count k.
+    """State of a particle method: the problem, particles θ (m, D), the step count k, weights.
 
     k is the global step count (steps since t = 0); it keys Langevin's and sliced W₂'s
-    random draws.
+    random draws. ``weights`` (m,) are the particles' masses (None: uniform 1/m); only
+    methods with ``weighted = True`` accept them.
     """
 
     problem: Any
     theta: Any
     k: int = 0
+    weights: Any = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,8 @@ class Stepper:
     kind: ClassVar[str] = "particles"
     #: interval diagnostics and their value at the initial record (no step made yet)
     diagnostics: ClassVar[dict[str, float]] = {}
+    #: whether the method accepts weighted particles (:class:`WeightedParticles`)
+    weighted: ClassVar[bool] = False
 
     @property
     def step_size(self) -> float:
@@ -68,7 +84,21 @@ class Stepper:
         return float(self.h)
 
     def init(self, problem, initial) -> ParticleState:
-        """Particles: validated θ (m, D) of the problem's Θ."""
+        """Particles: validated θ (m, D) of the problem's Θ, or :class:`WeightedParticles`.
+
+        Weighted particles are accepted by methods with ``weighted = True`` only (others
+        raise ValueError: their steps assume equal masses).
+        """
+        if isinstance(initial, WeightedParticles):
+            if not self.weighted:
+                raise ValueError(f"{self.name} steps uniform particles; it cannot start from "
+                                 "weighted particles (set methods.<name>.init: particles)")
+            theta = problem.check_particles(initial.points)
+            w = np.asarray(initial.weights, dtype=np.float64)
+            if w.shape != (theta.shape[0],) or not np.all(np.isfinite(w)) or (w < 0).any():
+                raise ValueError(f"weights must be finite, >= 0 and of shape "
+                                 f"({theta.shape[0]},), got shape {w.shape}")
+            return ParticleState(problem, theta, 0, w)
         return ParticleState(problem, problem.check_particles(initial), 0)
 
     def advance(self, state, n_steps: int) -> tuple[Any, Diagnostics]:
@@ -80,18 +110,22 @@ class Stepper:
         return {}
 
     def measure(self, state) -> tuple[np.ndarray, np.ndarray]:
-        """(support (K, D), weights (K,)) of the state's measure (uniform particles)."""
+        """(support (K, D), weights (K,)) of the state's measure (uniform unless weighted)."""
         theta = np.asarray(state.theta)
+        if getattr(state, "weights", None) is not None:
+            return theta, np.asarray(state.weights)
         return theta, np.full(theta.shape[0], 1.0 / theta.shape[0])
 
     def save(self, state) -> dict[str, np.ndarray]:
         """The state's arrays for a checkpoint (the problem is rebuilt from the config)."""
         return {f.name: np.asarray(getattr(state, f.name)) for f in dataclasses.fields(state)
-                if f.name != "problem"}
+                if f.name != "problem" and getattr(state, f.name) is not None}
 
     def restore(self, problem, arrays: dict) -> Any:
         """Inverse of :meth:`save`."""
-        return ParticleState(problem, np.asarray(arrays["theta"]), int(arrays.get("k", 0)))
+        w = arrays.get("weights")
+        return ParticleState(problem, np.asarray(arrays["theta"]), int(arrays.get("k", 0)),
+                             None if w is None else np.asarray(w))
 
     def meta(self) -> dict:
         """Settings recorded in a trajectory's meta."""
@@ -116,6 +150,8 @@ class MethodInfo:
       summary: one line for docs.
       directional: its measure is a directional (WFR) one: a run with it records
         ``direction_gap`` unless ``metrics.direction_gap`` says otherwise.
+      initial: ``initial(config_section, setup) -> initial state input`` (None: the
+        setup's initial particles or grid weights, resolved by the section's ``init``).
     """
 
     name: str
@@ -126,6 +162,7 @@ class MethodInfo:
     linestyle: str = "-"
     summary: str = ""
     directional: bool = False
+    initial: Callable | None = None
 
     @property
     def kind(self) -> str:

@@ -29,14 +29,15 @@ from mfjko.methods.base import (
     check_int,
     check_positive,
 )
-from mfjko.methods.gd import particle_velocity
+from mfjko.methods.gd import ReferenceInit, uniform_weights
+from mfjko.objective import velocity
 
 __all__ = ["GradientFlow", "FlowConfig", "METHOD"]
 
 
 @partial(jax.jit, static_argnames=("param", "rtol", "atol", "max_steps"))
-def _flow_segment(param, theta, X, y, lam, duration, rtol, atol, max_steps):
-    term = diffrax.ODETerm(lambda t, th, args: particle_velocity(param, th, X, y, lam))
+def _flow_segment(param, theta, weights, X, y, lam, duration, rtol, atol, max_steps):
+    term = diffrax.ODETerm(lambda t, th, args: velocity(param, th, weights, X, y, lam))
     sol = diffrax.diffeqsolve(
         term,
         diffrax.Tsit5(),
@@ -74,6 +75,7 @@ class GradientFlow(Stepper):
     """
 
     name = "flow"
+    weighted = True
     diagnostics = _DIAGNOSTICS
     dt: float = 1.0
     rtol: float = 1e-10
@@ -94,8 +96,10 @@ class GradientFlow(Stepper):
     def advance(self, state: ParticleState, n_steps: int):
         """Solve the flow over ``n_steps`` segments of dt; RuntimeError if the ODE solver fails."""
         p, theta = state.problem, state.theta
+        w = (uniform_weights(theta.shape[0]) if state.weights is None
+             else jnp.asarray(state.weights))
         for i in range(n_steps):
-            theta, ns, na, nr, ok = _flow_segment(p.param, theta, p.X, p.y, p.lam,
+            theta, ns, na, nr, ok = _flow_segment(p.param, theta, w, p.X, p.y, p.lam,
                                                   jnp.float64(self.dt), self.rtol, self.atol,
                                                   self.max_steps)
             if not bool(ok):
@@ -110,7 +114,7 @@ class GradientFlow(Stepper):
                     "max_steps / loosen the tolerances")
         diag = {"solver_steps": float(ns), "accepted_steps": float(na),
                 "rejected_steps": float(nr)}
-        return ParticleState(p, theta, state.k + n_steps), Diagnostics(diag)
+        return ParticleState(p, theta, state.k + n_steps, state.weights), Diagnostics(diag)
 
 
 class FlowConfig(BaseModel):
@@ -119,6 +123,7 @@ class FlowConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     rtol: float = Field(1e-8, gt=0, allow_inf_nan=False)
     atol: float = Field(1e-10, gt=0, allow_inf_nan=False)
+    init: ReferenceInit = "auto"
 
     def step_size(self) -> None:
         """None: the flow is adaptive, one segment per recording interval."""

@@ -1,13 +1,16 @@
 r"""Particle gradient descent on the mean-field time axis (MATH.md "time scaling").
 
-θ_{k+1} = θ_k + h v(θ_k), v_i = −∇F′(μ_m)(θ_i) = −m ∇_{θ_i} G: GD on G with lr = m·h,
-one step advances t by h (``sphere``: then retract onto the sphere).
+θ_{k+1} = θ_k + h v(θ_k), v_i = −∇F′(μ)(θ_i): for uniform particles GD on G with lr = m·h,
+one step advances t by h (``sphere``: then retract onto the sphere). Particles may carry
+fixed masses p_i (μ = Σ p_i δ_{θ_i}): started from the grid's own initial measure this is
+the deterministic mean-field reference of a grid method (``init: grid``, docs/STUDY.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +26,14 @@ from mfjko.methods.base import (
 )
 from mfjko.objective import velocity
 
-__all__ = ["GradientDescent", "GDConfig", "particle_velocity", "METHOD"]
+__all__ = ["GradientDescent", "GDConfig", "particle_velocity", "uniform_weights", "METHOD",
+           "ReferenceInit"]
+
+#: where a particle reference starts: ``grid`` = the grid method's initial measure as
+#: weighted particles at the grid points (deterministic, F(0) equal to the grid's);
+#: ``particles`` = init.m particles sampled from the initial law (one draw); ``auto`` = grid
+#: when the run has a balanced grid method (jko) and the method accepts weights
+ReferenceInit = Literal["auto", "grid", "particles"]
 
 
 def particle_velocity(param, thetas, X, y, lam):
@@ -32,15 +42,20 @@ def particle_velocity(param, thetas, X, y, lam):
     return velocity(param, thetas, jnp.full((m,), 1.0 / m), X, y, lam)
 
 
-def _gd_step(param, theta, X, y, lam, h):
-    return param.project(theta + h * particle_velocity(param, theta, X, y, lam))
+def uniform_weights(m: int):
+    """The weights (m,) of uniform particles, 1/m each."""
+    return jnp.full((m,), 1.0 / m)
+
+
+def _gd_step(param, theta, weights, X, y, lam, h):
+    return param.project(theta + h * velocity(param, theta, weights, X, y, lam))
 
 
 # The step count n is a traced argument (fori_loop lowers to a while loop): one compiled
 # program serves every interval length, so runs of any length never recompile.
 @partial(jax.jit, static_argnames=("param",))
-def _gd_advance(param, theta, X, y, lam, h, n):
-    return lax.fori_loop(0, n, lambda i, th: _gd_step(param, th, X, y, lam, h), theta)
+def _gd_advance(param, theta, weights, X, y, lam, h, n):
+    return lax.fori_loop(0, n, lambda i, th: _gd_step(param, th, weights, X, y, lam, h), theta)
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class GradientDescent(Stepper):
     """
 
     name = "gd"
+    weighted = True
     h: float = 0.01
 
     def __post_init__(self):
@@ -60,9 +76,11 @@ class GradientDescent(Stepper):
     def advance(self, state: ParticleState, n_steps: int):
         """Make ``n_steps`` GD steps of h: (new :class:`ParticleState`, empty Diagnostics)."""
         p = state.problem
-        theta = _gd_advance(p.param, state.theta, p.X, p.y, p.lam, jnp.float64(self.h),
+        w = (uniform_weights(state.theta.shape[0]) if state.weights is None
+             else jnp.asarray(state.weights))
+        theta = _gd_advance(p.param, state.theta, w, p.X, p.y, p.lam, jnp.float64(self.h),
                             jnp.int32(n_steps))
-        return ParticleState(p, theta, state.k + n_steps), Diagnostics()
+        return ParticleState(p, theta, state.k + n_steps, state.weights), Diagnostics()
 
 
 class GDConfig(BaseModel):
@@ -70,6 +88,7 @@ class GDConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     h: float = Field(0.01, gt=0, allow_inf_nan=False)
+    init: ReferenceInit = "auto"
 
     def step_size(self) -> float:
         """The time step h (mean-field time), to check it divides ``record_every``."""

@@ -35,13 +35,29 @@ class Recorder:
         self.setup = setup
         self.store = store
         self.gd: dict | None = None  # GD's reference arrays, loaded once GD is done
+        self._reference: dict[int, dict] = {}  # record index -> GD's record
         self.pin_warned: set[str] = set()
 
     def load_gd(self) -> None:
-        """Read GD's stored records: the reference of every other method."""
+        """Read GD's stored records: the reference of every other method.
+
+        With its noise: 0 for the deterministic grid-matched GD, NaN (unknown) for one
+        draw of sampled particles.
+        """
         st = self.store
         self.gd = {k: st.get(f"gd/{k}") for k in ("loss", "pred_train", "pred_test")}
         self.gd["support"] = st.get("gd/support_full")
+        n = len(self.gd["loss"])
+        self.gd["weights"] = (st.get("gd/weights_full") if st.has("gd/weights_full")
+                              else [None] * n)
+        se = 0.0 if self.gd_matched() else np.nan
+        self.gd["loss_se"] = np.full(n, se)
+        self.gd["pred_se"] = np.full(n, se)
+
+    def gd_matched(self) -> bool:
+        """Whether GD is the grid-matched (deterministic) reference of this run."""
+        s = self.setup
+        return s.reference_init("gd", s.cfg.methods.gd.init) == "grid"
 
     def record(self, name: str, kind: str, i: int, rec: Record) -> dict:
         """The metrics row of record ``i`` of method ``name``; appends its zarr frames."""
@@ -50,12 +66,14 @@ class Recorder:
         losses = s.problem.losses(rec.points, rec.weights, s.dataset.X_test, s.dataset.y_test)
         reference = None
         if name != "gd":
-            reference = {k: v[i] for k, v in self.gd.items()}
+            # one dict per record, shared by every method (metrics cache its compression)
+            reference = self._reference.setdefault(i, {k: v[i] for k, v in self.gd.items()})
         ctx = metrics.RowContext(method=name, kind=kind, index=i, t=t, points=rec.points,
                                  weights=rec.weights, losses=losses, reference=reference,
                                  settings=s.cfg.metrics, cost=s.param.cost_kind,
                                  geom=s.geom if kind == "grid" else None, F_star=s.F_star,
-                                 final=i == s.cfg.n_segments, param=s.param.name)
+                                 final=i == s.cfg.n_segments, param=s.param.name,
+                                 noise=_own_noise(rec, kind, name, self))
         row = metrics.row_metrics(ctx)
         self._frames(name, kind, t, losses, rec)
         self._pinning(name, t, rec)
@@ -91,10 +109,28 @@ class Recorder:
                       np.asarray(rec.points)[: self.setup.cfg.metrics.particles_saved])
             if name == "gd":
                 st.append("gd/support_full", np.asarray(rec.points))
+                st.append("gd/weights_full", np.asarray(rec.weights))
         for k, v in rec.diagnostics.items():
             st.append(f"{name}/diag/{k}", np.asarray(v, dtype=np.float64))
         for k, v in rec.steps.items():
             st.extend(f"{name}/steps/{k}", np.asarray(v, dtype=np.float64))
+
+
+def _own_noise(rec: Record, kind: str, name: str, recorder: Recorder) -> dict:
+    """A method's own standard errors of F and f at this record.
+
+    Seed ensembles (Langevin) report theirs; deterministic methods (grids, weighted
+    particles) have 0; one draw of sampled particles has NaN (unknown from one draw).
+    """
+    d = rec.diagnostics
+    if "loss_se" in d:
+        return {"loss_se": float(d["loss_se"]), "pred_se": float(d.get("pred_se", np.nan))}
+    w = np.asarray(rec.weights)
+    sampled = kind == "particles" and (w.size == 0 or np.all(w == w.flat[0]))
+    if name == "gd":
+        sampled = not recorder.gd_matched()
+    se = np.nan if sampled else 0.0
+    return {"loss_se": se, "pred_se": se}
 
 
 class MemoryFrames:

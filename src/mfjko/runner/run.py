@@ -245,7 +245,7 @@ def _run_method(mr: _MethodRun, rows_by_method: dict, timings: dict, order: list
 
         mr.mark = time.perf_counter()
         try:
-            drive(mr.stepper, mr.problem, mr.setup.initial_for(mr.info.kind),
+            drive(mr.stepper, mr.problem, mr.setup.initial_of(mr.name),
                   T=(cfg.n_segments - mr.segments) * cfg.record_every,
                   record_every=cfg.steps_per_record(mr.name),
                   t0=record_time(mr.segments, cfg.record_every), state=state,

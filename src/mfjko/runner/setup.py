@@ -2,9 +2,12 @@ r"""Everything a run needs, built and checked before any dynamics run.
 
 Data, the problem, the initial law, m particles drawn from it with the run's seed, the JKO
 grid (:meth:`Parametrization.build_grid`) with the same law discretized on it
-(:func:`mfjko.initial.discretize`), and the reference optimum F*. Any infeasible setting
-raises :class:`~mfjko.config.ConfigError` naming the key; an unusable data or particle
-file raises :class:`~mfjko.data.DataError` naming data.path or init.path.
+(:func:`mfjko.initial.discretize`), and the reference optimum F*. Each method's initial
+state (:meth:`Setup.initial_of`): the grid weights p0, the sampled particles, or — for the
+particle references of a grid run — the grid's own measure as weighted particles at the
+grid points (deterministic, F(0) equal to the grid's). Any infeasible setting raises
+:class:`~mfjko.config.ConfigError` naming the key; an unusable data or particle file raises
+:class:`~mfjko.data.DataError` naming data.path or init.path.
 """
 
 from __future__ import annotations
@@ -16,13 +19,18 @@ import jax
 import numpy as np
 
 from mfjko import initial
+from mfjko import methods as _methods
 from mfjko.config import ConfigError, RunConfig, check_grid
+from mfjko.methods.base import WeightedParticles
 from mfjko.problem import GridProblem, MeanFieldProblem
 
-__all__ = ["Setup", "prepare", "build_geometry", "FSTAR_PARAMS"]
+__all__ = ["Setup", "prepare", "build_geometry", "FSTAR_PARAMS", "GRID_PARTICLE_CUT"]
 
 #: parametrizations whose global optimum is the TV-regularized problem of mfjko.optimum
 FSTAR_PARAMS = ("neuron", "pm", "sphere")
+#: grid points with p0 ≤ this × max p0 are left out of the weighted-particle reference
+#: (their mass, ≲ 1e-12 of the total on the shipped grids, is reported as dropped)
+GRID_PARTICLE_CUT = 1e-16
 
 
 @dataclass
@@ -49,6 +57,8 @@ class Setup:
     F_star: float = math.nan
     F_star_note: str = ""
     keys: dict = field(default_factory=dict)
+    dropped_mass: float = 0.0
+    frozen_mass: float = 0.0
 
     @property
     def param(self):
@@ -72,6 +82,84 @@ class Setup:
     def initial_for(self, kind: str) -> np.ndarray:
         """Its initial state: the particles or the grid weights."""
         return self.p0 if kind == "grid" else self.theta0
+
+    def grid_particles(self) -> WeightedParticles:
+        r"""The grid's initial measure Σ_k p0_k δ_{θ_k} as weighted particles.
+
+        Points with p0_k ≤ :data:`GRID_PARTICLE_CUT`·max p0 are left out (``dropped_mass``
+        says how much). On grids with an odd number of points per w-axis the points with
+        w = 0 are dead neurons: σ(0) = 0 and σ′(0) = 0 give them no output and no data
+        gradient, so GD keeps their mass at w = 0 (only weight decay shrinks α) — the exact
+        gradient flow of this measure; that mass is ``frozen_mass``.
+
+        Raises:
+          ConfigError: without a grid, or when the weighted particles' F differs from the
+            grid's F(p0) (a grid whose points are not neurons of Θ with the same F).
+        """
+        if self.grid is None:
+            raise ConfigError("a grid-matched reference (init: grid) needs a jko method")
+        if getattr(self, "_grid_particles", None) is None:
+            pts, p0 = np.asarray(self.geom.points, np.float64), np.asarray(self.p0)
+            keep = p0 > GRID_PARTICLE_CUT * p0.max()
+            wp = WeightedParticles(pts[keep], p0[keep])
+            F_grid = float(self.grid.objective(p0))
+            F_part = float(self.problem.measure_objective(wp.points, wp.weights))
+            if not abs(F_part - F_grid) <= 1e-9 * max(abs(F_grid), 1e-300) + 1e-14:
+                raise ConfigError(
+                    f"init: grid: the grid's points as particles give F = {F_part:.10g}, not "
+                    f"the grid's F(p0) = {F_grid:.10g}; use init: particles for this grid")
+            self._grid_particles = wp
+            self.dropped_mass = float(p0[~keep].sum())
+            w = pts[keep, :-1] if self.param.name == "neuron" else None
+            self.frozen_mass = (float(p0[keep][np.all(w == 0, axis=1)].sum())
+                                if w is not None else 0.0)
+        return self._grid_particles
+
+    def reference_init(self, name: str, mode: str) -> str:
+        """Resolve a particle method's ``init`` ("auto" → "grid" or "particles").
+
+        ``auto`` is ``grid`` when the run has a jko grid whose points are neurons with the
+        same F and the method accepts weighted particles, else ``particles``.
+        """
+        info = _methods.get(name)
+        if mode == "auto":
+            if self.grid is None or not info.stepper.weighted:
+                return "particles"
+            try:
+                self.grid_particles()
+            except ConfigError:
+                return "particles"
+            return "grid"
+        if mode == "grid" and not info.stepper.weighted:
+            raise ConfigError(f"methods.{name}.init: grid: {name} steps uniform particles "
+                              "only; use init: particles")
+        return mode
+
+    def sample_particles(self, mode: str, count: int, key) -> np.ndarray:
+        """``count`` particles (count, D): atoms of the grid's p0 (``grid``) or the law."""
+        if mode == "auto":
+            mode = "grid" if self.grid is not None else "particles"
+        if mode == "grid":
+            wp = self.grid_particles()
+            p = np.asarray(wp.weights) / np.sum(wp.weights)
+            idx = jax.random.choice(key, len(p), (count,), p=p)
+            return np.asarray(wp.points)[np.asarray(idx)]
+        try:
+            return np.asarray(initial.sample_particles(self.law, self.param, key, count,
+                                                       self.problem.d))
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"init: {e}") from None
+
+    def initial_of(self, name: str):
+        """The initial state input of method ``name`` (module docstring)."""
+        info = _methods.get(name)
+        mc = getattr(self.cfg.methods, name)
+        if info.initial is not None:
+            return info.initial(mc, self)
+        if info.kind == "grid":
+            return self.p0
+        mode = self.reference_init(name, getattr(mc, "init", "particles"))
+        return self.grid_particles() if mode == "grid" else self.theta0
 
 
 def _make_dataset(cfg: RunConfig):
@@ -151,7 +239,8 @@ def prepare(cfg: RunConfig) -> Setup:
         raise _data_error(e)(f"init.path: {e}; fix the file or init.path / init.m") from None
     _check_initial_objective(problem, theta0, dataset, cfg)
     setup = Setup(cfg=cfg, dataset=dataset, problem=problem, law=law, theta0=theta0,
-                  keys={"langevin": k_langevin, "peers": k_peers})
+                  keys={"langevin": k_langevin, "peers": k_peers,
+                        "langevin_init": jax.random.fold_in(k_langevin, 1 << 20)})
     if cfg.methods.jko is not None:
         geom = build_geometry(cfg, problem.param, problem.d)
         try:

@@ -14,7 +14,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mfjko.study.regime import classify, predicted_drift_ratio, sup_relative_gap
+from mfjko.study.regime import (
+    classify,
+    predicted_drift_ratio,
+    sup_relative_gap,
+    sup_relative_noise,
+)
 
 __all__ = ["point_summaries", "fit_rate", "FACTS"]
 
@@ -23,8 +28,20 @@ FACTS = ("delta", "tau", "eps", "D", "eps_over_h2", "courant", "speed0", "grid_s
          "drift_predicted_field")
 
 
-def _series(rows: pd.DataFrame, method: str) -> pd.Series:
-    return rows[rows["method"] == method].set_index("t")["loss"].sort_index()
+def _series(rows: pd.DataFrame, method: str, column: str = "loss") -> pd.Series:
+    sub = rows[rows["method"] == method].set_index("t")
+    if column not in sub:  # tables of sweeps run before the column existed
+        return pd.Series(np.nan, index=sub.index).sort_index()
+    return sub[column].sort_index()
+
+
+def _sup_noise(rows: pd.DataFrame, gd: pd.Series) -> float:
+    """Sup over t of one standard error of F_Langevin − F_GD, relative to F_GD (NaN: unknown)."""
+    lang = _series(rows, "langevin", "loss_se")
+    if lang.empty or gd.empty:
+        return math.nan
+    ref = _series(rows, "gd", "loss_se").reindex(lang.index)
+    return sup_relative_noise(lang.to_numpy(), ref.to_numpy(), gd.reindex(lang.index).to_numpy())
 
 
 def _sup_gap(f: pd.Series, ref: pd.Series, scale: pd.Series) -> float:
@@ -78,6 +95,7 @@ def point_summaries(table: pd.DataFrame, axes: list[str],
         rec["gap_gd"] = _sup_gap(f, gd, gd)
         rec["gap_langevin"] = _sup_gap(f, _series(rows, "langevin"), gd)
         rec["langevin_gap_gd"] = _sup_gap(_series(rows, "langevin"), gd, gd)
+        rec["reference_noise"] = _sup_noise(rows, gd)
         rec["gap_gd_T"] = float(abs(f.iloc[-1] - gd.iloc[-1]) / gd.iloc[-1]) if complete \
             else math.nan
         for col in ("pred_gap", "pred_gap_test", "measure_gap", "direction_gap"):
@@ -99,7 +117,8 @@ def point_summaries(table: pd.DataFrame, axes: list[str],
     if {"courant", "eps_over_h2"} <= set(summary):
         summary["drift_predicted"] = predicted_drift_ratio(summary["courant"].to_numpy(),
                                                            summary["eps_over_h2"].to_numpy())
-    verdicts = [classify(r.drift_ratio, r.gap_gd, r.gap_langevin) for r in summary.itertuples()]
+    verdicts = [classify(r.drift_ratio, r.gap_gd, r.gap_langevin, r.langevin_gap_gd,
+                         r.reference_noise) for r in summary.itertuples()]
     summary["regime"] = [v.regime for v in verdicts]
     return summary
 

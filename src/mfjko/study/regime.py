@@ -8,7 +8,8 @@ c = τ|∇F′|/δ (cells per step), r = ε/δ²; its mean displacement is c·ρ
 
 the *drift ratio* (1: mass moves as GD's velocity field would move it; 0: pinned). The
 predicted pinning boundary is ρ(c, r) = 1/2. :func:`classify` turns a run's measured mean
-drift ratio and its sup-in-time loss gaps to GD and to mean-field Langevin into a regime.
+drift ratio, its sup-in-time loss gaps to GD and to mean-field Langevin, and how far apart
+those two references are beyond their noise, into a regime (docs/STUDY.md "Regimes").
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["predicted_drift_ratio", "predicted_drift_ratio_field", "pinning_boundary",
-           "Verdict", "classify", "sup_relative_gap", "run_verdict", "PIN_RATIO", "GAP_TOL"]
+           "Verdict", "classify", "sup_relative_gap", "run_verdict", "PIN_RATIO", "GAP_TOL",
+           "REGIMES"]
+
+#: every regime :func:`classify` can return
+REGIMES = ("pinned", "GD-like", "Langevin-like", "indistinguishable", "neither")
 
 #: a run is pinned when its mean drift ratio is below this
 PIN_RATIO = 0.5
-#: a run tracks a reference when its sup-in-time relative loss gap is below this
-GAP_TOL = 0.05
+#: a run tracks a reference when its sup-in-time relative loss gap is below this; the two
+#: references count as resolvably apart when their own gap exceeds it by twice their noise
+GAP_TOL = 0.03
 
 
 def predicted_drift_ratio(c, r, cells: int = 60):
@@ -102,62 +108,95 @@ class Verdict:
     """A run's regime and the figures it rests on.
 
     Attributes:
-      regime: "pinned", "GD-like", "Langevin-like" or "neither".
+      regime: one of :data:`REGIMES`.
       drift_ratio: mean drift ratio over the run's steps.
       gap_gd: sup over recorded t of |F_jko − F_GD| / F_GD(t).
       gap_langevin: sup over recorded t of |F_jko − F_Langevin| / F_GD(t) (NaN without
         a Langevin run).
+      separation: sup over t of |F_Langevin − F_GD| / F_GD(t): how far apart the two
+        references are (NaN without Langevin).
+      noise: sup over t of one standard error of F_Langevin − F_GD, relative to F_GD
+        (the references' noise floor; NaN: unknown, e.g. one sampled draw).
     """
 
     regime: str
     drift_ratio: float
     gap_gd: float
     gap_langevin: float
+    separation: float = math.nan
+    noise: float = math.nan
+
+    def _refs(self) -> str:
+        if not math.isfinite(self.separation):
+            return ""
+        noise = (f" ± {self.noise:.2%}" if math.isfinite(self.noise)
+                 else ", noise unknown")
+        return f"; GD and Langevin {self.separation:.1%} apart{noise}"
 
     def sentence(self) -> str:
         """The one-line verdict of a report."""
         g, gl, rho = self.gap_gd, self.gap_langevin, self.drift_ratio
+        refs = self._refs()
         if self.regime == "pinned":
             return (f"Pinned: the grid holds the JKO mass (mean drift ratio {rho:.2f} < "
                     f"{PIN_RATIO}: mass moves {rho:.0%} of what GD's velocity field would "
                     f"move it); loss gap to GD up to {g:.1%}. Refine the grid or raise ε/δ².")
         if self.regime == "GD-like":
-            return f"GD-like within {g:.1%} (sup-in-time relative loss gap; drift ratio {rho:.2f})."
+            tail = f", {gl:.1%} from Langevin" if math.isfinite(gl) else ""
+            return (f"GD-like within {g:.1%} (sup-in-time relative loss gap{tail}{refs}; "
+                    f"drift ratio {rho:.2f}).")
         if self.regime == "Langevin-like":
             return (f"Langevin-like: within {gl:.1%} of mean-field Langevin at D = ε/(4τ), "
-                    f"{g:.1%} from GD (drift ratio {rho:.2f}).")
+                    f"{g:.1%} from GD{refs} (drift ratio {rho:.2f}).")
+        if self.regime == "indistinguishable":
+            return (f"Indistinguishable: {g:.1%} from GD and {gl:.1%} from Langevin, but the "
+                    f"two references are not resolvably apart{refs} (need > "
+                    f"{GAP_TOL:.0%} + 2 noise); drift ratio {rho:.2f}.")
         tail = f", {gl:.1%} from Langevin" if math.isfinite(gl) else ""
-        return (f"Neither GD nor Langevin: {g:.1%} from GD{tail} (drift ratio {rho:.2f}); the "
-                "grid's discretization error dominates.")
+        return (f"Neither GD nor Langevin: {g:.1%} from GD{tail}{refs} (drift ratio "
+                f"{rho:.2f}); the grid's discretization error dominates.")
 
 
 def classify(drift_ratio: float, gap_gd: float, gap_langevin: float = math.nan,
+             separation: float = math.nan, noise: float = math.nan,
              pin: float = PIN_RATIO, tol: float = GAP_TOL) -> Verdict:
-    """The regime of a run by the stated rule (module docstring).
+    """The regime of a run by the stated rule (docs/STUDY.md "Regimes").
 
-    Pinned if the mean drift ratio is below ``pin``; else GD-like if the sup relative loss
-    gap to GD is at most ``tol``; else Langevin-like if the gap to matched Langevin is at
-    most ``tol``; else neither.
+    Pinned if the mean drift ratio is below ``pin``. Without a Langevin reference:
+    GD-like if the sup relative loss gap to GD is at most ``tol``, else neither. With one,
+    the references are *resolvably apart* when ``separation > tol + 2·noise`` (an unknown
+    noise never resolves); then the run is like the nearer reference if its gap is at
+    most ``tol``, else neither. When they are not apart, a run within ``tol`` of either
+    is "indistinguishable" (it cannot be told which it follows), else neither.
 
     Args:
       drift_ratio: mean drift ratio of the run's steps.
       gap_gd: sup relative loss gap to GD.
       gap_langevin: the same to Langevin at D = ε/(4τ) (NaN: not run).
+      separation: sup relative gap between Langevin and GD (NaN: not run).
+      noise: sup relative standard error of that gap (NaN: unknown).
       pin: drift ratio below which the run is pinned.
       tol: largest relative loss gap that counts as tracking a reference.
 
     Returns:
       The :class:`Verdict`.
     """
+    near_gd = gap_gd <= tol
     if math.isfinite(drift_ratio) and drift_ratio < pin:
         regime = "pinned"
-    elif gap_gd <= tol:
-        regime = "GD-like"
-    elif math.isfinite(gap_langevin) and gap_langevin <= tol:
-        regime = "Langevin-like"
+    elif not math.isfinite(gap_langevin):
+        regime = "GD-like" if near_gd else "neither"
     else:
-        regime = "neither"
-    return Verdict(regime, float(drift_ratio), float(gap_gd), float(gap_langevin))
+        apart = math.isfinite(noise) and separation > tol + 2.0 * noise
+        nearest = min(gap_gd, gap_langevin)
+        if not nearest <= tol:
+            regime = "neither"
+        elif not apart:
+            regime = "indistinguishable"
+        else:
+            regime = "GD-like" if gap_gd <= gap_langevin else "Langevin-like"
+    return Verdict(regime, float(drift_ratio), float(gap_gd), float(gap_langevin),
+                   float(separation), float(noise))
 
 
 def sup_relative_gap(f, ref, scale) -> float:
@@ -172,18 +211,36 @@ def sup_relative_gap(f, ref, scale) -> float:
     return float(np.max(np.abs(f - ref[:n]) / scale[:n]))
 
 
+def sup_relative_noise(se, se_ref, scale) -> float:
+    """sup_i √(se_i² + se_ref_i²) / scale_i: the relative noise floor of a gap series.
+
+    NaN when any standard error is unknown (NaN) or the series are empty.
+    """
+    se, se_ref, scale = (np.asarray(a, dtype=np.float64) for a in (se, se_ref, scale))
+    n = min(len(se), len(se_ref), len(scale))
+    if n == 0:
+        return math.nan
+    v = np.hypot(se[:n], se_ref[:n]) / scale[:n]
+    return float(np.max(v)) if np.all(np.isfinite(v)) else math.nan
+
+
 def run_verdict(series: dict, drift, method: str = "jko") -> Verdict | None:
     """The verdict of one run from its metrics and the grid method's per-step drift ratios.
 
-    The metrics are ``series[method]["loss"]`` per record, GD's and, if run, Langevin's;
-    None when the run has no ``method`` or no GD.
+    The metrics are ``series[method]["loss"]`` per record, GD's and, if run, Langevin's,
+    with their ``loss_se`` (missing: unknown); None when the run has no ``method`` or no GD.
     """
     if method not in series or "gd" not in series:
         return None
     gd = series["gd"]["loss"]
     f = series[method]["loss"]
     lang = series.get("langevin", {}).get("loss")
-    gap_l = math.nan if lang is None else sup_relative_gap(f, lang, gd)
+    gap_l = sep = noise = math.nan
+    if lang is not None:
+        gap_l, sep = sup_relative_gap(f, lang, gd), sup_relative_gap(lang, gd, gd)
+        nan = np.full(len(gd), np.nan)
+        noise = sup_relative_noise(series["langevin"].get("loss_se", nan),
+                                   series["gd"].get("loss_se", nan), gd)
     drift = np.asarray(drift if drift is not None else [], dtype=np.float64)
     rho = float(np.nanmean(drift)) if drift.size else math.nan
-    return classify(rho, sup_relative_gap(f, gd, gd), gap_l)
+    return classify(rho, sup_relative_gap(f, gd, gd), gap_l, sep, noise)

@@ -46,7 +46,7 @@ def _drive_rows(name: str, setup: Setup, recorder: Recorder) -> tuple[list[dict]
         rows.append(recorder.record(name, info.kind, rec.index, rec))
         drift.extend(np.asarray(rec.steps.get("drift_ratio", ())).tolist())
 
-    drive(stepper, setup.problem_for(info.kind), setup.initial_for(info.kind),
+    drive(stepper, setup.problem_for(info.kind), setup.initial_of(name),
           T=cfg.n_segments * cfg.record_every, record_every=cfg.steps_per_record(name),
           on_record=hook, keep_frames=False, objective=False)
     return rows, drift
