@@ -27,7 +27,7 @@ def base() -> dict:
         "init": {"law": "gaussian", "scale": 0.5, "m": 50},
         "methods": {
             "gd": {"h": 0.05},
-            "langevin": {"h": 0.05, "match_jko": True},
+            "langevin": {"h": 0.05, "match_jko": True, "m": 400, "seeds": 2},
             "jko": {"tau": 0.1, "eps": 0.05,
                     "grid": {"kind": "cartesian", "ranges": [[-2, 2]] * 3, "sizes": [9] * 3}},
         },

@@ -114,8 +114,16 @@ def _gap_figure(series, figdir: Path, made: list[str]) -> None:
         axes[1].plot(s["t"], _positive(s["pred_gap_test"]), color=st["color"], linestyle="--",
                      alpha=0.6)
         axes[2].plot(s["t"], _positive(s["measure_gap"]), **st)
-    titles = ("loss gap |F − F_GD|", "predictor gap ‖f − f_GD‖ (test dashed)",
-              "measure gap S_ε(μ, μ_GD)")
+        # noise floors (2 standard errors; the compression floor of a weighted GD): a gap
+        # below its floor is not resolved
+        for ax, col, k in ((axes[0], "loss_gap_floor", 2), (axes[1], "pred_gap_floor", 2),
+                           (axes[2], "measure_gap_floor", 1)):
+            if col in s and np.any(s[col] > 0):
+                ax.plot(s["t"], _positive(k * s[col]), color=st["color"], linestyle=":",
+                        linewidth=1, alpha=0.8)
+    titles = ("loss gap |F − F_GD| (dotted: 2 s.e. floor)",
+              "predictor gap ‖f − f_GD‖ (test dashed)", "measure gap S_ε(μ, μ_GD) (dotted: "
+              "floor)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set(yscale="log", xlabel="mean-field time t", title=title)
         ax.legend(fontsize=8)

@@ -249,7 +249,8 @@ def test_conic_stepper_equals_conic_gradient_descent(name):
 
 def _wfr_raw():
     raw = tiny_raw()
-    raw["methods"] = {"gd": {"h": 0.05}, "langevin": {"h": 0.05, "match_jko": True},
+    raw["methods"] = {"gd": {"h": 0.05},
+                      "langevin": {"h": 0.05, "match_jko": True, "m": 400, "seeds": 2},
                       "conic": {"h": 0.05},
                       "wfr_jko": {"tau": 0.1, "eps": EPS, "n_dirs": N}}
     raw["metrics"].update(max_support=2 * N, measure_gap="final")

@@ -68,7 +68,8 @@ def test_report_of_the_reference_run_has_all_views(crash_reference, tmp_path):
     assert "grid_spacing: 0.666667" in setup  # 4/6, not 0.6666666666666666
     for number in re.findall(r"\d+\.\d+", setup):
         assert len(number.replace(".", "").lstrip("0")) <= 10, number
-    assert "Methods: gd (h = 0.1); jko (tau = 0.1, eps = 0.05" in page
+    assert "Methods: gd (h = 0.1, init = auto); jko (tau = 0.1, eps = 0.05" in page
+    assert "reference_init: gd: grid" in page and "grid_reference_frozen_mass" in page
     assert "cartesian grid 7×7×7 on [-2, 2]^3" in page
 
 

@@ -23,7 +23,7 @@ BASE = {
     "data": {"name": "regression_1d", "kwargs": {"n_train": 8, "n_test": 30, "seed": 1}},
     "model": {"parametrization": "neuron", "lam": 0.01},
     "init": {"law": "gaussian", "scale": 0.5, "m": 40},
-    "methods": {"gd": {"h": 0.05}, "langevin": {"h": 0.05, "match_jko": True},
+    "methods": {"gd": {"h": 0.05}, "langevin": {"h": 0.05, "match_jko": True, "m": 400, "seeds": 2},
                 "jko": {"tau": 0.1, "eps": 0.05,
                         "grid": {"kind": "cartesian", "ranges": [[-2, 2]] * 3,
                                  "sizes": [5, 5, 5]}}},

@@ -25,7 +25,7 @@ BASE = {
     "data": {"name": "regression_1d", "kwargs": {"n_train": 8, "n_test": 30, "seed": 1}},
     "model": {"parametrization": "neuron", "lam": 0.01},
     "init": {"law": "gaussian", "scale": 0.5, "m": 60},
-    "methods": {"gd": {"h": 0.05}, "langevin": {"h": 0.05, "match_jko": True},
+    "methods": {"gd": {"h": 0.05}, "langevin": {"h": 0.05, "match_jko": True, "m": 400, "seeds": 2},
                 "conic": {"h": 0.05}, "wfr_jko": {"tau": 0.1, "eps": 0.01, "n_dirs": N}},
     "T": 0.4, "record_every": 0.2,
     "metrics": {"sinkhorn_eps": 0.1, "max_support": 96, "particles_saved": 10,

@@ -482,6 +482,17 @@ def setup_doc(setup: Setup) -> dict:
             "grid_mass_outside": setup.mass_outside,
             "langevin_D": setup.cfg.langevin_D(),
         })
+    # where each particle reference starts (docs/STUDY.md "References and their noise")
+    starts = {}
+    for name in setup.cfg.methods.enabled():
+        mc = getattr(setup.cfg.methods, name)
+        if methods.get(name).kind == "particles" and hasattr(mc, "init"):
+            starts[name] = setup.reference_init(name, mc.init)
+    if starts:
+        doc["reference_init"] = ", ".join(f"{k}: {v}" for k, v in starts.items())
+    if "grid" in starts.values():
+        doc.update(grid_reference_dropped_mass=setup.dropped_mass,
+                   grid_reference_frozen_mass=setup.frozen_mass)
     return doc
 
 
