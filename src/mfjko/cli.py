@@ -169,6 +169,7 @@ def run(
 ):
     """Run every configured method against GD and write metrics, trajectories, report."""
     from mfjko.config import ConfigError, load_config
+    from mfjko.memory import check_memory
     from mfjko.report import render
     from mfjko.runner import RunStopped
     from mfjko.runner import run as run_
@@ -177,6 +178,9 @@ def run(
         raise ConfigError("--resume and --overwrite exclude each other: pass one of them")
     try:
         cfg = load_config(config, set_)
+        memory = check_memory([cfg])  # refuses a grid that cannot fit, before any work
+        if memory:
+            err.print(memory, highlight=False)
         folder = Path(out_dir if out_dir is not None else cfg.out)
         hint = f"resume with: {_resume_command(config, folder, set_)}"
         run_(cfg, folder, resume=resume, overwrite=overwrite, progress=progress, render=False,
@@ -258,11 +262,27 @@ def sweep(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar"),
 ):
     """Run every point of a sweep on Dask; write results.parquet and results.zarr."""
-    from mfjko.sweep import run_sweep
+    from mfjko.sweep import load_sweep, run_sweep
 
-    folder = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler, resume=resume,
-                       overwrite=overwrite, progress=progress)
-    out.print(f"sweep folder: {folder}")
+    try:
+        folder = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler, resume=resume,
+                           overwrite=overwrite, progress=progress, console=err)
+    except KeyboardInterrupt:
+        where = out_dir
+        if where is None:
+            try:
+                where = Path("runs/sweeps") / load_sweep(spec).name
+            except Exception:  # noqa: BLE001 — the hint is best effort
+                where = Path("DIR")
+        if (where / "sweep.yaml").exists():
+            cmd = shlex.join(["mfjko", "sweep", str(spec), "--out", str(where), "--resume"])
+            err.print(f"[yellow]interrupted[/yellow]: finished points are saved; resume with: "
+                      f"{cmd}", highlight=False)
+        else:
+            err.print("[yellow]interrupted[/yellow] before the sweep started; nothing was "
+                      "written", highlight=False)
+        raise typer.Exit(130) from None
+    out.print(f"sweep folder: {folder}", highlight=False)
 
 
 @app.command()
