@@ -91,9 +91,11 @@ def _guarded(fn):
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except BaseException as e:  # noqa: BLE001 — every error ends in one line + status
-            if _State.debug:
-                raise
             code, label = _classify(e)
+            if _State.debug:  # the traceback too, with the same exit status
+                import traceback
+
+                traceback.print_exc()
             if code == 1:
                 err.print(f"[red]internal error:[/red] {type(e).__name__}: {_message(e)} "
                           "(rerun with --debug for the traceback and report it)",

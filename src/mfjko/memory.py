@@ -172,10 +172,10 @@ def check_memory(configs: list[RunConfig], copies: int = 1, remote: bool = False
     grids = ", ".join(f"{c.method} {c.points:,} points" for c in costs)
     many = f" per point × {copies} at once" if copies > 1 else ""
     t = seconds / max(copies, 1)
-    when = ("< 1 s" if t < 1 else f"{t:.0f} s" if t < 120 else f"{t / 60:.0f} min"
+    when = ("a second" if t < 1 else f"{t:.0f} s" if t < 120 else f"{t / 60:.0f} min"
             if t < 7200 else f"{t / 3600:.1f} h")
-    line = (f"estimated memory {format_bytes(peak)} ({grids}{many}); grid steps ≈ {when} "
-            "on a 2-core CPU")
+    line = (f"estimated memory {format_bytes(peak)} ({grids}{many}); grid steps take about "
+            f"{when} on a 2-core CPU")
     if remote:
         return line + " (on the scheduler's workers)"
     allowed = available_bytes() if limit is None else limit

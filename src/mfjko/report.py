@@ -634,6 +634,11 @@ def compare(run_dirs, out_dir) -> Path:
         if not (d / "metrics.csv").is_file():
             raise _not_a_run(d, "does not exist" if not d.exists() else "has no metrics.csv")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        from mfjko.runner.run import RunFolderError
+
+        raise RunFolderError(f"--out {out_dir} is a file, not a folder: choose a folder path "
+                             "for compare.html")
     out_dir.mkdir(parents=True, exist_ok=True)
     dashes = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))

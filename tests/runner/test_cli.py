@@ -93,3 +93,22 @@ def test_compile_cache_folder_and_switches(tmp_path):
     assert probe(XDG_CACHE_HOME=str(tmp_path / "c")) == [str(tmp_path / "c/mfjko/xla")] * 2
     assert probe(MFJKO_XLA_CACHE="0")[0] == "None"
     assert probe(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "j"))[0] == "None"
+
+
+def test_debug_keeps_the_exit_status_of_a_config_error(tmp_path):
+    cfg = _config(tmp_path)
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "x"),
+                              "--set", "methods.gd.step=0.1", "--debug"])
+    assert res.exit_code == 2
+    assert "Traceback" in res.output and "methods.gd.step" in res.output
+
+
+def test_compare_into_a_file_is_a_run_folder_error(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "metrics.csv").write_text("method,t\n")  # the folder is checked before reading
+    target = tmp_path / "notes.txt"
+    target.write_text("keep")
+    res = runner.invoke(app, ["compare", str(a), str(a), "--out", str(target)])
+    assert res.exit_code == 3 and "is a file" in res.output and "Traceback" not in res.output
+    assert target.read_text() == "keep"

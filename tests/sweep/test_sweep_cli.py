@@ -166,3 +166,36 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path, monkeypatch):
 class _Fake:
     def close(self):
         pass
+
+
+def test_a_local_cluster_is_quiet_when_port_8787_is_taken(recwarn):
+    from mfjko.sweep.run import _client
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", 8787))
+            s.listen()
+        except OSError:
+            pass  # taken already: the same situation
+        client, cluster = _client(1, None)
+        client.close()
+        cluster.close()
+    assert not [w for w in recwarn if "8787" in str(w.message)]
+
+
+def test_results_zarr_is_written_without_zarr_warnings(tmp_path):
+    import warnings
+
+    import numpy as np
+    import xarray as xr
+
+    from mfjko.sweep.results import write_zarr
+
+    ds = xr.Dataset({"loss": (("t",), np.arange(3.0))}, coords={"t": [0.0, 0.2, 0.4]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_zarr(ds, tmp_path / "r.zarr")
+        back = xr.open_zarr(tmp_path / "r.zarr")
+    assert not [w for w in caught if "onsolidated" in str(w.message)], caught
+    np.testing.assert_array_equal(back["loss"].values, ds["loss"].values)

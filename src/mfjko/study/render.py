@@ -104,9 +104,13 @@ def _phase_figure(points: pd.DataFrame, cfg: dict, path: Path) -> None:
             for regime, mk in _MARKERS.items():
                 sel = (sub["regime"] == regime).to_numpy()
                 if sel.any():
+                    # 'x' is an unfilled marker: coloured strokes, thick enough to be seen
+                    # (an edge colour would be ignored with a warning)
+                    edge = ({"linewidths": 2.0} if mk == "x"
+                            else {"edgecolors": "k", "linewidths": 0.4})
                     sc = ax.scatter(sub[x][sel], sub[y][sel], c=vals[sel], marker=mk, s=70,
                                     cmap="viridis", vmin=np.nanmin(vals), vmax=np.nanmax(vals),
-                                    edgecolors="k", linewidths=0.4, label=regime)
+                                    label=regime, **edge)
             if x == "courant" and y == "eps_over_h2":
                 ax.plot(cs, boundary, "r--", lw=1.2, label="predicted pinning (ρ = ½)")
             ax.set(xscale="log", yscale="log", xlabel="c = τV₀/δ" if x == "courant" else x,

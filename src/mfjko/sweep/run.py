@@ -148,9 +148,10 @@ def _client(workers: int | None, scheduler: str | None):
             logger.setLevel(level)
     n = workers or 1
     # one thread per worker process: JAX parallelizes inside a process, Dask across them;
-    # no dashboard (port 8787 may be taken: Dask would warn)
+    # the dashboard on a free port: Dask warns when its default 8787 is taken (and
+    # dashboard_address=None still starts it there)
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=40)
+                           dashboard_address=":0", silence_logs=40)
     return Client(cluster), cluster
 
 
