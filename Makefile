@@ -25,7 +25,7 @@ run: $(STAMP)
 test-browser: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pip install -q playwright
-	$(BIN)/python -m pytest tests/test_report_browser.py -q -rs
+	$(BIN)/python -m pytest tests/runner/test_report_browser.py -q -rs
 
 test: $(STAMP)
 	$(BIN)/ruff check .

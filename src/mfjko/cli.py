@@ -1,4 +1,4 @@
-"""Command line: ``mfjko run | report | compare | examples``.
+"""Command line: ``mfjko run | report | compare | examples | sweep | study``.
 
 - ``mfjko run CONFIG [--out DIR] [--set key=value ...] [--resume] [--overwrite]``: run every
   method of CONFIG against GD and write the run folder (mfjko.runner, mfjko.report).
@@ -127,16 +127,31 @@ app = _App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=
                 "networks in the mean-field regime.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("mfjko")
+        except PackageNotFoundError:  # run from a source tree without installing
+            v = "unknown (not installed)"
+        out.print(f"mfjko {v}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors")):
+def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors"),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")):
     _State.debug = debug or bool(os.environ.get("MFJKO_DEBUG"))
     enable_compile_cache()
 
 
 def examples_dir() -> Path:
-    """The repository's configs/ folder (the package is installed editable from it)."""
-    here = Path(__file__).resolve().parents[2] / "configs"
-    return here if here.is_dir() else Path.cwd() / "configs"
+    """The shipped configs: package data ``mfjko/examples`` (the repository's configs/)."""
+    from importlib.resources import files
+
+    return Path(str(files("mfjko") / "examples"))
 
 
 def _shown_path(path: Path) -> str:
@@ -241,8 +256,8 @@ def examples():
     folder = examples_dir()
     files = sorted(folder.glob("*.yaml"))
     if not files:
-        err.print(f"no configs found in {folder}: run from a clone of the repository or "
-                  "install mfjko from one (pip install -e .)", highlight=False)
+        err.print(f"internal error: no configs found in {folder}: the installed package "
+                  "lacks its examples; reinstall mfjko", highlight=False)
         raise typer.Exit(1)
     for f in files:
         try:

@@ -112,3 +112,32 @@ def test_compare_into_a_file_is_a_run_folder_error(tmp_path):
     res = runner.invoke(app, ["compare", str(a), str(a), "--out", str(target)])
     assert res.exit_code == 3 and "is a file" in res.output and "Traceback" not in res.output
     assert target.read_text() == "keep"
+
+
+def test_version_and_python_dash_m(tmp_path):
+    import subprocess
+    import sys
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.startswith("mfjko ")
+    proc = subprocess.run([sys.executable, "-m", "mfjko", "--version"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("mfjko "), proc.stderr
+
+
+def test_examples_are_package_data_from_any_folder(tmp_path, monkeypatch):
+    """The configs ship inside the package (mfjko/examples), so a non-editable install
+    lists them too; from elsewhere they are shown by a path that works."""
+    from pathlib import Path
+
+    import mfjko
+    from mfjko.cli import examples_dir
+
+    folder = examples_dir()
+    assert folder.parent == Path(mfjko.__file__).parent
+    assert {p.name for p in folder.glob("*.yaml")} >= {"default.yaml", "sphere.yaml"}
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["examples"])
+    assert res.exit_code == 0
+    first = res.output.splitlines()[0].split(":")[0]
+    assert Path(first).is_file() and first.endswith("default.yaml")
