@@ -223,7 +223,7 @@ def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str])
     _save(fig, figdir / "measure.png")
     made.append("measure.png")
 
-    import imageio.v2 as imageio
+    from PIL import Image  # Pillow: a dependency of matplotlib
 
     frames = []
     for i in range(n):
@@ -232,10 +232,12 @@ def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str])
         _heatmap(ax, param, support, W[i], gp, t[i])
         fig.tight_layout()
         fig.canvas.draw()
-        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
         plt.close(fig)
     tmp = figdir / f".measure.gif.{os.getpid()}.tmp"
-    imageio.mimsave(tmp, frames, duration=0.4, loop=0, format="GIF")
+    # 0.4 s per frame, looping; each frame gets its own palette (as matplotlib's PillowWriter)
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=400,
+                   loop=0)
     os.replace(tmp, figdir / "measure.gif")
     made.append("measure.gif")
 

@@ -68,6 +68,10 @@ def test_end_to_end_outputs(full_run):
     figs = {"loss.png", "loss_minus_fstar.png", "gaps.png", "predictor.png", "measure.png",
             "measure.gif", "jko_diagnostics.png"}
     assert figs <= {p.name for p in (out / "figures").iterdir()}
+    from PIL import Image
+
+    with Image.open(out / "figures" / "measure.gif") as gif:  # one frame per record, looping
+        assert (gif.n_frames, gif.info["duration"], gif.info["loop"]) == (3, 400, 0)
     page = (out / "report.html").read_text()
     referenced = set(re.findall(r'data-file="figures/([^"]+)"', page))
     assert figs <= referenced
