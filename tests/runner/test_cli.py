@@ -48,6 +48,10 @@ def test_run_set_overrides_report_and_compare(tmp_path):
     page = (out / "compare.html").read_text()
     assert (out / "compare.png").stat().st_size > 10_000
     assert "data:image/png;base64," in page and str(a) in page and str(b) in page
+    # the settings that differ, and only those
+    assert "Settings that differ" in page and "<code>model.lam</code>" in page
+    assert "<td>0.05</td>" in page and "<code>T</code>" in page
+    assert "<code>seed</code>" not in page
 
 
 def test_run_reports_config_errors_with_the_key(tmp_path):

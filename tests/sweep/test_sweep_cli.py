@@ -28,9 +28,7 @@ def _spec(tmp_path, name="tiny.yaml", **extra) -> "Path":  # noqa: F821
 
 def _one_line(res) -> str:
     assert "Traceback" not in res.output, res.output
-    # the error, after the memory estimate's line if it came that far
-    lines = [ln for ln in res.output.strip().splitlines()
-             if not ln.startswith("estimated memory")]
+    lines = res.output.strip().splitlines()
     assert len(lines) == 1, res.output
     return lines[0]
 

@@ -330,13 +330,13 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
     line = check_memory(list(configs.values()),
                         copies=1 if scheduler else min(workers or 1, len(points)),
                         remote=bool(scheduler))
-    if console is not None and line:
-        console.print(line, highlight=False)
     todo = [p for p in points if not (folder_plan == "resume" and _done(out, p))]
     tasks, failures = plan(spec, todo, spec.batch if batch is None else batch, configs)
     client = cluster = None
     if tasks:
         client, cluster = _client(workers, scheduler)
+    if console is not None and line:  # after the scheduler answered: its error is one line
+        console.print(line, highlight=False)
     try:
         _open_folder(out, spec, folder_plan)
         for pid, err in failures.items():
