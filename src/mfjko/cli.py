@@ -196,8 +196,8 @@ def run(
     try:
         cfg = load_config(config, set_)
         memory = check_memory([cfg])  # refuses a grid that cannot fit, before any work
-        if memory:
-            err.print(memory, highlight=False)
+        if memory:  # on stdout: information, not an error
+            out.print(memory, highlight=False)
         folder = Path(out_dir if out_dir is not None else cfg.out)
         hint = f"resume with: {_resume_command(config, folder, set_)}"
         run_(cfg, folder, resume=resume, overwrite=overwrite, progress=progress, render=False,
@@ -283,7 +283,7 @@ def sweep(
 
     try:
         folder = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler, resume=resume,
-                           overwrite=overwrite, progress=progress, console=err)
+                           overwrite=overwrite, progress=progress, console=out)
     except KeyboardInterrupt:
         where = out_dir
         if where is None:
