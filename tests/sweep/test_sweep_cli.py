@@ -92,6 +92,7 @@ def test_overwrite_replaces_only_the_sweeps_own_entries(tmp_path):
     ({"set": ["methods.jko.epss=0.1"]}, "methods.jko.epss"),
     ({"zip": [{"jko.grid_n": [5, 6], "data.kwargs.n_trian": [8, 9]}]}, "data.kwargs.n_trian"),
     ({"product": {"methods.jko.eps": [0.1, -1.0]}}, "methods.jko.eps"),
+    ({"set": ["jko.courant=0.1"]}, "jko.courant"),
 ])
 def test_invalid_keys_and_values_fail_before_any_work_naming_the_key(tmp_path, extra, key):
     spec = _spec(tmp_path, **extra)

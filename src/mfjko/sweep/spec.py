@@ -206,6 +206,9 @@ def check_keys(spec: SweepSpec) -> None:
             items.append((f"{where} axis", key, _to_override(key, value)))
     derived = ", ".join(f"<method>.{n}" for n in _DERIVED_ORDER)
     for where, key, override in items:
+        if where.startswith("set") and (derived_key(key) is not None or key.startswith(TAG)):
+            raise ConfigError(f"sweep {where} key {key}: derived keys and tags go on an axis "
+                              f"(product: {{{key}: [value]}}), not in set")
         if key.startswith(TAG) or derived_key(key) is not None:
             continue
         method, dot, _ = key.partition(".")
