@@ -111,6 +111,13 @@ def test_spec_errors_are_one_line_without_pydantic_boilerplate(tmp_path):
     line = _one_line(res)
     assert res.exit_code == 2 and "product.T" in line and "axes" in line
     assert "pydantic" not in line and "validation error" not in line
+    path.write_text("name: [unclosed\nbase: x\n")
+    res = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "not valid YAML (line" in _one_line(res)
+    (tmp_path / "base.yaml").write_text("data: [unclosed\n")
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "product": {"T": [0.4]}}))
+    res = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "base config" in _one_line(res)
 
 
 def test_the_stored_sweep_yaml_runs_again_with_the_same_points(tmp_path):

@@ -28,6 +28,7 @@ from mfjko.config import (
     ConfigError,
     RunConfig,
     _format_validation_error,
+    _yaml_error,
     apply_overrides,
     parse_config,
 )
@@ -113,9 +114,19 @@ class SweepSpec(BaseModel):
         if isinstance(self.base, dict):
             return json.loads(json.dumps(self.base))
         path = Path(self.root) / self.base
-        if not path.exists():
-            raise ConfigError(f"sweep base config {path} does not exist")
-        return yaml.safe_load(path.read_text()) or {}
+        if not path.is_file():
+            raise ConfigError(f"sweep base config {path} does not exist (base: is a path "
+                              "relative to the sweep file, or a mapping)")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"sweep base config {path} is not valid YAML "
+                              f"({_yaml_error(e)})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"sweep base config {path} cannot be read ({e})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"sweep base config {path} must be a mapping of keys")
+        return raw
 
 
 @dataclass
@@ -152,7 +163,8 @@ def load_sweep(path) -> SweepSpec:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"sweep {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"sweep {path} is not valid YAML ({_yaml_error(e)}); fix the "
+                          "syntax") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"sweep {path} must be a mapping of keys")
     if "base_config" in raw:  # DIR/sweep.yaml of sweeps before base_source: base inline
