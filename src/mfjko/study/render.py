@@ -108,6 +108,9 @@ def _phase_figure(points: pd.DataFrame, cfg: dict, path: Path) -> None:
                     # (an edge colour would be ignored with a warning)
                     edge = ({"linewidths": 2.0} if mk == "x"
                             else {"edgecolors": "k", "linewidths": 0.4})
+                    if mk == "x":  # a dark outline under the coloured strokes
+                        ax.scatter(sub[x][sel], sub[y][sel], color="k", marker=mk, s=90,
+                                   linewidths=3.6)
                     sc = ax.scatter(sub[x][sel], sub[y][sel], c=vals[sel], marker=mk, s=70,
                                     cmap="viridis", vmin=np.nanmin(vals), vmax=np.nanmax(vals),
                                     label=regime, **edge)
