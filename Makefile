@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 OUT ?= runs/default
 
-.PHONY: run test test-all lint venv clean test-browser bench study
+.PHONY: run test test-all lint venv clean test-browser bench study constraints
 
-$(STAMP): pyproject.toml
+# the versions pinned in constraints.txt (README "Dependencies" says how to upgrade them)
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,7 +26,7 @@ run: $(STAMP)
 test-browser: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pip install -q playwright
-	$(BIN)/python -m pytest tests/test_report_browser.py -q -rs
+	$(BIN)/python -m pytest tests/runner/test_report_browser.py -q -rs
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -52,6 +53,16 @@ study: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_jko.py
+
+# Re-pin constraints.txt: the newest versions pyproject.toml allows, in a fresh venv
+constraints:
+	rm -rf /tmp/mfjko-constraints-venv
+	$(PY) -m venv /tmp/mfjko-constraints-venv
+	/tmp/mfjko-constraints-venv/bin/pip install -q --upgrade pip
+	/tmp/mfjko-constraints-venv/bin/pip install -q ".[test]"
+	{ sed -n '1,3p' constraints.txt; /tmp/mfjko-constraints-venv/bin/pip freeze \
+	  | grep -iv '^mfjko'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+	rm -rf /tmp/mfjko-constraints-venv
 
 clean:
 	rm -rf $(VENV) runs

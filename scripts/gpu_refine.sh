@@ -6,7 +6,10 @@
 #   bash scripts/gpu_refine.sh [SPEC] [SECONDS]
 #
 # SPEC: a sweep YAML (default studies/gpu/regression_refine_fine.yaml); SECONDS: time
-# limit of the sweep (default 420; finished points are kept, `--resume` goes on). Missing
+# limit of the sweep (default 420; finished points are kept, `--resume` goes on).
+# Packages: on a machine that reaches PyPI, `pip install -c constraints.txt -e ".[gpu]"`
+# (JAX with CUDA 12, the `gpu` extra) installs everything, and this script does that when
+# mfjko does not import and there is no .whl/. On a machine without a registry, missing
 # packages travel as wheels in .whl/ (installed to /tmp/site when present); for a CUDA image
 # with JAX, diffrax, equinox, optax, pandas, pyarrow, xarray, typer and rich (Python 3.12):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
@@ -28,6 +31,8 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site:$PWD/src
 else
   export PYTHONPATH=$PWD/src
+  python3 -c "import mfjko" 2>/dev/null \
+    || python3 -m pip install -q -c constraints.txt -e ".[gpu]" || exit 1
 fi
 # one GPU, two JAX processes (the sweep's client resolves derived keys): allocate on demand
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 MFJKO_XLA_CACHE=0

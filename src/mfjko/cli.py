@@ -1,4 +1,4 @@
-"""Command line: ``mfjko run | report | compare | examples``.
+"""Command line: ``mfjko run | report | compare | examples | sweep | study``.
 
 - ``mfjko run CONFIG [--out DIR] [--set key=value ...] [--resume] [--overwrite]``: run every
   method of CONFIG against GD and write the run folder (mfjko.runner, mfjko.report).
@@ -91,9 +91,11 @@ def _guarded(fn):
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except BaseException as e:  # noqa: BLE001 — every error ends in one line + status
-            if _State.debug:
-                raise
             code, label = _classify(e)
+            if _State.debug:  # the traceback too, with the same exit status
+                import traceback
+
+                traceback.print_exc()
             if code == 1:
                 err.print(f"[red]internal error:[/red] {type(e).__name__}: {_message(e)} "
                           "(rerun with --debug for the traceback and report it)",
@@ -125,16 +127,31 @@ app = _App(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=
                 "networks in the mean-field regime.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("mfjko")
+        except PackageNotFoundError:  # run from a source tree without installing
+            v = "unknown (not installed)"
+        out.print(f"mfjko {v}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors")):
+def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors"),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")):
     _State.debug = debug or bool(os.environ.get("MFJKO_DEBUG"))
     enable_compile_cache()
 
 
 def examples_dir() -> Path:
-    """The repository's configs/ folder (the package is installed editable from it)."""
-    here = Path(__file__).resolve().parents[2] / "configs"
-    return here if here.is_dir() else Path.cwd() / "configs"
+    """The shipped configs: package data ``mfjko/examples`` (the repository's configs/)."""
+    from importlib.resources import files
+
+    return Path(str(files("mfjko") / "examples"))
 
 
 def _shown_path(path: Path) -> str:
@@ -169,6 +186,7 @@ def run(
 ):
     """Run every configured method against GD and write metrics, trajectories, report."""
     from mfjko.config import ConfigError, load_config
+    from mfjko.memory import check_memory
     from mfjko.report import render
     from mfjko.runner import RunStopped
     from mfjko.runner import run as run_
@@ -177,6 +195,9 @@ def run(
         raise ConfigError("--resume and --overwrite exclude each other: pass one of them")
     try:
         cfg = load_config(config, set_)
+        memory = check_memory([cfg])  # refuses a grid that cannot fit, before any work
+        if memory:  # on stdout: information, not an error
+            out.print(memory, highlight=False)
         folder = Path(out_dir if out_dir is not None else cfg.out)
         hint = f"resume with: {_resume_command(config, folder, set_)}"
         run_(cfg, folder, resume=resume, overwrite=overwrite, progress=progress, render=False,
@@ -235,8 +256,8 @@ def examples():
     folder = examples_dir()
     files = sorted(folder.glob("*.yaml"))
     if not files:
-        err.print(f"no configs found in {folder}: run from a clone of the repository or "
-                  "install mfjko from one (pip install -e .)", highlight=False)
+        err.print(f"internal error: no configs found in {folder}: the installed package "
+                  "lacks its examples; reinstall mfjko", highlight=False)
         raise typer.Exit(1)
     for f in files:
         try:
@@ -258,11 +279,27 @@ def sweep(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar"),
 ):
     """Run every point of a sweep on Dask; write results.parquet and results.zarr."""
-    from mfjko.sweep import run_sweep
+    from mfjko.sweep import load_sweep, run_sweep
 
-    folder = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler, resume=resume,
-                       overwrite=overwrite, progress=progress)
-    out.print(f"sweep folder: {folder}")
+    try:
+        folder = run_sweep(spec, out_dir, workers=workers, scheduler=scheduler, resume=resume,
+                           overwrite=overwrite, progress=progress, console=out)
+    except KeyboardInterrupt:
+        where = out_dir
+        if where is None:
+            try:
+                where = Path("runs/sweeps") / load_sweep(spec).name
+            except Exception:  # noqa: BLE001 — the hint is best effort
+                where = Path("DIR")
+        if (where / "sweep.yaml").exists():
+            cmd = shlex.join(["mfjko", "sweep", str(spec), "--out", str(where), "--resume"])
+            err.print(f"[yellow]interrupted[/yellow]: finished points are saved; resume with: "
+                      f"{cmd}", highlight=False)
+        else:
+            err.print("[yellow]interrupted[/yellow] before the sweep started; nothing was "
+                      "written", highlight=False)
+        raise typer.Exit(130) from None
+    out.print(f"sweep folder: {folder}", highlight=False)
 
 
 @app.command()

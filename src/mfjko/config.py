@@ -309,8 +309,11 @@ def round_up(a: float, b: float) -> float:
     return math.ceil(ratio - 1e-9) * b if math.isfinite(ratio) else a
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    """One line: every invalid key with what is wrong, separated by "; "."""
+def _format_validation_error(err: ValidationError, source: str, what: str = "config") -> str:
+    """One line: every invalid key with what is wrong, separated by "; ".
+
+    ``what`` names the document ("config", "sweep") in the message.
+    """
     def key(part) -> str:  # a key with a line break or other control character: quoted
         text = str(part)
         return text if text.isprintable() else repr(text)
@@ -328,8 +331,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             msg = " ".join(e["msg"].removeprefix("Value error, ").split())
             got = e.get("input")
             got_s = "" if isinstance(got, dict | list) else f" (got {_short(got)})"
-            items.append(f"{loc or 'config'}: {msg}{got_s}")
-    return f"invalid config {source}: " + "; ".join(items)
+            items.append(f"{loc or what}: {msg}{got_s}")
+    return f"invalid {what} {source}: " + "; ".join(items)
 
 
 def _short(value, limit: int = 40) -> str:

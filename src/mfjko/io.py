@@ -30,7 +30,8 @@ from mfjko import metrics as _metrics
 
 __all__ = ["RunStore", "DurableStore", "METRIC_COLUMNS", "read_metrics", "atomic_write_text",
            "durable_write", "CRASH", "CrashPoints", "SimulatedCrash", "CRASH_ENV",
-           "CRASH_EXIT_CODE", "RUN_MARKER", "RUN_FORMAT", "RUN_ENTRIES", "is_run_folder"]
+           "CRASH_EXIT_CODE", "RUN_MARKER", "RUN_FORMAT", "RUN_ENTRIES", "is_run_folder",
+           "dimension_names", "open_run"]
 
 #: columns of metrics.csv, in order (the metrics are mfjko.metrics.ROW_METRICS')
 METRIC_COLUMNS = ("method", "t", *_metrics.COLUMNS)
@@ -48,6 +49,42 @@ CRASH_ENV = "MFJKO_CRASH_AT"
 CRASH_EXIT_CODE = 137
 #: temporary files of durable_write: ".<name>.<pid>.tmp"
 _TMP = re.compile(r"^\..+\.\d+\.tmp$")
+
+
+#: dimension names of the fixed arrays of trajectories.zarr
+_FIXED_DIMS = {"data/X": ("sample", "input"), "data/y": ("sample",),
+               "data/X_test": ("test_sample", "input"), "data/y_test": ("test_sample",),
+               "init/particles": ("particle", "coord"), "init/p0": ("grid_point",),
+               "jko/support": ("grid_point", "grid_coord")}
+#: dimension names of a method's per-record arrays after the leading "record"
+_RECORD_DIMS = {"t": (), "loss": (), "pred_train": ("sample",), "pred_test": ("test_sample",),
+                "particles": ("saved_particle", "coord"), "support_full": ("particle", "coord")}
+
+
+def dimension_names(path: str, ndim: int) -> tuple[str, ...]:
+    """The dimension names of the array ``path`` of trajectories.zarr (docs/STORAGE.md).
+
+    Fixed arrays have their own (``data/X``: sample × input, ``jko/support``: grid_point ×
+    grid_coord, ...); a method's records lead with ``record`` (``jko/weights``: record ×
+    grid_point, ``gd/particles``: record × saved_particle × coord); its per-step
+    diagnostics with ``<method>_step``. Anything else: ``<path>_<axis>`` names.
+    """
+    parts = path.split("/")
+    generic = tuple(f"{path.replace('/', '_')}_{i}" for i in range(ndim))
+    if path in _FIXED_DIMS:
+        dims = _FIXED_DIMS[path]
+    elif len(parts) >= 3 and parts[1] == "steps":
+        dims = (f"{parts[0]}_step",) + generic[1:]
+    elif len(parts) >= 3 and parts[1] == "diag":
+        dims = ("record",) + generic[1:]
+    elif len(parts) == 2 and parts[1] == "weights":
+        dims = ("record", "grid_point" if parts[0] == "jko" else f"{parts[0]}_point")
+        dims = dims + generic[2:]
+    elif len(parts) == 2 and parts[1] in _RECORD_DIMS:
+        dims = ("record",) + _RECORD_DIMS[parts[1]]
+    else:
+        dims = generic
+    return dims if len(dims) == ndim else generic
 
 
 class SimulatedCrash(BaseException):
@@ -368,7 +405,8 @@ class RunStore:
         if path in g:
             del g[path]
         arr = g.create_array(path, shape=a.shape, dtype=a.dtype,
-                             chunks=a.shape if a.ndim else None, attributes={"fixed": True})
+                             chunks=a.shape if a.ndim else None, attributes={"fixed": True},
+                             dimension_names=dimension_names(path, a.ndim))
         arr[...] = a
 
     def append(self, path: str, frame) -> None:
@@ -388,7 +426,7 @@ class RunStore:
             else:
                 chunks = (max(1, min(64, int(2**22 // max(a[0].size * 8, 1)))),) + a.shape[1:]
                 arr = g.create_array(path, shape=(0,) + a.shape[1:], dtype=a.dtype,
-                                     chunks=chunks)
+                                     chunks=chunks, dimension_names=dimension_names(path, a.ndim))
             self._arrays[path] = arr
         arr.append(a, axis=0)
         self.lengths[path] = int(arr.shape[0])
@@ -566,3 +604,55 @@ class RunStore:
         """timings.json as a dict (empty if absent)."""
         p = self.root / "timings.json"
         return json.loads(p.read_text()) if p.exists() else {}
+
+
+def open_run(run_dir):
+    """The committed arrays of a run folder's trajectories.zarr as an xarray Dataset.
+
+    One variable per array, named by its path (``gd/loss``, ``jko/weights``,
+    ``jko/steps/t``, ``data/X``, ...), with the dimension names stored in the zarr arrays
+    (:func:`dimension_names` for runs written before they were). Arrays cut by an
+    interrupted run keep only their committed frames; where a method has fewer records
+    than the others, its ``record`` dimension is named ``<method>_record``.
+
+    Args:
+      run_dir: a run folder.
+
+    Returns:
+      The Dataset; the run's parametrization and mass_outside are its attributes.
+    """
+    import xarray as xr
+
+    store = RunStore(run_dir)
+    if not (store.zarr_path / "zarr.json").exists():
+        from mfjko.runner.run import RunFolderError
+
+        raise RunFolderError(f"{run_dir} has no trajectories.zarr: not a run folder")
+    view = store.committed_view()
+    root = view.group("r")
+    paths = []
+
+    def visit(node, prefix):
+        for name, _ in node.arrays():
+            paths.append(f"{prefix}{name}")
+        for name, sub in node.groups():
+            visit(sub, f"{prefix}{name}/")
+
+    visit(root, "")
+    variables, sizes = {}, {}
+    for path in sorted(paths):
+        arr = root[path]
+        fixed = bool(arr.attrs.get("fixed", False))
+        if not fixed and path not in view.view:
+            continue  # a method without a checkpoint: nothing committed
+        data = view.get(path)
+        dims = tuple(getattr(arr.metadata, "dimension_names", None) or ())
+        if len(dims) != data.ndim or not all(dims):
+            dims = dimension_names(path, data.ndim)
+        if dims and dims[0] == "record" and sizes.setdefault("record", data.shape[0]) != \
+                data.shape[0]:
+            dims = (f"{path.split('/')[0]}_record",) + dims[1:]
+        variables[path] = xr.Variable(dims, data)
+    ds = xr.Dataset(variables)
+    ds.attrs.update({k: v for k, v in root.attrs.items()})
+    return ds

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 from pathlib import Path
@@ -231,7 +232,7 @@ def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str])
     _save(fig, figdir / "measure.png")
     made.append("measure.png")
 
-    import imageio.v2 as imageio
+    from PIL import Image  # Pillow: a dependency of matplotlib
 
     frames = []
     for i in range(n):
@@ -240,10 +241,12 @@ def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str])
         _heatmap(ax, param, support, W[i], gp, t[i])
         fig.tight_layout()
         fig.canvas.draw()
-        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()))
         plt.close(fig)
     tmp = figdir / f".measure.gif.{os.getpid()}.tmp"
-    imageio.mimsave(tmp, frames, duration=0.4, loop=0, format="GIF")
+    # 0.4 s per frame, looping; each frame gets its own palette (as matplotlib's PillowWriter)
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=400,
+                   loop=0)
     os.replace(tmp, figdir / "measure.gif")
     made.append("measure.gif")
 
@@ -628,6 +631,49 @@ def render(run_dir) -> Path:
     return out
 
 
+def _flatten(doc, prefix: str = "") -> dict:
+    """A nested mapping as {dotted key: value} (lists are values)."""
+    if not isinstance(doc, dict):
+        return {prefix: doc}
+    out = {}
+    for k, v in doc.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flatten(v, key) if isinstance(v, dict) and v else {key: v})
+    return out
+
+
+def settings_differences(run_dirs) -> dict[str, list]:
+    """The resolved settings (config.yaml's ``config``) that differ between runs.
+
+    Returns:
+      {dotted key: [value of each run]} (None where a run lacks the key or its config),
+      sorted by key.
+    """
+    flat = []
+    for d in run_dirs:
+        try:
+            doc = yaml.safe_load((Path(d) / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            doc = {}
+        flat.append(_flatten(doc.get("config", {}) if isinstance(doc, dict) else {}))
+    keys = sorted(set().union(*flat))
+    return {k: [f.get(k) for f in flat] for k in keys
+            if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1}
+
+
+def _settings_table(run_dirs, labels) -> str:
+    diff = settings_differences(run_dirs)
+    if not diff:
+        return "<p>The runs' settings are identical.</p>"
+    head = "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
+    rows = "".join(
+        f"<tr><td><code>{html.escape(k)}</code></td>"
+        + "".join(f"<td>{'—' if v is None else html.escape(json.dumps(v, default=str))}</td>"
+                  for v in values) + "</tr>" for k, values in diff.items())
+    return ("<h2>Settings that differ</h2><table class='settings'><tr><th>setting</th>"
+            f"{head}</tr>{rows}</table>")
+
+
 def compare(run_dirs, out_dir) -> Path:
     """Overlay F(t) and the gaps to GD of several runs.
 
@@ -642,6 +688,11 @@ def compare(run_dirs, out_dir) -> Path:
         if not (d / "metrics.csv").is_file():
             raise _not_a_run(d, "does not exist" if not d.exists() else "has no metrics.csv")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        from mfjko.runner.run import RunFolderError
+
+        raise RunFolderError(f"--out {out_dir} is a file, not a folder: choose a folder path "
+                             "for compare.html")
     out_dir.mkdir(parents=True, exist_ok=True)
     dashes = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -666,7 +717,8 @@ def compare(run_dirs, out_dir) -> Path:
             f"<style>{_CSS}</style></head><body><h1>mfjko compare</h1><p>runs: "
             + ", ".join(html.escape(str(d)) for d in run_dirs) + " (line styles "
             + ", ".join(f"{html.escape(lab)} {dashes[i % 4]}" for i, lab in enumerate(labels))
-            + ")</p>" + _img_tag(out_dir / "compare.png", "F(t) and gaps of the runs", "")
+            + ")</p>" + _settings_table(run_dirs, labels)
+            + _img_tag(out_dir / "compare.png", "F(t) and gaps of the runs", "")
             + "</body></html>")
     out = out_dir / "compare.html"
     atomic_write_text(out, page)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import ot
 import pytest
-from scipy.optimize import linear_sum_assignment, minimize
+from scipy.optimize import minimize
 
 from mfjko import data, initial, peers
 from mfjko.objective import particle_objective
@@ -25,13 +25,16 @@ def setup():
     return param, th0, np.asarray(ds.X), np.asarray(ds.y)
 
 
-def test_optimal_assignment_matches_hungarian():
+def test_optimal_assignment_matches_pot():
+    """The permutation's cost equals POT's exact OT (network simplex) on uniform weights."""
     rng = np.random.default_rng(0)
-    A, B = rng.normal(size=(30, 3)), rng.normal(size=(30, 3))
-    sigma = peers.optimal_assignment(A, B)
-    C = ((A[:, None, :] - B[None, :, :]) ** 2).sum(-1)
-    rows, cols = linear_sum_assignment(C)
-    assert abs(C[np.arange(30), sigma].sum() - C[rows, cols].sum()) < 1e-12
+    for m in (1, 7, 30):
+        A, B = rng.normal(size=(m, 3)), rng.normal(size=(m, 3))
+        sigma = peers.optimal_assignment(A, B)
+        assert sorted(sigma.tolist()) == list(range(m))  # a permutation
+        C = ((A[:, None, :] - B[None, :, :]) ** 2).sum(-1)
+        w = np.full(m, 1.0 / m)
+        assert abs(C[np.arange(m), sigma].mean() - float(np.sum(ot.emd(w, w, C) * C))) < 1e-12
 
 
 def test_w2_equals_frobenius_small_h(setup):

@@ -48,6 +48,10 @@ def test_run_set_overrides_report_and_compare(tmp_path):
     page = (out / "compare.html").read_text()
     assert (out / "compare.png").stat().st_size > 10_000
     assert "data:image/png;base64," in page and str(a) in page and str(b) in page
+    # the settings that differ, and only those
+    assert "Settings that differ" in page and "<code>model.lam</code>" in page
+    assert "<td>0.05</td>" in page and "<code>T</code>" in page
+    assert "<code>seed</code>" not in page
 
 
 def test_run_reports_config_errors_with_the_key(tmp_path):
@@ -93,3 +97,51 @@ def test_compile_cache_folder_and_switches(tmp_path):
     assert probe(XDG_CACHE_HOME=str(tmp_path / "c")) == [str(tmp_path / "c/mfjko/xla")] * 2
     assert probe(MFJKO_XLA_CACHE="0")[0] == "None"
     assert probe(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "j"))[0] == "None"
+
+
+def test_debug_keeps_the_exit_status_of_a_config_error(tmp_path):
+    cfg = _config(tmp_path)
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "x"),
+                              "--set", "methods.gd.step=0.1", "--debug"])
+    assert res.exit_code == 2
+    assert "Traceback" in res.output and "methods.gd.step" in res.output
+
+
+def test_compare_into_a_file_is_a_run_folder_error(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "metrics.csv").write_text("method,t\n")  # the folder is checked before reading
+    target = tmp_path / "notes.txt"
+    target.write_text("keep")
+    res = runner.invoke(app, ["compare", str(a), str(a), "--out", str(target)])
+    assert res.exit_code == 3 and "is a file" in res.output and "Traceback" not in res.output
+    assert target.read_text() == "keep"
+
+
+def test_version_and_python_dash_m(tmp_path):
+    import subprocess
+    import sys
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.startswith("mfjko ")
+    proc = subprocess.run([sys.executable, "-m", "mfjko", "--version"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("mfjko "), proc.stderr
+
+
+def test_examples_are_package_data_from_any_folder(tmp_path, monkeypatch):
+    """The configs ship inside the package (mfjko/examples), so a non-editable install
+    lists them too; from elsewhere they are shown by a path that works."""
+    from pathlib import Path
+
+    import mfjko
+    from mfjko.cli import examples_dir
+
+    folder = examples_dir()
+    assert folder.parent == Path(mfjko.__file__).parent
+    assert {p.name for p in folder.glob("*.yaml")} >= {"default.yaml", "sphere.yaml"}
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["examples"])
+    assert res.exit_code == 0
+    first = res.output.splitlines()[0].split(":")[0]
+    assert Path(first).is_file() and first.endswith("default.yaml")

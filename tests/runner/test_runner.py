@@ -77,6 +77,10 @@ def test_end_to_end_outputs(full_run):
     figs = {"loss.png", "loss_minus_fstar.png", "gaps.png", "predictor.png", "measure.png",
             "measure.gif", "jko_diagnostics.png"}
     assert figs <= {p.name for p in (out / "figures").iterdir()}
+    from PIL import Image
+
+    with Image.open(out / "figures" / "measure.gif") as gif:  # one frame per record, looping
+        assert (gif.n_frames, gif.info["duration"], gif.info["loop"]) == (3, 400, 0)
     page = (out / "report.html").read_text()
     referenced = set(re.findall(r'data-file="figures/([^"]+)"', page))
     assert figs <= referenced
@@ -119,3 +123,23 @@ def test_infeasible_grid_fails_before_any_output(tmp_path):
     with pytest.raises(ConfigError, match="jko.grid.ranges"):
         run(parse_config(raw), tmp_path / "never", progress=False)
     assert not (tmp_path / "never").exists()
+
+
+def test_open_run_is_a_dataset_with_the_stored_dimension_names(full_run, tmp_path):
+    from mfjko.io import open_run
+
+    g = zarr.open_group(str(full_run / "trajectories.zarr"), mode="r")
+    assert g["jko/weights"].metadata.dimension_names == ("record", "grid_point")
+    assert g["jko/steps/t"].metadata.dimension_names == ("jko_step",)
+    ds = open_run(full_run)
+    assert ds["jko/weights"].dims == ("record", "grid_point")
+    assert ds.sizes["record"] == 3 and ds.sizes["grid_point"] == 7**3
+    assert ds["gd/particles"].dims == ("record", "saved_particle", "coord")
+    assert ds["data/X"].dims == ("sample", "input") and ds.attrs["parametrization"] == "neuron"
+    np.testing.assert_allclose(ds["jko/weights"].sum("grid_point"), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(ds["jko/t"], [0.0, 0.2, 0.4])
+    # a folder without trajectories is a run folder error
+    from mfjko.runner import RunFolderError
+
+    with pytest.raises(RunFolderError):
+        open_run(tmp_path)

@@ -157,7 +157,7 @@ def test_local_cluster_resume_failure_and_study(tmp_path, worker_xla_cache):
 
 
 def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path, worker_xla_cache):
-    path = _write(tmp_path, product={"jko.eps_over_h2": [1.0, -1.0]}, zip=[])
+    path = _write(tmp_path, product={"jko.eps_over_h2": [1.0, 0.001]}, zip=[])
     out = tmp_path / "bad"
     run_sweep(path, out, workers=1, progress=False)
     errors = json.loads((out / "failures.json").read_text())

@@ -36,21 +36,19 @@ def optimal_assignment(theta, anchor) -> np.ndarray:
       anchor: (m, D) particles of the measure to couple with.
 
     Returns:
-      σ (m,) with σ[i] the anchor index coupled to θ_i (POT's network simplex on the
-      squared Euclidean cost).
+      σ (m,) with σ[i] the anchor index coupled to θ_i: the optimal transport plan of two
+      uniform m-atom measures is a permutation (a vertex of the Birkhoff polytope), found
+      by the Hungarian algorithm (SciPy's ``linear_sum_assignment``) on the squared
+      Euclidean cost.
     """
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
     theta = np.asarray(theta, dtype=np.float64)
     anchor = np.asarray(anchor, dtype=np.float64)
-    m = theta.shape[0]
-    import ot  # POT, here only: the other methods run without it
-
-    C = ot.dist(theta, anchor, metric="sqeuclidean")
-    w = np.full(m, 1.0 / m)
-    plan = ot.emd(w, w, C)
-    sigma = np.argmax(plan, axis=1)
-    # A vertex of the Birkhoff polytope: every row carries all its mass 1/m on one column.
-    if not (np.allclose(plan.max(axis=1), 1.0 / m) and len(np.unique(sigma)) == m):
-        raise RuntimeError("ot.emd returned a non-permutation plan for uniform weights")
+    C = cdist(theta, anchor, metric="sqeuclidean")
+    rows, sigma = linear_sum_assignment(C)
+    assert np.array_equal(rows, np.arange(theta.shape[0]))  # rows come sorted, all of them
     return sigma
 
 

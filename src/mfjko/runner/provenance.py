@@ -14,8 +14,9 @@ import jax
 __all__ = ["provenance", "git_revision", "PACKAGES"]
 
 #: packages whose versions a run records
-PACKAGES = ("mfjko", "jax", "jaxlib", "ott-jax", "equinox", "diffrax", "numpy", "scipy", "pot",
-            "zarr", "xarray", "pydantic", "matplotlib", "dask", "distributed")
+PACKAGES = ("mfjko", "jax", "jaxlib", "ott-jax", "equinox", "diffrax", "numpy", "scipy",
+            "cvxpy-base", "clarabel", "zarr", "xarray", "pydantic", "matplotlib", "dask",
+            "distributed")
 
 
 def git_revision() -> str | None:

@@ -31,7 +31,8 @@ from mfjko.runner.recorder import Recorder, record_time
 from mfjko.runner.setup import Setup, prepare
 
 __all__ = ["run", "RunFolderError", "RunExistsError", "RunInterrupted", "RunStopped",
-           "SolverError", "INTERRUPT_ENV", "config_doc", "setup_doc", "write_initial"]
+           "SolverError", "INTERRUPT_ENV", "config_doc", "setup_doc", "write_initial",
+           "check_not_precious", "probe_writable"]
 
 #: environment variable: raise :class:`RunInterrupted` after this many intervals (tests)
 INTERRUPT_ENV = "MFJKO_INTERRUPT_AFTER"
@@ -280,7 +281,7 @@ def _folder_plan(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> st
                                      "a folder path for the run")
             break
     plan = _plan(out, cfg, resume, overwrite)
-    _probe_writable(out)
+    probe_writable(out)
     return plan
 
 
@@ -318,7 +319,7 @@ def _plan(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> str:
     return "overwrite"
 
 
-def _probe_writable(out: Path) -> None:
+def probe_writable(out: Path) -> None:
     """Fail now if the run folder cannot be written.
 
     Raise the OSError (permission, read-only disk, ...) now, before any computation, if
@@ -344,13 +345,17 @@ def _probe_writable(out: Path) -> None:
             os.rmdir(p)
 
 
-def _check_overwritable(out: Path) -> None:
-    """Refuse --overwrite of anything but a dedicated run folder.
+def check_not_precious(out: Path, flag: str = "--overwrite") -> None:
+    """Refuse to delete ``/``, the home folder, the working folder or a folder containing it.
 
-    --overwrite replaces a run folder only: never /, the home folder, the working
-    folder or one containing it, nor a folder holding files a run does not write.
+    Args:
+      out: the folder ``flag`` would replace.
+      flag: the option named in the message.
+
+    Raises:
+      RunFolderError: ``out`` is one of those folders.
     """
-    real, cwd = out.resolve(), Path.cwd().resolve()
+    real, cwd = Path(out).resolve(), Path.cwd().resolve()
     what = None
     if real == Path(real.anchor):
         what = "the file-system root"
@@ -359,8 +364,17 @@ def _check_overwritable(out: Path) -> None:
     elif real == cwd or real in cwd.parents:
         what = "the working folder or one containing it"
     if what is not None:
-        raise RunFolderError(f"--overwrite refuses {out}: it is {what}; choose a dedicated "
+        raise RunFolderError(f"{flag} refuses {out}: it is {what}; choose a dedicated "
                              "--out folder")
+
+
+def _check_overwritable(out: Path) -> None:
+    """Refuse --overwrite of anything but a dedicated run folder.
+
+    --overwrite replaces a run folder only: never /, the home folder, the working
+    folder or one containing it, nor a folder holding files a run does not write.
+    """
+    check_not_precious(out)
     foreign = RunStore(out).foreign_entries()
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"

@@ -104,9 +104,16 @@ def _phase_figure(points: pd.DataFrame, cfg: dict, path: Path) -> None:
             for regime, mk in _MARKERS.items():
                 sel = (sub["regime"] == regime).to_numpy()
                 if sel.any():
+                    # 'x' is an unfilled marker: coloured strokes, thick enough to be seen
+                    # (an edge colour would be ignored with a warning)
+                    edge = ({"linewidths": 2.0} if mk == "x"
+                            else {"edgecolors": "k", "linewidths": 0.4})
+                    if mk == "x":  # a dark outline under the coloured strokes
+                        ax.scatter(sub[x][sel], sub[y][sel], color="k", marker=mk, s=90,
+                                   linewidths=3.6)
                     sc = ax.scatter(sub[x][sel], sub[y][sel], c=vals[sel], marker=mk, s=70,
                                     cmap="viridis", vmin=np.nanmin(vals), vmax=np.nanmax(vals),
-                                    edgecolors="k", linewidths=0.4, label=regime)
+                                    label=regime, **edge)
             if x == "courant" and y == "eps_over_h2":
                 ax.plot(cs, boundary, "r--", lw=1.2, label="predicted pinning (ρ = ½)")
             ax.set(xscale="log", yscale="log", xlabel="c = τV₀/δ" if x == "courant" else x,
@@ -274,6 +281,27 @@ def render_study(sweep_dir) -> Path:
     return _page(out, spec, points, summary, figures)
 
 
+def _regimes_table(regimes: dict) -> str:
+    """The number of points in each regime, as an HTML table (every regime, 0 included)."""
+    total = sum(regimes.values()) or 1
+    names = list(_MARKERS) + [r for r in regimes if r not in _MARKERS]
+    rows = "".join(f"<tr><td>{html.escape(str(r))}</td><td>{regimes.get(r, 0)}</td>"
+                   f"<td>{100 * regimes.get(r, 0) / total:.0f} %</td></tr>" for r in names)
+    return ("<table class='regimes'><tr><th>regime</th><th>points</th><th>share</th></tr>"
+            f"{rows}</table>")
+
+
+def _rates_section(rates: list[dict]) -> list[str]:
+    """The "Fitted rates" heading and its lines; nothing without refinement paths."""
+    if not rates:
+        return []
+    return ["<h2>Fitted rates</h2><pre>",
+            html.escape("\n".join(f"{r['path']}: {r['metric']} ~ {r['x']}^{r['rate']:.3f} "
+                                  f"(± {r['stderr']:.3f}, 95% CI [{r['ci_low']:.3f}, "
+                                  f"{r['ci_high']:.3f}], n = {r['n']})" for r in rates)),
+            "</pre>"]
+
+
 def _page(out: Path, spec: dict, points: pd.DataFrame, summary: dict, figures) -> Path:
     cols = [c for c in ("point", "method", "grid_size", "delta", "courant", "eps_over_h2", "D",
                         "drift_ratio", "drift_predicted", "gap_gd", "gap_langevin", "gap_gd_T",
@@ -287,14 +315,10 @@ def _page(out: Path, spec: dict, points: pd.DataFrame, summary: dict, figures) -
              f"<h1>mfjko study: {html.escape(str(spec.get('name')))}</h1>",
              f"<p>{html.escape(str(spec.get('description', '')))}</p>",
              f"<p><b>Regime rule:</b> {html.escape(summary['rule'])}.</p>",
-             f"<p><b>Regimes:</b> {html.escape(json.dumps(summary['regimes']))}</p>",
+             "<h2>Regimes</h2>", _regimes_table(summary["regimes"]),
              *[_img(out / f, cap) for f, cap in figures],
-             "<h2>Fitted rates</h2><pre>",
-             html.escape("\n".join(f"{r['path']}: {r['metric']} ~ {r['x']}^{r['rate']:.3f} "
-                                   f"(± {r['stderr']:.3f}, 95% CI [{r['ci_low']:.3f}, "
-                                   f"{r['ci_high']:.3f}], n = {r['n']})"
-                                   for r in summary["rates"])),
-             "</pre><h2>Points</h2>", table, "</body></html>"]
+             *_rates_section(summary["rates"]),
+             "<h2>Points</h2>", table, "</body></html>"]
     page = out / "study.html"
     page.write_text("\n".join(parts))
     return page

@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from mfjko import methods
-from mfjko.config import parse_config
+from mfjko.config import ConfigError, check_grid, parse_config
 from mfjko.driver import Record, drive
 from mfjko.methods.jko import EntropicJKOBatch
 from mfjko.runner.compile_cache import enable_compile_cache
@@ -135,8 +135,8 @@ def run_group(configs: list[dict], ids: list[str], vmap: bool | None = None) -> 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            _run_group(cfgs, out, vmap_default() if vmap is None else vmap)
-        for o in out:
+            ok = _run_group(cfgs, out, vmap_default() if vmap is None else vmap)
+        for o in ok:
             o["warnings"] += [f"{w.category.__name__}: {w.message}" for w in caught]
     except Exception as e:  # noqa: BLE001 — a failed group is reported, the sweep goes on
         msg = f"{type(e).__name__}: {e}"
@@ -146,8 +146,27 @@ def run_group(configs: list[dict], ids: list[str], vmap: bool | None = None) -> 
     return out
 
 
-def _run_group(cfgs, out, vmap: bool) -> None:
+def _members_checked(base: Setup, cfgs, out) -> tuple[list, list]:
+    """The members whose own config passes the grid checks; the others get their error.
+
+    :func:`prepare` checked only the first member's ε against the shared grid.
+    """
+    keep_cfgs, keep_out = [], []
+    for c, o in zip(cfgs, out, strict=True):
+        try:
+            if base.geom is not None:
+                check_grid(c, float(base.geom.spacing), float(base.mass_outside))
+        except ConfigError as e:
+            o["error"] = f"{type(e).__name__}: {e}"
+            continue
+        keep_cfgs.append(c)
+        keep_out.append(o)
+    return keep_cfgs, keep_out
+
+
+def _run_group(cfgs, out, vmap: bool) -> list[dict]:
     base = prepare(cfgs[0])
+    cfgs, out = _members_checked(base, cfgs, out)
     setups = [dataclasses.replace(base, cfg=c) for c in cfgs]
     shared_store = MemoryFrames()
     shared = Recorder(base, shared_store)
@@ -183,9 +202,9 @@ def _run_group(cfgs, out, vmap: bool) -> None:
             o["rows"] += rows
             o["drift_methods"]["wfr_jko"] = drift
             o["seconds"]["wfr_jko"] = time.perf_counter() - tic
-    if cfgs[0].methods.jko is None:
-        return
-    _run_jko(setups, recorders, out, vmap)
+    if cfgs[0].methods.jko is not None:
+        _run_jko(setups, recorders, out, vmap)
+    return out
 
 
 def _run_jko(setups, recorders, out, vmap: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 
 from mfjko.io import read_metrics
 
-__all__ = ["collect", "load_table", "axis_columns"]
+__all__ = ["collect", "load_table", "axis_columns", "write_zarr"]
 
 
 def _cell(value):
@@ -79,8 +80,19 @@ def collect(out, spec, points) -> pd.DataFrame:
     if table.empty:
         return table
     table.to_parquet(out / "results.parquet", index=False)
-    _dataset(table, spec).to_zarr(out / "results.zarr", mode="w")
+    write_zarr(_dataset(table, spec), out / "results.zarr")
     return table
+
+
+def write_zarr(ds, path) -> None:
+    """Write an xarray Dataset to a zarr store with consolidated metadata, quietly.
+
+    Consolidated metadata (a fast ``xr.open_zarr``) is not in the zarr v3 specification
+    yet: zarr warns about it on every write.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata")
+        ds.to_zarr(path, mode="w")
 
 
 def _dataset(table: pd.DataFrame, spec):

@@ -22,12 +22,19 @@ from typing import Any
 import jax
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mfjko.config import ConfigError, RunConfig, apply_overrides, parse_config
+from mfjko.config import (
+    ConfigError,
+    RunConfig,
+    _format_validation_error,
+    _yaml_error,
+    apply_overrides,
+    parse_config,
+)
 
 __all__ = ["SweepSpec", "Point", "load_sweep", "expand", "DERIVED", "derived_key", "resolve_point",
-           "grid_spacing", "initial_speed"]
+           "grid_spacing", "initial_speed", "check_keys", "stored_spec"]
 
 #: derived keys <method>.<name> → what they set (documented in docs/STUDY.md); <method> is
 #: a grid method whose config has tau and eps (jko, wfr_jko)
@@ -70,6 +77,8 @@ class SweepSpec(BaseModel):
     vmap_jko: bool | None = None
     #: what ``mfjko study`` draws (phase, refinement, groups; docs/STUDY.md)
     study: dict[str, Any] = Field(default_factory=dict)
+    #: where an inline ``base`` came from (the stored DIR/sweep.yaml: the original path)
+    base_source: str | None = None
     #: sweep folder relative paths resolve from here (set by :func:`load_sweep`)
     root: str = "."
 
@@ -105,9 +114,19 @@ class SweepSpec(BaseModel):
         if isinstance(self.base, dict):
             return json.loads(json.dumps(self.base))
         path = Path(self.root) / self.base
-        if not path.exists():
-            raise ConfigError(f"sweep base config {path} does not exist")
-        return yaml.safe_load(path.read_text()) or {}
+        if not path.is_file():
+            raise ConfigError(f"sweep base config {path} does not exist (base: is a path "
+                              "relative to the sweep file, or a mapping)")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"sweep base config {path} is not valid YAML "
+                              f"({_yaml_error(e)})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"sweep base config {path} cannot be read ({e})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"sweep base config {path} must be a mapping of keys")
+        return raw
 
 
 @dataclass
@@ -144,13 +163,85 @@ def load_sweep(path) -> SweepSpec:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"sweep {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"sweep {path} is not valid YAML ({_yaml_error(e)}); fix the "
+                          "syntax") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"sweep {path} must be a mapping of keys")
+    if "base_config" in raw:  # DIR/sweep.yaml of sweeps before base_source: base inline
+        raw = dict(raw)
+        source = raw.get("base")
+        raw["base"] = raw.pop("base_config")
+        raw["base_source"] = source if isinstance(source, str) else None
     try:
         return SweepSpec.model_validate({**raw, "root": str(path.resolve().parent)})
-    except Exception as e:  # pydantic's ValidationError: one message per bad key
-        raise ConfigError(f"invalid sweep {path}: {e}") from None
+    except ValidationError as e:  # one line: each bad key and what is wrong
+        raise ConfigError(_format_validation_error(e, str(path), what="sweep")) from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid sweep {path}: {' '.join(str(e).split())}") from None
+
+
+def stored_spec(spec: SweepSpec) -> dict:
+    """The spec as stored in DIR/sweep.yaml: runnable again with ``mfjko sweep``.
+
+    The base config is stored inline (a relative ``base`` path would not resolve from
+    DIR), its file in ``base_source``.
+    """
+    doc = spec.model_dump(mode="json")
+    doc.pop("root")
+    if isinstance(spec.base, str):
+        doc["base_source"] = str(Path(spec.root) / spec.base)
+    doc["base"] = spec.base_config()
+    return doc
+
+
+def check_keys(spec: SweepSpec) -> None:
+    """Fail (:class:`ConfigError`) on a ``set`` or axis key that no config has.
+
+    A key ``<method>.<name>`` must be a derived key (:data:`DERIVED`); any other key must
+    exist in the run config (the message names the full key as written in the sweep).
+    Values are checked later, point by point (:func:`resolve_point`).
+    """
+    from mfjko.methods import REGISTRY
+
+    base = spec.base_config()
+    if not isinstance(base, dict):
+        raise ConfigError(f"sweep base config must be a mapping, got {type(base).__name__}")
+    items = []
+    for i, item in enumerate(spec.set):
+        key = item.split("=", 1)[0].strip()
+        items.append((f"set[{i}]", key, item))
+    for name, values in spec.axes():
+        first = values[0]
+        pairs = first.items() if isinstance(first, dict) else [(name, first)]
+        for key, value in pairs:
+            where = "zip" if isinstance(first, dict) else "product"
+            items.append((f"{where} axis", key, _to_override(key, value)))
+    derived = ", ".join(f"<method>.{n}" for n in _DERIVED_ORDER)
+    for where, key, override in items:
+        if where.startswith("set") and (derived_key(key) is not None or key.startswith(TAG)):
+            raise ConfigError(f"sweep {where} key {key}: derived keys and tags go on an axis "
+                              f"(product: {{{key}: [value]}}), not in set")
+        if key.startswith(TAG) or derived_key(key) is not None:
+            continue
+        method, dot, _ = key.partition(".")
+        if dot and method in REGISTRY:
+            raise ConfigError(f"sweep {where} key {key}: unknown derived key (derived keys: "
+                              f"{derived}); write a config key in full, e.g. "
+                              f"methods.{key}")
+        raw = apply_overrides(base, [override])
+        try:
+            RunConfig.model_validate(raw)
+        except ValidationError as err:
+            parts = tuple(key.split("."))
+            for e in err.errors():
+                loc = tuple(str(p) for p in e["loc"])
+                if e["type"] == "extra_forbidden" and loc and parts[:len(loc)] == loc:
+                    parent = ".".join(loc[:-1]) or "the top level"
+                    raise ConfigError(f"sweep {where} key {key}: unknown key ({loc[-1]} is not "
+                                      f"a key of {parent}); check its spelling against the "
+                                      "documented keys (src/mfjko/config.py)") from None
+        except Exception:  # noqa: BLE001 — values are checked point by point
+            pass
 
 
 def _to_override(key: str, value) -> str:
