@@ -58,7 +58,11 @@ _FIXED_DIMS = {"data/X": ("sample", "input"), "data/y": ("sample",),
                "jko/support": ("grid_point", "grid_coord")}
 #: dimension names of a method's per-record arrays after the leading "record"
 _RECORD_DIMS = {"t": (), "loss": (), "pred_train": ("sample",), "pred_test": ("test_sample",),
-                "particles": ("saved_particle", "coord"), "support_full": ("particle", "coord")}
+                "particles": ("saved_particle", "coord"),
+                # GD's whole reference measure: init.m sampled particles, or the grid-matched
+                # weighted particles (their own count, hence their own dimension)
+                "support_full": ("reference_particle", "coord"),
+                "weights_full": ("reference_particle",)}
 
 
 def dimension_names(path: str, ndim: int) -> tuple[str, ...]:

@@ -279,8 +279,11 @@ def _data_space_figure(store: RunStore, param: str, figdir: Path, made: list[str
     rows = []
     if store.has("gd/support_full") and store.has("gd/pred_test") and store.has("gd/t"):
         pts = store.get("gd/support_full")
-        rows.append(("gd particles", "gd", lambda i, pts=pts: (pts[i], np.full(
-            pts.shape[1], 1.0 / pts.shape[1])), min(len(pts), len(store.get("gd/t")))))
+        # the grid-matched GD carries the grid's masses; a sampled GD has uniform ones
+        wts = (store.get("gd/weights_full") if store.has("gd/weights_full")
+               else np.full(pts.shape[:2], 1.0 / pts.shape[1]))
+        rows.append(("gd particles", "gd", lambda i, pts=pts, wts=wts: (pts[i], wts[i]),
+                     min(len(pts), len(store.get("gd/t")))))
     if all(store.has(f"jko/{k}") for k in ("weights", "support", "pred_test", "t")):
         W, sup = store.get("jko/weights"), store.get("jko/support")
         rows.append(("JKO grid measure", "jko", lambda i, W=W, sup=sup: (sup, W[i]),

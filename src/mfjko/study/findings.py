@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mfjko.study import findings_gpu, findings_wfr
-from mfjko.study.regime import GAP_TOL, PIN_RATIO, pinning_boundary
+from mfjko.study.regime import GAP_TOL, PIN_RATIO, REGIMES, pinning_boundary
 
 __all__ = ["write_findings"]
 
@@ -84,7 +84,7 @@ def _phase_reading(points: pd.DataFrame) -> str:
     Sentences computed from the points (no number typed in).
     """
     out = []
-    for regime in ("pinned", "GD-like", "Langevin-like", "neither"):
+    for regime in REGIMES:
         sub = points[points["regime"] == regime]
         if sub.empty:
             continue
@@ -242,9 +242,12 @@ def _brief(root: Path, boundary) -> str:
         "only where D is small, the grid fine and τ small, and ε/δ² near 1: large enough "
         "that the lattice does not slow the mass (ρ → 1), small enough that D stays small. "
         "The regime rule: "
-        f"pinned if the mean drift ratio < {PIN_RATIO}; GD-like if the sup-in-time relative "
-        f"loss gap to GD ≤ {GAP_TOL:.0%}; Langevin-like if the gap to Langevin at "
-        f"D = ε/(4τ) ≤ {GAP_TOL:.0%}; else neither.\n",
+        f"pinned if the mean drift ratio < {PIN_RATIO}; else neither if the sup-in-time "
+        f"relative loss gap to both GD and Langevin at D = ε/(4τ) exceeds {GAP_TOL:.0%}; "
+        f"else GD-like or Langevin-like by the nearer reference when the two references "
+        f"are resolvably apart (their own gap > {GAP_TOL:.0%} + twice its noise), and "
+        "indistinguishable when they are not. References are matched: GD of the grid's own "
+        "initial measure (deterministic) and Langevin seeds drawn from it (docs/STUDY.md).\n",
     ]
     summary, points = _load(root, "regression")
     if summary is not None:
