@@ -25,7 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from mfjko.jko.dense import check_step_data, report_failure
-from mfjko.jko.sinkhorn import SinkhornControls, StepData, generalized_sinkhorn
+from mfjko.jko.sinkhorn import (
+    SinkhornControls,
+    StepData,
+    debiased_sinkhorn,
+    generalized_sinkhorn,
+)
 from mfjko.objective import loss_from_features
 from mfjko.problem import GridProblem
 from mfjko.trajectory import Trajectory
@@ -61,6 +66,10 @@ class JKOSolverOptions:
         (Anderson acceleration); 0 gives plain generalized Sinkhorn.
     on_failure: "raise" (ConvergenceError) or "warn" (warnings.warn + converged=False)
         when a step misses tol or produces non-finite values.
+    debias: solve the debiased step argmin_p W_ε(p, q) − (ε/2)H(p) + 2τF(p) (docs/MATH.md
+        "Debiased entropic JKO"): the entropy's first-order diffusion D = ε/(4τ) is
+        removed, leaving O(ε²) Fisher-type terms; solved by
+        :func:`mfjko.jko.sinkhorn.debiased_sinkhorn` (Anderson on log a ∈ ℝᴺ).
     """
 
     tol: float = 1e-9
@@ -72,6 +81,7 @@ class JKOSolverOptions:
     stage_tol: float = 1e-4
     anderson_depth: int = 6
     on_failure: str = "raise"
+    debias: bool = False
 
     def __post_init__(self):
         if not (self.tol > 0):
@@ -152,7 +162,8 @@ def _controls(options: JKOSolverOptions, eps) -> SinkhornControls:
     )
 
 
-def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int):
+def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int,
+                f0=None, debias: bool = False):
     dtype = jnp.float64
     q = jnp.asarray(q, dtype)
     log_q = jnp.where(q > 0, jnp.log(jnp.where(q > 0, q, 1.0)), -jnp.inf)
@@ -165,7 +176,10 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
     else:
         apply_lse = geom.apply_lse  # ε changes along the schedule
     data = StepData(q=q, log_q=log_q, phi=grid.phi, y=grid.y, shift=0.5 * grid.lam * grid.v)
-    res = generalized_sinkhorn(apply_lse, data, tau, eps, g0, controls, depth)
+    if debias:
+        res = debiased_sinkhorn(apply_lse, data, tau, eps, g0, f0, controls, depth)
+    else:
+        res = generalized_sinkhorn(apply_lse, data, tau, eps, g0, controls, depth)
     p_raw = jnp.exp(res.log_p)
     mass = jnp.sum(p_raw)
     q_mass = jnp.sum(q)
@@ -176,6 +190,10 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
     # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, ψ⟩ − ε Σπ.
     w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, psi) - eps * mass
     F = grid.objective(p)
+    step_obj = w_eps + 2.0 * tau * F
+    if debias:  # − (ε/2)H(p), H(p) = Σ p(log p − 1) (the −1 is a constant: Σp = Σq)
+        step_obj = step_obj - 0.5 * eps * jnp.sum(
+            jnp.where(p_raw > 0, p_raw * (res.log_p - 1.0), 0.0))
     ratio = _drift_ratio(grid, q, res.log_a, tau, apply_lse, eps)
     finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
     converged = finite & (res.marginal_error <= controls.tol) & (res.final_eps <= eps)
@@ -186,7 +204,7 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
         newton_max=res.newton_max,
         newton_residual=res.newton_residual,
         objective=F,
-        step_objective=w_eps + 2.0 * tau * F,
+        step_objective=step_obj,
         mass_error=jnp.abs(mass - q_mass) / q_mass,
         converged=converged,
         drift_ratio=ratio,
@@ -198,10 +216,11 @@ _solve = eqx.filter_jit(_solve_impl)
 
 
 @eqx.filter_jit
-def _solve_batch(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int):
-    """:func:`_solve_impl` vmapped over a batch of (q, ε, g0, controls)."""
-    return jax.vmap(lambda q_, e_, g_, c_: _solve_impl(grid, q_, tau, e_, g_, c_, eps_scaling,
-                                                       depth))(q, eps, g0, controls)
+def _solve_batch(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int,
+                 f0=None, debias: bool = False):
+    """:func:`_solve_impl` vmapped over a batch of (q, ε, g0, f0, controls)."""
+    return jax.vmap(lambda q_, e_, g_, f_, c_: _solve_impl(
+        grid, q_, tau, e_, g_, c_, eps_scaling, depth, f_, debias))(q, eps, g0, f0, controls)
 
 
 def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | None = None,
@@ -228,9 +247,11 @@ def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | No
     B, n = q.shape[0], grid.phi.shape[0]
     eps = jnp.asarray(eps, jnp.float64).reshape(B)
     g0 = jnp.zeros((B, n)) if state is None else jnp.asarray(state.g, jnp.float64)
+    f0 = jnp.zeros_like(q) if state is None else jnp.asarray(state.f, jnp.float64)
     controls = jax.tree.map(lambda x: jnp.broadcast_to(x, (B,)), _controls(options, eps))
     p, new_state, diag = _solve_batch(grid, q, jnp.asarray(float(tau)), eps, g0, controls,
-                                      options.eps_scaling is not None, options.anderson_depth)
+                                      options.eps_scaling is not None, options.anderson_depth,
+                                      f0, options.debias)
     bad = np.flatnonzero(~np.asarray(diag.converged))
     if bad.size:
         msg = (f"entropic JKO step did not converge for batch members {bad.tolist()} (ε = "
@@ -299,11 +320,15 @@ def solve_step(grid: GridProblem, q, tau: float, eps: float, state: JKOState | N
     g0 = jnp.zeros(n) if state is None else jnp.asarray(state.g, jnp.float64)
     if g0.shape != (n,):
         raise ValueError(f"state.g has shape {g0.shape}, expected ({n},)")
+    N = grid.geom.points.shape[0]
+    f0 = jnp.zeros(N) if state is None else jnp.asarray(state.f, jnp.float64)
+    if f0.shape != (N,):
+        raise ValueError(f"state.f has shape {f0.shape}, expected ({N},)")
     # Scalars travel as arrays so that new (τ, ε) values do not trigger recompilation.
     tau, eps = jnp.asarray(float(tau)), jnp.asarray(float(eps))
     p, new_state, diag = _solve(grid, jnp.asarray(q, jnp.float64), tau, eps, g0,
                                 _controls(options, eps), options.eps_scaling is not None,
-                                options.anderson_depth)
+                                options.anderson_depth, f0, options.debias)
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (
