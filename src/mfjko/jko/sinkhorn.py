@@ -271,8 +271,9 @@ class _DebiasCarry(NamedTuple):
     last_res: Array
 
 
-def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, x0, controls: SinkhornControls,
-                      anderson_depth: int, anderson_reg: float = 1e-10) -> SinkhornResult:
+def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: SinkhornControls,
+                      anderson_depth: int, anderson_reg: float = 1e-10,
+                      damping: float = 0.5) -> SinkhornResult:
     r"""Generalized Sinkhorn for the debiased step, a fixed point on log a. Pure, jittable.
 
     Solves p = argmin_p W_ε(p, q) − (ε/2)H(p) + 2τF(p) (docs/MATH.md "Debiased entropic
@@ -284,7 +285,9 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, x0, controls: Sin
     accelerated by Anderson (type II, depth m) with the same restart safeguard as
     :func:`generalized_sinkhorn`. It stops when ‖b ⊙ Kᵀa(T(x)) − q‖₁ ≤ tol; the plan
     (a = exp T(x), b) then has first marginal exactly p. Three kernel applications per
-    iteration.
+    iteration. Start: at the solution a = p^{1/2} e^{−2τF′(p)/ε}; with p ≈ q and F′ from
+    g0, log a₀ = ½ log q − (2τ/ε)(λv/2 + Φᵀg0), which, warm-started from the previous
+    step's (p, g), is that step's a.
 
     Args:
       apply_lse: ``(u, eps) -> LSE`` of the geometry.
@@ -292,10 +295,11 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, x0, controls: Sin
       tau: JKO step τ (mean-field time).
       eps: target ε (units of the cost).
       g0: (n,) warm start of the KL-prox dual.
-      x0: (N,) warm start of ε·log a (the a-potential f of the previous step).
       controls: :class:`SinkhornControls` (ε-scaling rescales x by ε_old/ε_new).
       anderson_depth: m ≥ 2 for Anderson(m−1), 0 or 1 for the plain damped map (static).
       anderson_reg: Tikhonov regularization of the Anderson least-squares problem.
+      damping: weight θ of T in the base map x ← (1 − θ)x + θT(x) (½: spectrum ⊂ [0, ½] for
+        F = 0; 0.6–0.75 measured no better on the default problem).
 
     Returns:
       A :class:`SinkhornResult` (``log_a`` = T(x) of the last evaluation).
@@ -308,7 +312,8 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, x0, controls: Sin
     m = max(int(anderson_depth), 1)
     dtype = log_q.dtype
     eps_start = jnp.asarray(eps_start, dtype)
-    x_init = jnp.asarray(x0, dtype) / eps_start
+    log_q_floor = jnp.maximum(log_q, jnp.log(jnp.finfo(dtype).tiny))  # q = 0: b = 0 there
+    x_init = 0.5 * log_q_floor - (2.0 * tau / eps_start) * (shift + g0 @ phi)
     zeros_N = jnp.zeros_like(log_q)
     init = _DebiasCarry(
         x=x_init,
@@ -353,7 +358,7 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, x0, controls: Sin
         stage_done = (e > eps) & (err <= stage_tol)
         new_eps = jnp.where(stage_done, jnp.maximum(eps, e * eps_factor), e)
 
-        t = 0.5 * (c.x + log_a)  # damped map
+        t = (1.0 - damping) * c.x + damping * log_a  # damped map
         res_norm = jnp.linalg.norm(t - c.x)
         restart = stage_done | (res_norm > 2.0 * c.last_res) | ~jnp.isfinite(res_norm)
         hist_x = jnp.where(restart, 0.0, c.hist_x)

@@ -163,7 +163,7 @@ def _controls(options: JKOSolverOptions, eps) -> SinkhornControls:
 
 
 def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int,
-                f0=None, debias: bool = False):
+                debias: bool = False):
     dtype = jnp.float64
     q = jnp.asarray(q, dtype)
     log_q = jnp.where(q > 0, jnp.log(jnp.where(q > 0, q, 1.0)), -jnp.inf)
@@ -177,7 +177,7 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
         apply_lse = geom.apply_lse  # ε changes along the schedule
     data = StepData(q=q, log_q=log_q, phi=grid.phi, y=grid.y, shift=0.5 * grid.lam * grid.v)
     if debias:
-        res = debiased_sinkhorn(apply_lse, data, tau, eps, g0, f0, controls, depth)
+        res = debiased_sinkhorn(apply_lse, data, tau, eps, g0, controls, depth)
     else:
         res = generalized_sinkhorn(apply_lse, data, tau, eps, g0, controls, depth)
     p_raw = jnp.exp(res.log_p)
@@ -217,10 +217,10 @@ _solve = eqx.filter_jit(_solve_impl)
 
 @eqx.filter_jit
 def _solve_batch(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int,
-                 f0=None, debias: bool = False):
-    """:func:`_solve_impl` vmapped over a batch of (q, ε, g0, f0, controls)."""
-    return jax.vmap(lambda q_, e_, g_, f_, c_: _solve_impl(
-        grid, q_, tau, e_, g_, c_, eps_scaling, depth, f_, debias))(q, eps, g0, f0, controls)
+                 debias: bool = False):
+    """:func:`_solve_impl` vmapped over a batch of (q, ε, g0, controls)."""
+    return jax.vmap(lambda q_, e_, g_, c_: _solve_impl(grid, q_, tau, e_, g_, c_, eps_scaling,
+                                                       depth, debias))(q, eps, g0, controls)
 
 
 def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | None = None,
@@ -247,11 +247,10 @@ def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | No
     B, n = q.shape[0], grid.phi.shape[0]
     eps = jnp.asarray(eps, jnp.float64).reshape(B)
     g0 = jnp.zeros((B, n)) if state is None else jnp.asarray(state.g, jnp.float64)
-    f0 = jnp.zeros_like(q) if state is None else jnp.asarray(state.f, jnp.float64)
     controls = jax.tree.map(lambda x: jnp.broadcast_to(x, (B,)), _controls(options, eps))
     p, new_state, diag = _solve_batch(grid, q, jnp.asarray(float(tau)), eps, g0, controls,
                                       options.eps_scaling is not None, options.anderson_depth,
-                                      f0, options.debias)
+                                      options.debias)
     bad = np.flatnonzero(~np.asarray(diag.converged))
     if bad.size:
         msg = (f"entropic JKO step did not converge for batch members {bad.tolist()} (ε = "
@@ -320,15 +319,11 @@ def solve_step(grid: GridProblem, q, tau: float, eps: float, state: JKOState | N
     g0 = jnp.zeros(n) if state is None else jnp.asarray(state.g, jnp.float64)
     if g0.shape != (n,):
         raise ValueError(f"state.g has shape {g0.shape}, expected ({n},)")
-    N = grid.geom.points.shape[0]
-    f0 = jnp.zeros(N) if state is None else jnp.asarray(state.f, jnp.float64)
-    if f0.shape != (N,):
-        raise ValueError(f"state.f has shape {f0.shape}, expected ({N},)")
     # Scalars travel as arrays so that new (τ, ε) values do not trigger recompilation.
     tau, eps = jnp.asarray(float(tau)), jnp.asarray(float(eps))
     p, new_state, diag = _solve(grid, jnp.asarray(q, jnp.float64), tau, eps, g0,
                                 _controls(options, eps), options.eps_scaling is not None,
-                                options.anderson_depth, f0, options.debias)
+                                options.anderson_depth, options.debias)
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (
