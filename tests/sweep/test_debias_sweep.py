@@ -49,3 +49,21 @@ def test_debias_axis_rejects_non_booleans(tmp_path):
     sweep = load_sweep(path)
     with pytest.raises(ConfigError, match="true or false"):
         resolve_point(sweep, expand(sweep)[0])
+
+
+def test_report_verdict_names_the_debiased_step():
+    from mfjko.report import _verdict
+
+    class Store:  # the two calls _verdict makes on a run store
+        def has(self, path):
+            return path == "jko/steps/drift_ratio"
+
+        def get(self, path):
+            return [0.95, 0.97]
+
+    t = [0.0, 1.0, 2.0]
+    series = {"gd": {"t": t, "loss": [1.0, 0.5, 0.25]},
+              "jko": {"t": t, "loss": [1.0, 0.501, 0.251]}}
+    cfg = {"methods": {"jko": {"tau": 0.2, "eps": 0.03, "debias": True}}}
+    assert _verdict(Store(), series, cfg).startswith("jko (debiased step): GD-like")
+    assert _verdict(Store(), series, {}).startswith("jko: GD-like")
