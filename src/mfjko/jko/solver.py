@@ -194,7 +194,11 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
     if debias:  # − (ε/2)H(p), H(p) = Σ p(log p − 1) (the −1 is a constant: Σp = Σq)
         step_obj = step_obj - 0.5 * eps * jnp.sum(
             jnp.where(p_raw > 0, p_raw * (res.log_p - 1.0), 0.0))
-    ratio = _drift_ratio(grid, q, res.log_a, tau, apply_lse, eps)
+    # reference plan of the drift ratio: the bare kernel (a = 1) for Peyré's step; for the
+    # debiased one the F = 0 step's a ≈ q^{1/2} (its un-blurring is not drift)
+    log_a_ref = (0.5 * jnp.maximum(log_q, jnp.log(jnp.finfo(dtype).tiny)) if debias
+                 else jnp.zeros_like(log_q))
+    ratio = _drift_ratio(grid, q, res.log_a, tau, apply_lse, eps, log_a_ref)
     finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
     converged = finite & (res.marginal_error <= controls.tol) & (res.final_eps <= eps)
     diag = JKODiagnostics(
@@ -260,12 +264,13 @@ def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | No
     return p, new_state, diag
 
 
-def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
+def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps, log_a_ref=None):
     """Drift ratio ρ = (Σ_l q_l ‖B_l − B⁰_l‖²)^{1/2} / (τ (Σ_l q_l ‖v_l‖²)^{1/2}).
 
     B_l = Σ_k π_kl θ_k / Σ_k π_kl is the barycentre of where the plan π = diag(a)K diag(b)
     sends the mass of θ_l, B⁰_l the same for the bare kernel (a = 1: the entropic blur,
-    whose barycentre moves only where the grid's box truncates K) and v_l = −∇F′(q)(θ_l),
+    whose barycentre moves only where the grid's box truncates K; ``log_a_ref``, if
+    given, replaces a = 1: the debiased step's F = 0 plan, a ≈ q^{1/2}) and v_l = −∇F′(q)(θ_l),
     restricted to the directions the grid can move along. K is symmetric: 2(D + 1) kernel
     applications. NaN where GD's velocity field vanishes (τ‖v‖ ≤ 1e-12 × the grid's extent).
     """
@@ -280,7 +285,8 @@ def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
         num = jax.vmap(lambda c: apply_lse(log_w + c, eps), in_axes=1, out_axes=1)(log_shifted)
         return jnp.exp(num - norm[:, None]) + low
 
-    shift = barycentres(log_a) - barycentres(jnp.zeros_like(log_a))
+    ref = jnp.zeros_like(log_a) if log_a_ref is None else log_a_ref
+    shift = barycentres(log_a) - barycentres(ref)
     mass = jnp.sum(q)
     drift2 = jnp.sum(q * jnp.sum(shift**2, axis=1)) / mass
     prob = grid.problem
