@@ -7,6 +7,8 @@ when the second marginal b ⊙ Kᵀa(g') is within ``tol`` of q in L1. Two accel
 cheap because the state is n-dimensional: warm start of g from the previous step (also
 across ε-scaling stages) and Anderson acceleration (type II) of T with a restart safeguard.
 A plain iteration costs two kernel applications, an Anderson-mixed one a third.
+:func:`debiased_sinkhorn` solves the debiased step (− (ε/2)H(p), MATH.md "Debiased entropic
+JKO"), whose a depends on Kb as well: a damped fixed point on log a ∈ ℝᴺ with Anderson.
 """
 
 from __future__ import annotations

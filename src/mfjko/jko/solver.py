@@ -2,8 +2,9 @@ r"""Production entropic JKO solver on any grid geometry, and the JKO time loop.
 
 One step (MATH.md "Entropic JKO"): p_{k+1} = argmin_{p ∈ simplex} W_ε(p, p_k) + 2τF(p),
 solved by the log-domain generalized Sinkhorn of :mod:`mfjko.jko.sinkhorn` with the
-KL-prox of :mod:`mfjko.jko.prox`. The JKO step τ is a step of mean-field time: k steps
-reach t = kτ, the axis GD with lr = m·h uses.
+KL-prox of :mod:`mfjko.jko.prox`; with ``JKOSolverOptions.debias`` the debiased step
+argmin W_ε(p, p_k) − (ε/2)H(p) + 2τF(p) (no first-order diffusion). The JKO step τ is a
+step of mean-field time: k steps reach t = kτ, the axis GD with lr = m·h uses.
 
 Public API:
 

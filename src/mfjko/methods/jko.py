@@ -4,7 +4,8 @@ p_{k+1} = argmin_{p ∈ simplex} W_ε(p, p_k) + 2τF(p), one step advancing t by
 :func:`mfjko.jko.solve_step` (log-domain generalized Sinkhorn, Anderson acceleration,
 warm-started from the previous step's KL-prox dual). The config section ``methods.jko``
 is τ, ε, the grid and every field of :class:`~mfjko.jko.JKOSolverOptions` (generated
-from it, so a new solver option is one edit there).
+from it, so a new solver option is one edit there; ``debias: true`` selects the debiased
+step, MATH.md "Debiased entropic JKO").
 """
 
 from __future__ import annotations
