@@ -274,6 +274,7 @@ def test_debiased_option_in_dense_reference_logsumexp_consistency():
     np.testing.assert_allclose(log_z2, log_z, atol=1e-9)
 
 
+@pytest.mark.slow  # ~15 s alone, 20–30 s on the loaded 2-core machine (compiles)
 def test_batched_and_eps_scaled_debiased_steps_match_single_ones():
     """vmap over ε (sweeps' EntropicJKOBatch) and ε-scaling give the same debiased steps."""
     from mfjko.jko.solver import solve_step, solve_step_batch
@@ -296,6 +297,7 @@ def test_batched_and_eps_scaled_debiased_steps_match_single_ones():
     assert np.all(np.asarray(diag.converged)) and np.all(np.asarray(diag2.converged))
 
 
+@pytest.mark.slow  # ~15 s alone, 20–30 s on the loaded 2-core machine (compiles)
 def test_drift_ratio_of_debiased_step_matches_standard():
     """The drift ratio (pinning diagnostic) measures the same lattice mobility for both
     steps: the debiased plan's reference is its own F = 0 plan (a ≈ q^{1/2}), so its
