@@ -138,7 +138,7 @@ def test_kkt_residual_over_eps(ratio):
                               options=JKOSolverOptions(tol=1e-11, debias=True))
     assert bool(diag.converged)
     marg, kkt = kkt_residuals(geom, q, phi, y, v, lam, tau, eps, state)
-    assert marg <= 1e-9 and kkt <= 1e-9  # measured ≤ 1e-11
+    assert marg <= 1e-9 and kkt <= 1e-9  # measured marginal ≤ 7.4e-12, p-update ≤ 5.4e-12
 
 
 def debiased_objective(r, q, cost, phi, y, v, lam, tau, eps):
@@ -254,7 +254,7 @@ def test_fine_grid_exact_shift_and_fisher_residual():
         assert abs(out[debias, 0.0][0]) < 1e-12
     assert abs(out[False, 0.0][1] - eps / 2) < 1e-6 * eps
     fisher = eps**2 / (16 * s**2)
-    assert abs(out[True, 0.0][1] - fisher) < 0.05 * fisher  # O(ε/s²) = 4 % higher order
+    assert abs(out[True, 0.0][1] - fisher) < 0.01 * fisher  # measured 2.49975e-5 (1e-4)
     assert abs(out[True, V][1] - out[True, 0.0][1]) < 1e-9  # a constant force only shifts
 
 
