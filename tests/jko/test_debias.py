@@ -72,12 +72,12 @@ def test_dense_debiased_matches_cvxpy(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("depth", [0, 6])
+@pytest.mark.parametrize("depth", [0, 10])
 def test_production_matches_dense_random_points(case, depth):
     tau, eps, lam = case
     pts, cost, q, phi, y, v = random_instance(N_, n_, seed=N_ + n_)
     p_ref = entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-13, debias=True)
-    opts = JKOSolverOptions(tol=1e-12, anderson_depth=depth, debias=True)
+    opts = JKOSolverOptions(tol=1e-12, debias_anderson_depth=depth, debias=True)
     p, state, diag = jko_step(grids.DenseGeometry.from_points(pts), q, phi, y, v, lam, tau,
                               eps, options=opts)
     assert bool(diag.converged)

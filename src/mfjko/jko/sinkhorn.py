@@ -71,14 +71,16 @@ class _Carry(NamedTuple):
     last_res: Array
 
 
-def _anderson_mix(hist_x, hist_t, hist_len, reg):
+def _anderson_mix(hist_x, hist_t, hist_len, reg, weight=None):
     """Type-II Anderson step from the stored (g_j, T(g_j)), the newest at index 0.
 
     Returns the mixed point Σ_j c_j T(g_j) with Σ c_j = 1 minimizing ‖Σ_j c_j r_j‖
-    (r_j = T(g_j) − g_j), Tikhonov-regularized.
+    (r_j = T(g_j) − g_j; ‖·‖ weighted by ``weight`` (n,) if given), Tikhonov-regularized.
     """
     m = hist_x.shape[0]
     R = hist_t - hist_x  # (m, n) residuals
+    if weight is not None:
+        R = R * weight
     valid = jnp.arange(m) < hist_len
     # differences relative to the newest entry (index 0)
     dR = (R[1:] - R[0]) * valid[1:, None]
@@ -285,7 +287,9 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sinkhor
     z, the state is the N-vector x; the base iteration is the damped map
     x ← ½(x + T(x)) (T alone oscillates: its linearization has eigenvalues down to −1),
     accelerated by Anderson (type II, depth m) with the same restart safeguard as
-    :func:`generalized_sinkhorn`. It stops when ‖b ⊙ Kᵀa(T(x)) − q‖₁ ≤ tol; the plan
+    :func:`generalized_sinkhorn`, both in the q^{1/2}-weighted norm (unweighted, the
+    irrelevant tails where q ≈ 0 dominate; measured on 41³: 24 → 15 iterations per step
+    with depth 10). It stops when ‖b ⊙ Kᵀa(T(x)) − q‖₁ ≤ tol; the plan
     (a = exp T(x), b) then has first marginal exactly p. Three kernel applications per
     iteration. Start: at the solution a = p^{1/2} e^{−2τF′(p)/ε}; with p ≈ q and F′ from
     g0, log a₀ = ½ log q − (2τ/ε)(λv/2 + Φᵀg0), which, warm-started from the previous
@@ -315,6 +319,9 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sinkhor
     dtype = log_q.dtype
     eps_start = jnp.asarray(eps_start, dtype)
     log_q_floor = jnp.maximum(log_q, jnp.log(jnp.finfo(dtype).tiny))  # q = 0: b = 0 there
+    # Anderson's least squares and the restart test in the q^{1/2}-weighted norm: log a
+    # where q is negligible (the tails) would otherwise dominate them
+    weight = jnp.sqrt(q / jnp.sum(q))
     x_init = 0.5 * log_q_floor - (2.0 * tau / eps_start) * (shift + g0 @ phi)
     zeros_N = jnp.zeros_like(log_q)
     init = _DebiasCarry(
@@ -361,7 +368,7 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sinkhor
         new_eps = jnp.where(stage_done, jnp.maximum(eps, e * eps_factor), e)
 
         t = (1.0 - damping) * c.x + damping * log_a  # damped map
-        res_norm = jnp.linalg.norm(t - c.x)
+        res_norm = jnp.linalg.norm(weight * (t - c.x))
         restart = stage_done | (res_norm > 2.0 * c.last_res) | ~jnp.isfinite(res_norm)
         hist_x = jnp.where(restart, 0.0, c.hist_x)
         hist_t = jnp.where(restart, 0.0, c.hist_t)
@@ -370,7 +377,7 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sinkhor
         hist_t = jnp.roll(hist_t, 1, axis=0).at[0].set(t)
         hist_len = jnp.minimum(hist_len + 1, m)
         if m >= 2:
-            mixed = _anderson_mix(hist_x, hist_t, hist_len, anderson_reg)
+            mixed = _anderson_mix(hist_x, hist_t, hist_len, anderson_reg, weight)
             use_mix = (hist_len >= 2) & jnp.all(jnp.isfinite(mixed))
             x_next = jnp.where(use_mix, mixed, t)
         else:
