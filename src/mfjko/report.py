@@ -348,11 +348,12 @@ def _diagnostics_figure(store: RunStore, figdir: Path, made: list[str]) -> None:
     made.append("jko_diagnostics.png")
 
 
-def _verdict(store, series: dict) -> str:
+def _verdict(store, series: dict, cfg: dict | None = None) -> str:
     """The one-line verdict of the grid methods (the study's rule, regime.classify).
 
     Grid methods: kind "grid", or reporting a drift ratio (wfr_jko); each is pinned,
-    GD-like, Langevin-like or neither by :func:`mfjko.study.regime.classify`.
+    GD-like, Langevin-like or neither by :func:`mfjko.study.regime.classify`. A method
+    run with ``debias: true`` (the debiased entropic step) is named so.
     """
     from mfjko.study.regime import run_verdict
 
@@ -364,7 +365,9 @@ def _verdict(store, series: dict) -> str:
         drift = store.get(path) if store.has(path) else None
         v = run_verdict(series, drift, name)
         if v is not None:
-            lines.append(f"{name}: {v.sentence()}")
+            section = ((cfg or {}).get("methods") or {}).get(name) or {}
+            label = f"{name} (debiased step)" if section.get("debias") else name
+            lines.append(f"{label}: {v.sentence()}")
     return " ".join(lines)
 
 
@@ -600,7 +603,7 @@ def render(run_dir) -> Path:
                     figdir)
 
     sentences = summary_sentences(series, timings, setup)
-    verdict = _verdict(view, series)
+    verdict = _verdict(view, series, cfg)
     if not doc:
         sentences = ["This run was stopped while its folder was being created: nothing was "
                      "computed yet (resume it with --resume)."]

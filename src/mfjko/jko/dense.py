@@ -1,6 +1,7 @@
 r"""Dense reference for one entropic JKO step (NumPy, log domain, no tricks).
 
-p = argmin_{p ∈ simplex} W_ε(p, q) + 2τF(p) by Peyré's (2015) generalized Sinkhorn on
+p = argmin_{p ∈ simplex} W_ε(p, q) + 2τF(p) (or its debiased variant, ``debias=True``:
+− (ε/2)H(p) added) by Peyré's (2015) generalized Sinkhorn on
 π = diag(a) K diag(b), K = exp(−C/ε), with the KL-prox of F solved by Newton on its
 n-dimensional dual (docs/MATH.md, "Solving one entropic JKO step"). Deliberately plain (no
 warm start, no acceleration, no jit): the reference the production solver of
@@ -135,7 +136,8 @@ def kl_prox_dual_newton(log_z, phi, y, v, lam, sigma, g0=None, tol=1e-13, max_it
     raise ConvergenceError(f"KL-prox Newton: |grad H| = {np.linalg.norm(grad):.3e} > tol")
 
 
-def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200_000):
+def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200_000,
+                      debias=False):
     r"""One entropic JKO step p = argmin_p W_ε(p, q) + 2τF(p) (dense reference).
 
     Parameters
@@ -147,6 +149,11 @@ def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200
     y : (n,) targets.  v : (N,) weight-decay potential V(θ_k).
     lam : weight decay λ ≥ 0.  tau : JKO step of mean-field time.  eps : entropic ε.
     tol : stop when the second-marginal error ‖b ⊙ Kᵀa − q‖₁ ≤ tol.
+    debias : solve the debiased step p = argmin_p W_ε(p, q) − (ε/2)H(p) + 2τF(p)
+        (H(p) = Σ p log p; docs/MATH.md "Debiased entropic JKO"): the p-update becomes
+        p = prox^{KL}_{σ'F}((Kb)²), σ' = 4τ/ε, and log a = log p − log Kb depends on b,
+        so the a-update is damped (log a ← ½(log a + log a_new), as symmetric Sinkhorn;
+        the undamped map oscillates, with eigenvalues near −1).
 
     Returns:
     -------
@@ -155,25 +162,29 @@ def entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-10, max_iter=200
     achieved marginal error if tol is not reached within ``max_iter`` iterations.
     """
     cost, q, phi, y, v = _check_inputs(cost, q, phi, y, v, lam, tau, eps)
-    sigma = 2.0 * tau / eps
+    sigma = (4.0 if debias else 2.0) * tau / eps
     log_k = -cost / eps
     with np.errstate(divide="ignore"):
         log_q = np.log(q)
     n = phi.shape[0]
     g = np.zeros(n)
-    log_a = -sigma * (0.5 * lam * v + phi.T @ g)
+    log_a = np.zeros_like(q) if debias else -sigma * (0.5 * lam * v + phi.T @ g)
     err = np.inf
     for _ in range(max_iter):
         log_b = log_q - logsumexp(log_k + log_a[:, None], axis=0)
         log_z = logsumexp(log_k + log_b[None, :], axis=1)
-        log_p, g = kl_prox_dual_newton(log_z, phi, y, v, lam, sigma, g0=g)
-        log_a = log_p - log_z
+        if debias:
+            log_p, g = kl_prox_dual_newton(2.0 * log_z, phi, y, v, lam, sigma, g0=g)
+        else:
+            log_p, g = kl_prox_dual_newton(log_z, phi, y, v, lam, sigma, g0=g)
+        log_a_new = log_p - log_z
         # second marginal of π = diag(a) K diag(b) after the a-update
-        col = np.exp(log_b + logsumexp(log_k + log_a[:, None], axis=0))
+        col = np.exp(log_b + logsumexp(log_k + log_a_new[:, None], axis=0))
         err = np.abs(col - q).sum()
         if err <= tol:
             p = np.exp(log_p)
             return p * (q.sum() / p.sum())
+        log_a = 0.5 * (log_a + log_a_new) if debias else log_a_new
     raise ConvergenceError(
         f"entropic_jko_step: marginal error {err:.3e} > tol {tol:.1e} after {max_iter} "
         "Sinkhorn iterations"

@@ -2,8 +2,9 @@ r"""Production entropic JKO solver on any grid geometry, and the JKO time loop.
 
 One step (MATH.md "Entropic JKO"): p_{k+1} = argmin_{p ∈ simplex} W_ε(p, p_k) + 2τF(p),
 solved by the log-domain generalized Sinkhorn of :mod:`mfjko.jko.sinkhorn` with the
-KL-prox of :mod:`mfjko.jko.prox`. The JKO step τ is a step of mean-field time: k steps
-reach t = kτ, the axis GD with lr = m·h uses.
+KL-prox of :mod:`mfjko.jko.prox`; with ``JKOSolverOptions.debias`` the debiased step
+argmin W_ε(p, p_k) − (ε/2)H(p) + 2τF(p) (no first-order diffusion). The JKO step τ is a
+step of mean-field time: k steps reach t = kτ, the axis GD with lr = m·h uses.
 
 Public API:
 
@@ -25,7 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from mfjko.jko.dense import check_step_data, report_failure
-from mfjko.jko.sinkhorn import SinkhornControls, StepData, generalized_sinkhorn
+from mfjko.jko.sinkhorn import (
+    SinkhornControls,
+    StepData,
+    debiased_sinkhorn,
+    generalized_sinkhorn,
+)
 from mfjko.objective import loss_from_features
 from mfjko.problem import GridProblem
 from mfjko.trajectory import Trajectory
@@ -61,6 +67,13 @@ class JKOSolverOptions:
         (Anderson acceleration); 0 gives plain generalized Sinkhorn.
     on_failure: "raise" (ConvergenceError) or "warn" (warnings.warn + converged=False)
         when a step misses tol or produces non-finite values.
+    debias: solve the debiased step argmin_p W_ε(p, q) − (ε/2)H(p) + 2τF(p) (docs/MATH.md
+        "Debiased entropic JKO"): the entropy's first-order diffusion D = ε/(4τ) is
+        removed, leaving O(ε²) Fisher-type terms; solved by
+        :func:`mfjko.jko.sinkhorn.debiased_sinkhorn` (Anderson on log a ∈ ℝᴺ).
+    debias_anderson_depth: the Anderson depth of the debiased fixed point (its state is
+        N-dimensional, with more slow modes than g's: 10 by default; 0 gives the plain
+        damped map); ``anderson_depth`` applies to the standard step only.
     """
 
     tol: float = 1e-9
@@ -72,6 +85,8 @@ class JKOSolverOptions:
     stage_tol: float = 1e-4
     anderson_depth: int = 6
     on_failure: str = "raise"
+    debias: bool = False
+    debias_anderson_depth: int = 10
 
     def __post_init__(self):
         if not (self.tol > 0):
@@ -86,6 +101,9 @@ class JKOSolverOptions:
             raise ValueError(f"eps_start_ratio must be ≥ 1, got {self.eps_start_ratio}")
         if self.anderson_depth < 0:
             raise ValueError(f"anderson_depth must be ≥ 0, got {self.anderson_depth}")
+        if self.debias_anderson_depth < 0:
+            raise ValueError("debias_anderson_depth must be ≥ 0, got "
+                             f"{self.debias_anderson_depth}")
         if self.on_failure not in ("raise", "warn"):
             raise ValueError(f"on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
 
@@ -137,6 +155,11 @@ def grid_objective(p, phi, y, v, lam):
     return loss_from_features(phi, p, y, v, lam)
 
 
+def _depth(options: JKOSolverOptions) -> int:
+    """The Anderson depth of the step's fixed point (static)."""
+    return options.debias_anderson_depth if options.debias else options.anderson_depth
+
+
 def _controls(options: JKOSolverOptions, eps) -> SinkhornControls:
     """The options that may be traced (changing them does not recompile)."""
     factor = 1.0 if options.eps_scaling is None else options.eps_scaling
@@ -152,7 +175,8 @@ def _controls(options: JKOSolverOptions, eps) -> SinkhornControls:
     )
 
 
-def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int):
+def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int,
+                debias: bool = False):
     dtype = jnp.float64
     q = jnp.asarray(q, dtype)
     log_q = jnp.where(q > 0, jnp.log(jnp.where(q > 0, q, 1.0)), -jnp.inf)
@@ -165,7 +189,10 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
     else:
         apply_lse = geom.apply_lse  # ε changes along the schedule
     data = StepData(q=q, log_q=log_q, phi=grid.phi, y=grid.y, shift=0.5 * grid.lam * grid.v)
-    res = generalized_sinkhorn(apply_lse, data, tau, eps, g0, controls, depth)
+    if debias:
+        res = debiased_sinkhorn(apply_lse, data, tau, eps, g0, controls, depth)
+    else:
+        res = generalized_sinkhorn(apply_lse, data, tau, eps, g0, controls, depth)
     p_raw = jnp.exp(res.log_p)
     mass = jnp.sum(p_raw)
     q_mass = jnp.sum(q)
@@ -176,7 +203,15 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
     # ⟨C,π⟩ + εΣπ(log π − 1) = ⟨π1, f⟩ + ⟨πᵀ1, ψ⟩ − ε Σπ.
     w_eps = jnp.dot(p_raw, jnp.where(p_raw > 0, f, 0.0)) + jnp.dot(res.col, psi) - eps * mass
     F = grid.objective(p)
-    ratio = _drift_ratio(grid, q, res.log_a, tau, apply_lse, eps)
+    step_obj = w_eps + 2.0 * tau * F
+    if debias:  # − (ε/2)H(p), H(p) = Σ p(log p − 1) (the −1 is a constant: Σp = Σq)
+        step_obj = step_obj - 0.5 * eps * jnp.sum(
+            jnp.where(p_raw > 0, p_raw * (res.log_p - 1.0), 0.0))
+    # reference plan of the drift ratio: the bare kernel (a = 1) for Peyré's step; for the
+    # debiased one the F = 0 step's a ≈ q^{1/2} (its un-blurring is not drift)
+    log_a_ref = (0.5 * jnp.maximum(log_q, jnp.log(jnp.finfo(dtype).tiny)) if debias
+                 else jnp.zeros_like(log_q))
+    ratio = _drift_ratio(grid, q, res.log_a, tau, apply_lse, eps, log_a_ref)
     finite = jnp.all(jnp.isfinite(p)) & jnp.isfinite(w_eps) & jnp.all(jnp.isfinite(res.g))
     converged = finite & (res.marginal_error <= controls.tol) & (res.final_eps <= eps)
     diag = JKODiagnostics(
@@ -186,7 +221,7 @@ def _solve_impl(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool,
         newton_max=res.newton_max,
         newton_residual=res.newton_residual,
         objective=F,
-        step_objective=w_eps + 2.0 * tau * F,
+        step_objective=step_obj,
         mass_error=jnp.abs(mass - q_mass) / q_mass,
         converged=converged,
         drift_ratio=ratio,
@@ -198,10 +233,11 @@ _solve = eqx.filter_jit(_solve_impl)
 
 
 @eqx.filter_jit
-def _solve_batch(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int):
+def _solve_batch(grid: GridProblem, q, tau, eps, g0, controls, eps_scaling: bool, depth: int,
+                 debias: bool = False):
     """:func:`_solve_impl` vmapped over a batch of (q, ε, g0, controls)."""
     return jax.vmap(lambda q_, e_, g_, c_: _solve_impl(grid, q_, tau, e_, g_, c_, eps_scaling,
-                                                       depth))(q, eps, g0, controls)
+                                                       depth, debias))(q, eps, g0, controls)
 
 
 def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | None = None,
@@ -230,7 +266,8 @@ def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | No
     g0 = jnp.zeros((B, n)) if state is None else jnp.asarray(state.g, jnp.float64)
     controls = jax.tree.map(lambda x: jnp.broadcast_to(x, (B,)), _controls(options, eps))
     p, new_state, diag = _solve_batch(grid, q, jnp.asarray(float(tau)), eps, g0, controls,
-                                      options.eps_scaling is not None, options.anderson_depth)
+                                      options.eps_scaling is not None, _depth(options),
+                                      options.debias)
     bad = np.flatnonzero(~np.asarray(diag.converged))
     if bad.size:
         msg = (f"entropic JKO step did not converge for batch members {bad.tolist()} (ε = "
@@ -240,12 +277,13 @@ def solve_step_batch(grid: GridProblem, q, tau: float, eps, state: JKOState | No
     return p, new_state, diag
 
 
-def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
+def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps, log_a_ref=None):
     """Drift ratio ρ = (Σ_l q_l ‖B_l − B⁰_l‖²)^{1/2} / (τ (Σ_l q_l ‖v_l‖²)^{1/2}).
 
     B_l = Σ_k π_kl θ_k / Σ_k π_kl is the barycentre of where the plan π = diag(a)K diag(b)
     sends the mass of θ_l, B⁰_l the same for the bare kernel (a = 1: the entropic blur,
-    whose barycentre moves only where the grid's box truncates K) and v_l = −∇F′(q)(θ_l),
+    whose barycentre moves only where the grid's box truncates K; ``log_a_ref``, if
+    given, replaces a = 1: the debiased step's F = 0 plan, a ≈ q^{1/2}) and v_l = −∇F′(q)(θ_l),
     restricted to the directions the grid can move along. K is symmetric: 2(D + 1) kernel
     applications. NaN where GD's velocity field vanishes (τ‖v‖ ≤ 1e-12 × the grid's extent).
     """
@@ -260,7 +298,8 @@ def _drift_ratio(grid: GridProblem, q, log_a, tau, apply_lse, eps):
         num = jax.vmap(lambda c: apply_lse(log_w + c, eps), in_axes=1, out_axes=1)(log_shifted)
         return jnp.exp(num - norm[:, None]) + low
 
-    shift = barycentres(log_a) - barycentres(jnp.zeros_like(log_a))
+    ref = jnp.zeros_like(log_a) if log_a_ref is None else log_a_ref
+    shift = barycentres(log_a) - barycentres(ref)
     mass = jnp.sum(q)
     drift2 = jnp.sum(q * jnp.sum(shift**2, axis=1)) / mass
     prob = grid.problem
@@ -303,7 +342,7 @@ def solve_step(grid: GridProblem, q, tau: float, eps: float, state: JKOState | N
     tau, eps = jnp.asarray(float(tau)), jnp.asarray(float(eps))
     p, new_state, diag = _solve(grid, jnp.asarray(q, jnp.float64), tau, eps, g0,
                                 _controls(options, eps), options.eps_scaling is not None,
-                                options.anderson_depth)
+                                _depth(options), options.debias)
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (

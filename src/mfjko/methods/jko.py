@@ -4,7 +4,8 @@ p_{k+1} = argmin_{p ∈ simplex} W_ε(p, p_k) + 2τF(p), one step advancing t by
 :func:`mfjko.jko.solve_step` (log-domain generalized Sinkhorn, Anderson acceleration,
 warm-started from the previous step's KL-prox dual). The config section ``methods.jko``
 is τ, ε, the grid and every field of :class:`~mfjko.jko.JKOSolverOptions` (generated
-from it, so a new solver option is one edit there).
+from it, so a new solver option is one edit there; ``debias: true`` selects the debiased
+step, MATH.md "Debiased entropic JKO").
 """
 
 from __future__ import annotations
@@ -83,8 +84,12 @@ class EntropicJKO(Stepper):
 
     @property
     def diffusion(self) -> float:
-        """D = ε/(4τ), the diffusion the entropy adds (MATH.md)."""
-        return self.eps / (4.0 * self.tau)
+        """D = ε/(4τ), the diffusion the entropy adds (MATH.md); 0 for the debiased step.
+
+        The debiased step (``options.debias``) removes the first-order diffusion; what is
+        left is an O(ε²/τ) Fisher-type term (MATH.md "Debiased entropic JKO").
+        """
+        return 0.0 if self.options.debias else self.eps / (4.0 * self.tau)
 
     def init(self, problem: GridProblem, initial) -> JKOStepperState:
         """Validated initial weights p (N,) on the problem's grid, no warm start, k = 0."""
@@ -129,8 +134,9 @@ class EntropicJKO(Stepper):
                                int(arrays.get("k", 0)))
 
     def meta(self) -> dict:
-        """τ, ε and the diffusion D = ε/(4τ) for a trajectory's meta."""
-        return {"tau": self.tau, "eps": self.eps, "diffusion": self.diffusion}
+        """τ, ε, the diffusion D (ε/(4τ); 0 when debiased) and ``debias``: trajectory meta."""
+        return {"tau": self.tau, "eps": self.eps, "diffusion": self.diffusion,
+                "debias": bool(self.options.debias)}
 
 
 @dataclass(frozen=True)

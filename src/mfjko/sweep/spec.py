@@ -6,8 +6,9 @@ each other: key → list of values) and ``zip`` (groups of keys varied together,
 per group). Keys use ``--set`` syntax, plus derived keys ``<method>.<name>`` (:data:`DERIVED`)
 of any grid method with τ, ε and a spacing (``jko``: its grid; ``wfr_jko``: its directions'
 angular spacing), resolved against the point's own grid and data (``jko.grid_n``,
-``<method>.eps_over_h2``, ``<method>.courant``, ``<method>.D``) and labels (``tag.<name>``,
-a coordinate only). null in a zip group: not set.
+``<method>.eps_over_h2``, ``<method>.courant``, ``<method>.D``; ``<method>.debias``
+sets the debiased step) and labels (``tag.<name>``, a coordinate only). null in a zip
+group: not set.
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ DERIVED = {
                         "for wfr_jko): τ = c·δ/V₀, snapped so that record_every/τ is an integer",
     "<method>.D": "the diffusion D = ε/(4τ) the entropy adds: methods.<method>.eps = 4·D·τ "
                   "(after τ)",
+    "<method>.debias": "the debiased step (− (ε/2)H(p), docs/MATH.md): "
+                       "methods.<method>.debias = value (true/false)",
 }
 #: keys starting with this label a point (a coordinate of the results) and set nothing
 TAG = "tag."
 #: the order in which derived keys are applied (each may need the previous ones)
-_DERIVED_ORDER = ("grid_n", "eps_over_h2", "courant", "D")
+_DERIVED_ORDER = ("debias", "grid_n", "eps_over_h2", "courant", "D")
 
 
 def derived_key(key: str) -> tuple[str, str] | None:
@@ -291,7 +294,8 @@ def resolve_point(spec: SweepSpec, point: Point) -> RunConfig:
         for key, value in derived.items():
             method, kname = derived_key(key)
             if kname == name and value is not None:
-                raw = _apply_derived(method, name, float(value), raw, point)
+                value = _as_bool(key, value) if name == "debias" else float(value)
+                raw = _apply_derived(method, name, value, raw, point)
     return parse_config(raw, f"point {point.id}")
 
 
@@ -348,9 +352,24 @@ def initial_speed(cfg: RunConfig, method: str = "jko") -> float:
     return float(np.sqrt(np.mean(np.sum(v * v, axis=1))))
 
 
-def _apply_derived(method: str, name: str, value: float, raw: dict, point: Point) -> dict:
+def _as_bool(key: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"sweep key {key} takes true or false, got {value!r}")
+
+
+def _apply_derived(method: str, name: str, value, raw: dict, point: Point) -> dict:
     prefix = "" if method == "jko" else f"{method}_"  # jko's resolved names stay unprefixed
     section = f"methods.{method}"
+    if name == "debias":
+        if method not in raw.get("methods", {}):
+            raise ConfigError(f"{method}.debias needs methods.{method} in the config")
+        point.resolved[prefix + "debias"] = value
+        return apply_overrides(raw, [_to_override(f"{section}.debias", value)])
     if name == "grid_n":
         ranges = raw["methods"][method].get("grid", {}).get("ranges")
         if ranges is None:
