@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mfjko import methods as _methods
 from mfjko import parametrizations as _params
+from mfjko.errors import ConfigError  # re-exported: its historical home
 
 __all__ = [
     "ConfigError",
@@ -55,10 +56,6 @@ MAX_MASS_OUTSIDE = 0.05
 EPS_SAFETY = 1e-2
 #: order in which methods run and appear (GD first: it is every other method's reference)
 METHOD_ORDER = tuple(m.name for m in _methods.runnable())
-
-
-class ConfigError(ValueError):
-    """An invalid run configuration; the message names the key and the fix."""
 
 
 class _Strict(BaseModel):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mfjko.errors import DataError, DataFileNotFoundError  # re-exported: their old home
+
 __all__ = [
     "DataError",
     "DataFileNotFoundError",
@@ -34,18 +36,6 @@ __all__ = [
     "DATASETS",
     "REGRESSION_1D_TARGETS",
 ]
-
-
-class DataError(ValueError):
-    """Data that cannot be used.
-
-    An unreadable file, wrong shapes, NaN, ...: the message names the file or array and
-    the fix.
-    """
-
-
-class DataFileNotFoundError(DataError, FileNotFoundError):
-    """A data file that does not exist."""
 
 
 def _relu(z):

@@ -27,6 +27,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from mfjko import metrics as _metrics
+from mfjko.errors import RunFolderError
 
 __all__ = ["RunStore", "DurableStore", "METRIC_COLUMNS", "read_metrics", "atomic_write_text",
            "durable_write", "CRASH", "CrashPoints", "SimulatedCrash", "CRASH_ENV",
@@ -625,8 +626,6 @@ def open_run(run_dir):
 
     store = RunStore(run_dir)
     if not (store.zarr_path / "zarr.json").exists():
-        from mfjko.runner.run import RunFolderError
-
         raise RunFolderError(f"{run_dir} has no trajectories.zarr: not a run folder")
     view = store.committed_view()
     root = view.group("r")

@@ -20,9 +20,13 @@ from pathlib import Path
 
 import yaml
 
-from mfjko.config import ConfigError
+from mfjko.errors import (  # SweepExistsError, SchedulerError: re-exported, their old home
+    ConfigError,
+    SchedulerError,
+    SweepExistsError,
+)
 from mfjko.io import _TMP, METRIC_COLUMNS, atomic_write_text, durable_delete
-from mfjko.runner.run import RunFolderError, check_not_precious, probe_writable
+from mfjko.runner.run import check_not_precious, probe_writable
 from mfjko.sweep.execute import run_group
 from mfjko.sweep.spec import (
     Point,
@@ -48,18 +52,6 @@ SWEEP_ENTRIES = (SWEEP_MARKER, "sweep.yaml", "points", "results.parquet", "resul
 _POINT_DIR = re.compile(r"^\d{4,}-[0-9a-f]{8}$")
 #: environment variable: seconds to wait for --scheduler (default 5)
 SCHEDULER_TIMEOUT_ENV = "MFJKO_SCHEDULER_TIMEOUT"
-
-
-class SweepExistsError(RunFolderError):
-    """The sweep folder cannot be used as asked.
-
-    It holds a sweep and neither resume nor overwrite was asked for, or there is nothing
-    to resume (exit status 3, like a run folder).
-    """
-
-
-class SchedulerError(ConnectionError):
-    """The Dask scheduler of --scheduler cannot be reached (exit status 5, I/O)."""
 
 
 def _group_key(cfg_doc: dict) -> str:
