@@ -31,7 +31,8 @@ from mfjko.errors import (  # re-exported: their historical home
     RunStopped,
     SolverError,
 )
-from mfjko.io import CRASH, RUN_MARKER, RunStore, is_run_folder
+from mfjko.faults import CRASH
+from mfjko.io import RUN_MARKER, RunStore, is_run_folder
 from mfjko.progress import progress_bar
 from mfjko.runner.provenance import provenance
 from mfjko.runner.recorder import Recorder, record_time
