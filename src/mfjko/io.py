@@ -27,7 +27,7 @@ import yaml
 import zarr
 from zarr.storage import LocalStore
 
-from mfjko import metrics as _metrics
+from mfjko.columns import METRIC_COLUMNS  # re-exported: its historical home
 from mfjko.errors import RunFolderError
 from mfjko.faults import (  # re-exported: their historical home (tests arm mfjko.io.CRASH)
     CRASH,
@@ -42,8 +42,6 @@ __all__ = ["RunStore", "DurableStore", "METRIC_COLUMNS", "read_metrics", "atomic
            "CRASH_EXIT_CODE", "RUN_MARKER", "RUN_FORMAT", "RUN_ENTRIES", "is_run_folder",
            "dimension_names", "open_run"]
 
-#: columns of metrics.csv, in order (the metrics are mfjko.metrics.ROW_METRICS')
-METRIC_COLUMNS = ("method", "t", *_metrics.COLUMNS)
 #: the marker file that makes a folder a run folder (written before anything else)
 RUN_MARKER = ".mfjko-run"
 #: version of the run-folder layout, stored in the marker

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import yaml
 
+from mfjko.columns import METRIC_COLUMNS
 from mfjko.errors import (  # SweepExistsError, SchedulerError: re-exported, their old home
     ConfigError,
     SchedulerError,
     SweepExistsError,
 )
-from mfjko.io import _TMP, METRIC_COLUMNS, atomic_write_text, durable_delete
+from mfjko.io import _TMP, atomic_write_text, durable_delete
 from mfjko.runner.run import check_not_precious, probe_writable
 from mfjko.sweep.execute import run_group
 from mfjko.sweep.spec import (
