@@ -5,21 +5,25 @@ well under a second); every ``import`` / ``from ... import`` statement counts, a
 level AND inside functions, classes or ``if`` blocks (a function-local import is still an
 import: it only delays the circle to call time).
 
-Edges (the convention of grimp / import-linter):
+Edges, as Python executes them:
 
 - ``import mfjko.a.b`` → ``mfjko.a.b``;
 - ``from mfjko.a import b`` → ``mfjko.a.b`` when ``b`` is a submodule, else ``mfjko.a``
   (the package's ``__init__``, through which the name is re-exported);
 - relative imports are resolved against the importing module's package;
-- the parents of an imported module (``mfjko``, ``mfjko.a``) are not counted as imported:
-  Python runs their ``__init__`` first, but every submodule would then close a circle with
-  any ``__init__`` that re-exports it.
+- importing ``mfjko.a.b`` also runs ``mfjko/a/__init__.py`` first: an edge to the package
+  ``mfjko.a`` too, unless the importer is inside ``mfjko.a`` (then that ``__init__`` is
+  already running or done). So ``mfjko.driver`` importing ``mfjko.methods.base`` depends on
+  ``mfjko.methods``, whose ``__init__`` imports every method: a method importing the
+  driver is a circle (``import mfjko.driver`` fails on it). ``--no-packages`` leaves these
+  edges out (the grimp / import-linter convention).
 
 A circle is a strongly connected component of more than one module, or a module that
 imports itself. Usage::
 
     python scripts/import_graph.py            # the circles, exit 1 if any
     python scripts/import_graph.py --edges    # also every edge, with its line numbers
+    python scripts/import_graph.py --no-packages  # without the package-__init__ edges
 """
 
 from __future__ import annotations
@@ -50,8 +54,12 @@ def _is_package(path: Path) -> bool:
     return path.name == "__init__.py"
 
 
-def imports_of(name: str, path: Path, known: dict[str, Path]) -> dict[str, list[int]]:
-    """The package modules that module ``name`` imports → the lines where it does."""
+def imports_of(name: str, path: Path, known: dict[str, Path],
+               packages: bool = True) -> dict[str, list[int]]:
+    """The package modules that module ``name`` imports → the lines where it does.
+
+    ``packages``: count the ``__init__`` of the packages an import runs (module docstring).
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     # the package a relative import is resolved against
     here = name.split(".") if _is_package(path) else name.split(".")[:-1]
@@ -62,8 +70,15 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> dict[str, list[
         parts = target.split(".")
         while parts and ".".join(parts) not in known:
             parts.pop()
-        if parts and line not in found[".".join(parts)]:
-            found[".".join(parts)].append(line)
+        if not parts:
+            return
+        targets = [".".join(parts)]
+        if packages:  # the enclosing packages' __init__, unless name is inside them
+            targets += [pkg for pkg in (".".join(parts[:i]) for i in range(1, len(parts)))
+                        if name != pkg and not name.startswith(pkg + ".")]
+        for target in targets:
+            if line not in found[target]:
+                found[target].append(line)
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -84,10 +99,11 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> dict[str, list[
     return dict(found)
 
 
-def graph(root: Path = ROOT, package: str = PACKAGE) -> dict[str, dict[str, list[int]]]:
+def graph(root: Path = ROOT, package: str = PACKAGE,
+          packages: bool = True) -> dict[str, dict[str, list[int]]]:
     """Module → {imported module → lines}, over the whole package."""
     known = modules(root, package)
-    return {name: imports_of(name, path, known) for name, path in known.items()}
+    return {name: imports_of(name, path, known, packages) for name, path in known.items()}
 
 
 def cycles(g: dict[str, dict[str, list[int]]]) -> list[list[str]]:
@@ -153,8 +169,10 @@ def describe(comp: list[str], g: dict[str, dict[str, list[int]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edges", action="store_true", help="print every edge too")
+    parser.add_argument("--no-packages", action="store_true",
+                        help="leave out the edges to the packages whose __init__ an import runs")
     args = parser.parse_args(argv)
-    g = graph()
+    g = graph(packages=not args.no_packages)
     if args.edges:
         for a in sorted(g):
             for b, at in sorted(g[a].items()):
