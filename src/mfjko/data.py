@@ -301,6 +301,7 @@ def digits(
     Targets: ``task="regression"`` — the digit value standardized with the training
     mean and std; ``task="binary"`` — +1 if the digit is < 5, else −1.
     """
+    # scikit-learn: heavy, only the digits data set needs it (start-up cost)
     from sklearn.datasets import load_digits
     from sklearn.decomposition import PCA
 

@@ -544,7 +544,7 @@ def open_run(run_dir):
     Returns:
       The Dataset; the run's parametrization and mass_outside are its attributes.
     """
-    import xarray as xr
+    import xarray as xr  # only open_run needs it (start-up cost)
 
     store = RunStore(run_dir)
     if not (store.zarr_path / "zarr.json").exists():

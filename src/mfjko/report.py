@@ -31,6 +31,7 @@ from mfjko import metrics as _metrics  # noqa: E402
 from mfjko import parametrizations as _params  # noqa: E402
 from mfjko.errors import RunFolderError  # noqa: E402
 from mfjko.io import RunStore, atomic_write_text, is_run_folder, read_metrics  # noqa: E402
+from mfjko.study.regime import run_verdict  # noqa: E402
 
 __all__ = ["render", "compare", "summary_sentences", "FIGURES"]
 
@@ -352,8 +353,6 @@ def _verdict(store, series: dict) -> str:
     Grid methods: kind "grid", or reporting a drift ratio (wfr_jko); each is pinned,
     GD-like, Langevin-like or neither by :func:`mfjko.study.regime.classify`.
     """
-    from mfjko.study.regime import run_verdict
-
     lines = []
     for name, info in _methods.REGISTRY.items():
         path = f"{name}/steps/drift_ratio"

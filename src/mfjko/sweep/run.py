@@ -27,8 +27,11 @@ from mfjko.errors import (  # SweepExistsError, SchedulerError: re-exported, the
     SweepExistsError,
 )
 from mfjko.io import _TMP, atomic_write_text, durable_delete
+from mfjko.memory import check_memory
+from mfjko.progress import progress_bar
 from mfjko.runner.run import check_not_precious, probe_writable
 from mfjko.sweep.execute import run_group
+from mfjko.sweep.results import collect
 from mfjko.sweep.spec import (
     Point,
     SweepSpec,
@@ -121,6 +124,7 @@ def _client(workers: int | None, scheduler: str | None):
     """A Dask client: of the scheduler at ``scheduler`` (fails fast), or of a LocalCluster."""
     import logging
 
+    # dask: heavy, loaded when a sweep computes (start-up cost), not for a circle
     from dask.distributed import Client, LocalCluster
 
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
@@ -311,9 +315,6 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
     Returns:
       The sweep folder (with results.parquet and results.zarr).
     """
-    from mfjko.memory import check_memory
-    from mfjko.sweep.results import collect
-
     spec = load_sweep(path)
     check_keys(spec)
     out = Path(out) if out is not None else Path("runs/sweeps") / spec.name
@@ -348,9 +349,7 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
 
 def _execute(out: Path, tasks: list, client, progress: bool, total: int,
              done: int, vmap: bool | None = None) -> None:
-    from dask.distributed import as_completed
-
-    from mfjko.progress import progress_bar
+    from dask.distributed import as_completed  # dask: start-up cost, as in _client
 
     tasks = balance(tasks, sum(client.nthreads().values()))
     with progress_bar(progress, label_width=6) as bar:
