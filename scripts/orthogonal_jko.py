@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 import mfjko  # noqa: F401  (float64)
-from mfjko import grids, initial, jko, optimum, particles
+from mfjko import grid_runs, grids, initial, optimum, particles
 from mfjko.objective import predict
 from mfjko.parametrizations import get
 
@@ -57,7 +57,7 @@ def main() -> None:
     geom = grids.sphere_line_grid(4, args.n_dirs, (-args.beta_max, args.beta_max), args.n_beta)
     p0, outside = grids.discretize(law, param, geom, jax.random.PRNGKey(1))
     phi = param.features(geom.points, X)
-    traj = jko.run_jko(geom, param, p0, X, y, 0.0, args.tau, args.eps, args.T,
+    traj = grid_runs.run_jko(geom, param, p0, X, y, 0.0, args.tau, args.eps, args.T,
                        record_every=int(round(args.T / args.tau)))
     s_jk, w_jk = traj.final()
 

@@ -24,7 +24,19 @@ import typer
 import yaml
 from rich.console import Console
 
+from mfjko.errors import (
+    ConfigError,
+    DataError,
+    RunFolderError,
+    RunInterrupted,
+    RunStopped,
+    SolverError,
+)
 from mfjko.runner.compile_cache import enable_compile_cache
+
+# The commands import the heavy parts (pydantic config, the runner and its solvers,
+# matplotlib's report, dask's sweeps) inside their functions: start-up cost, so that
+# ``mfjko --help`` and ``mfjko examples`` do not load them. No import circle needs it.
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -44,10 +56,6 @@ EXIT_CODES = {
 
 def _classify(error: BaseException) -> tuple[int, str]:
     """(exit status, label) of an exception: the one place errors map to codes."""
-    from mfjko.config import ConfigError
-    from mfjko.data import DataError
-    from mfjko.runner import RunFolderError, RunInterrupted, SolverError
-
     table = ((RunInterrupted, 130, "interrupted"), (KeyboardInterrupt, 130, "interrupted"),
              (ConfigError, 2, "config error"), (RunFolderError, 3, "run folder error"),
              (DataError, 4, "data error"), (SolverError, 6, "solver failure"),
@@ -185,10 +193,9 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
 ):
     """Run every configured method against GD and write metrics, trajectories, report."""
-    from mfjko.config import ConfigError, load_config
+    from mfjko.config import load_config
     from mfjko.memory import check_memory
     from mfjko.report import render
-    from mfjko.runner import RunStopped
     from mfjko.runner import run as run_
 
     if resume and overwrite:
@@ -240,7 +247,6 @@ def compare(
     out_dir: Path = typer.Option(Path("compare"), "--out", help="where compare.html goes"),
 ):
     """Overlay F(t) and the gaps to GD of several runs in one figure and page."""
-    from mfjko.config import ConfigError
     from mfjko.report import compare as compare_
 
     if len(run_dirs) < 2:

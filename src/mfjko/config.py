@@ -16,6 +16,7 @@ grid spacing δ) are :func:`check_grid`, called before any dynamics run.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from pathlib import Path
@@ -24,8 +25,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
+from mfjko import data as _data
 from mfjko import methods as _methods
 from mfjko import parametrizations as _params
+from mfjko.errors import ConfigError  # re-exported: its historical home
 
 __all__ = [
     "ConfigError",
@@ -57,10 +60,6 @@ EPS_SAFETY = 1e-2
 METHOD_ORDER = tuple(m.name for m in _methods.runnable())
 
 
-class ConfigError(ValueError):
-    """An invalid run configuration; the message names the key and the fix."""
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -85,11 +84,7 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_kwargs(self):
-        import inspect
-
-        from mfjko import data
-
-        allowed = set(inspect.signature(data.DATASETS[self.name]).parameters) - {"path"}
+        allowed = set(inspect.signature(_data.DATASETS[self.name]).parameters) - {"path"}
         unknown = sorted(str(k) for k in self.kwargs if k not in allowed)
         if unknown:
             raise ValueError(f"data.kwargs.{unknown[0]}: unknown option of the {self.name} "

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mfjko.errors import DataError, DataFileNotFoundError  # re-exported: their old home
+
 __all__ = [
     "DataError",
     "DataFileNotFoundError",
@@ -34,18 +36,6 @@ __all__ = [
     "DATASETS",
     "REGRESSION_1D_TARGETS",
 ]
-
-
-class DataError(ValueError):
-    """Data that cannot be used.
-
-    An unreadable file, wrong shapes, NaN, ...: the message names the file or array and
-    the fix.
-    """
-
-
-class DataFileNotFoundError(DataError, FileNotFoundError):
-    """A data file that does not exist."""
 
 
 def _relu(z):
@@ -311,6 +301,7 @@ def digits(
     Targets: ``task="regression"`` — the digit value standardized with the training
     mean and std; ``task="binary"`` — +1 if the digit is < 5, else −1.
     """
+    # scikit-learn: heavy, only the digits data set needs it (start-up cost)
     from sklearn.datasets import load_digits
     from sklearn.decomposition import PCA
 

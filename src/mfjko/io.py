@@ -7,7 +7,8 @@ Every file is written durably (temporary name, fsync, rename, fsync of the folde
 zarr chunks and metadata included (:class:`DurableStore`). The checkpoint is the commit
 point: it records the length of every array its method appended; arrays beyond it are
 uncommitted, cut back on resume (:meth:`RunStore.truncate_to`) and invisible to readers
-of :meth:`RunStore.committed_view`. ``docs/STORAGE.md`` states the protocol and its test.
+of :meth:`RunStore.committed_view`. ``docs/STORAGE.md`` states the protocol and its test;
+its write points are counted by :data:`mfjko.faults.CRASH` (fault injection).
 """
 
 from __future__ import annotations
@@ -26,15 +27,21 @@ import yaml
 import zarr
 from zarr.storage import LocalStore
 
-from mfjko import metrics as _metrics
+from mfjko.columns import METRIC_COLUMNS  # re-exported: its historical home
+from mfjko.errors import RunFolderError
+from mfjko.faults import (  # re-exported: their historical home (tests arm mfjko.io.CRASH)
+    CRASH,
+    CRASH_ENV,
+    CRASH_EXIT_CODE,
+    CrashPoints,
+    SimulatedCrash,
+)
 
 __all__ = ["RunStore", "DurableStore", "METRIC_COLUMNS", "read_metrics", "atomic_write_text",
            "durable_write", "CRASH", "CrashPoints", "SimulatedCrash", "CRASH_ENV",
            "CRASH_EXIT_CODE", "RUN_MARKER", "RUN_FORMAT", "RUN_ENTRIES", "is_run_folder",
            "dimension_names", "open_run"]
 
-#: columns of metrics.csv, in order (the metrics are mfjko.metrics.ROW_METRICS')
-METRIC_COLUMNS = ("method", "t", *_metrics.COLUMNS)
 #: the marker file that makes a folder a run folder (written before anything else)
 RUN_MARKER = ".mfjko-run"
 #: version of the run-folder layout, stored in the marker
@@ -42,11 +49,6 @@ RUN_FORMAT = 1
 #: every entry a run writes at the top of its folder (--overwrite removes exactly these)
 RUN_ENTRIES = (RUN_MARKER, "config.yaml", "metrics.csv", "trajectories.zarr", "state",
                "figures", "report.html", "timings.json")
-#: environment variable: end the process (exit status CRASH_EXIT_CODE, no cleanup) at the
-#: k-th write point, as ``kill -9`` would (crash-consistency probes)
-CRASH_ENV = "MFJKO_CRASH_AT"
-#: exit status of a process ended by CRASH_ENV (137 = 128 + SIGKILL, as after kill -9)
-CRASH_EXIT_CODE = 137
 #: temporary files of durable_write: ".<name>.<pid>.tmp"
 _TMP = re.compile(r"^\..+\.\d+\.tmp$")
 
@@ -89,85 +91,6 @@ def dimension_names(path: str, ndim: int) -> tuple[str, ...]:
     else:
         dims = generic
     return dims if len(dims) == ndim else generic
-
-
-class SimulatedCrash(BaseException):
-    """Raised at an armed write point in-process.
-
-    A BaseException, so that no ``except Exception`` handler of the run (or of zarr) treats
-    it as an error to clean up after.
-    """
-
-
-class CrashPoints:
-    """Counts write points and ends the run at the armed one.
-
-    Counts write points (each file write, rename and delete of a run) and ends the run
-    at the armed one: the test hook of the crash-consistency test.
-
-    Attributes:
-      count: write points passed since :meth:`arm` (or since import).
-      trace: labels of the points passed, when armed with ``trace=True``.
-    """
-
-    def __init__(self):
-        self.count = 0
-        self.at: int | None = None
-        self.mode = "raise"
-        self.trace: list[str] | None = None
-        self.dead = False  # after a simulated crash, no write may reach the disk
-
-    def arm(self, at: int | None, mode: str = "raise", trace: bool = False) -> None:
-        """Crash at the ``at``-th point from now (None: only count).
-
-        Args:
-          at: 1-based index of the point to crash at, or None.
-          mode: "raise" (:class:`SimulatedCrash`) or "exit" (``os._exit(137)``).
-          trace: keep the labels of the points passed in :attr:`trace`.
-        """
-        if mode not in ("raise", "exit"):
-            raise ValueError(f"mode must be 'raise' or 'exit', got {mode!r}")
-        self.count, self.at, self.mode, self.dead = 0, at, mode, False
-        self.trace = [] if trace else None
-
-    def disarm(self) -> None:
-        """Stop crashing and tracing (the count goes on)."""
-        self.at, self.trace = None, None
-
-    def arm_from_env(self) -> None:
-        """Arm in "exit" mode from ``MFJKO_CRASH_AT`` if it is set."""
-        value = os.environ.get(CRASH_ENV)
-        if value:
-            try:
-                at = int(value)
-            except ValueError:
-                raise ValueError(f"{CRASH_ENV} must be an integer >= 1, got {value!r}") from None
-            self.arm(at, "exit")
-
-    def alive(self) -> None:
-        """Refuse every write after a simulated crash.
-
-        Raise :class:`SimulatedCrash` after a simulated crash: a write still queued (zarr
-        may run several in one event-loop batch) must not reach the disk, as after a kill.
-        """
-        if self.dead:
-            raise SimulatedCrash("write after a simulated crash")
-
-    def hit(self, label: str) -> None:
-        """One write point, about to do ``label``."""
-        self.alive()
-        self.count += 1
-        if self.trace is not None:
-            self.trace.append(label)
-        if self.at is not None and self.count == self.at:
-            if self.mode == "exit":
-                os._exit(CRASH_EXIT_CODE)
-            self.dead = True
-            raise SimulatedCrash(f"simulated crash at write point {self.count}: {label}")
-
-
-#: the process-wide write-point counter (see :class:`CrashPoints`)
-CRASH = CrashPoints()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -625,12 +548,10 @@ def open_run(run_dir):
     Returns:
       The Dataset; the run's parametrization and mass_outside are its attributes.
     """
-    import xarray as xr
+    import xarray as xr  # only open_run needs it (start-up cost)
 
     store = RunStore(run_dir)
     if not (store.zarr_path / "zarr.json").exists():
-        from mfjko.runner.run import RunFolderError
-
         raise RunFolderError(f"{run_dir} has no trajectories.zarr: not a run folder")
     view = store.committed_view()
     root = view.group("r")

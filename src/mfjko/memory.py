@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 
 from mfjko.config import ConfigError, RunConfig
+from mfjko.runner.setup import _make_dataset
 
 __all__ = ["BYTES_PER_POINT", "BYTES_PER_POINT_SAMPLE", "BASE_BYTES", "MEMORY_ENV",
            "MEMORY_FRACTION", "GridCost",
@@ -63,8 +64,6 @@ class GridCost:
 def _n_train(cfg: RunConfig, cache: dict) -> int:
     key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
     if key not in cache:
-        from mfjko.runner.setup import _make_dataset
-
         try:
             cache[key] = int(_make_dataset(cfg).X.shape[0])
         except Exception:  # noqa: BLE001 — data errors are reported by the run itself

@@ -30,6 +30,7 @@ from scipy.optimize import minimize
 
 from mfjko.geometry.costs import SphereLineCost
 from mfjko.parametrizations import Parametrization
+from mfjko.problem import MeanFieldProblem
 
 __all__ = [
     "SphereLineCost",
@@ -454,8 +455,6 @@ def measure_losses(param: Parametrization, points, weights, X, y, X_test, y_test
     (floats) and ``pred_train`` (n,),
     ``pred_test`` (n_test,) arrays.
     """
-    from mfjko.problem import MeanFieldProblem
-
     problem = MeanFieldProblem(param=param, X=jnp.asarray(X), y=jnp.asarray(y),
                                lam=jnp.float64(lam))
     return problem.losses(points, weights, X_test, y_test)

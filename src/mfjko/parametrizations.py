@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mfjko.geometry import cartesian_grid, multiscale, pm_grid, signed_grid, sphere_line_grid
+
 Array = jax.Array
 
 __all__ = [
@@ -115,8 +117,6 @@ class Parametrization:
         return self.dim(d)
 
     def _box(self, ranges, sizes):
-        from mfjko.geometry import cartesian_grid
-
         return cartesian_grid(ranges, sizes)
 
     def _check_axes(self, ranges, d: int, key: str = "methods.jko.grid.ranges") -> None:
@@ -136,8 +136,6 @@ class Parametrization:
 
         Raises ValueError naming the config key when the spec does not fit this Θ.
         """
-        from mfjko.geometry import multiscale
-
         if spec.kind != self.grid_kind:
             raise ValueError(f"methods.jko.grid.kind = {spec.kind} does not fit "
                              f"model.parametrization = {self.name}: use kind {self.grid_kind}")
@@ -174,8 +172,6 @@ class Parametrization:
             raise ValueError(f"radius must be > 0, got {radius}")
         geom = self._default_grid(int(d), size, radius, n_dirs, n_beta)
         if scales is not None:
-            from mfjko.geometry import multiscale
-
             geom = multiscale(geom, scales, which=self.scaled_coords, separable=separable_scales)
         return geom
 
@@ -265,8 +261,6 @@ class Signed(Neuron):
         return "a box over w"
 
     def _box(self, ranges, sizes):
-        from mfjko.geometry import signed_grid
-
         return signed_grid(ranges, sizes)
 
     def grid_measure_of_classic(self, W, alpha):
@@ -294,8 +288,6 @@ class PlusMinus(Parametrization):
         return "a box over u and v"
 
     def _box(self, ranges, sizes):
-        from mfjko.geometry import pm_grid
-
         return pm_grid(ranges, sizes)
 
     def view2d(self, points, weights):
@@ -347,13 +339,9 @@ class Sphere(Parametrization):
     scaled_coords: str = "last"
 
     def _grid_from_spec(self, spec, d: int):
-        from mfjko.geometry import sphere_line_grid
-
         return sphere_line_grid(d, spec.n_dirs, spec.beta_range, spec.n_beta)
 
     def _default_grid(self, d, size, radius, n_dirs, n_beta):
-        from mfjko.geometry import sphere_line_grid
-
         return sphere_line_grid(d, n_dirs or size, (-radius, radius), n_beta or size)
 
     def view2d(self, points, weights):

@@ -29,7 +29,9 @@ import yaml  # noqa: E402
 from mfjko import methods as _methods  # noqa: E402
 from mfjko import metrics as _metrics  # noqa: E402
 from mfjko import parametrizations as _params  # noqa: E402
+from mfjko.errors import RunFolderError  # noqa: E402
 from mfjko.io import RunStore, atomic_write_text, is_run_folder, read_metrics  # noqa: E402
+from mfjko.study.regime import run_verdict  # noqa: E402
 
 __all__ = ["render", "compare", "summary_sentences", "FIGURES"]
 
@@ -355,8 +357,6 @@ def _verdict(store, series: dict, cfg: dict | None = None) -> str:
     GD-like, Langevin-like or neither by :func:`mfjko.study.regime.classify`. A method
     run with ``debias: true`` (the debiased entropic step) is named so.
     """
-    from mfjko.study.regime import run_verdict
-
     lines = []
     for name, info in _methods.REGISTRY.items():
         path = f"{name}/steps/drift_ratio"
@@ -536,8 +536,6 @@ padding:1em;overflow:auto}"""
 
 
 def _not_a_run(run_dir: Path, why: str):
-    from mfjko.runner.run import RunFolderError
-
     return RunFolderError(f"{run_dir} {why}: not a run folder; check the path")
 
 
@@ -695,8 +693,6 @@ def compare(run_dirs, out_dir) -> Path:
             raise _not_a_run(d, "does not exist" if not d.exists() else "has no metrics.csv")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        from mfjko.runner.run import RunFolderError
-
         raise RunFolderError(f"--out {out_dir} is a file, not a folder: choose a folder path "
                              "for compare.html")
     out_dir.mkdir(parents=True, exist_ok=True)

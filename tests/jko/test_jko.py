@@ -22,6 +22,7 @@ from scipy.special import logsumexp
 import mfjko  # noqa: F401  (float64)
 from mfjko import grids
 from mfjko import parametrizations as P
+from mfjko.grid_runs import run_jko
 from mfjko.jko import (
     ConvergenceError,
     JKOSolverOptions,
@@ -29,7 +30,6 @@ from mfjko.jko import (
     grid_objective,
     jko_step,
     kl_prox_newton,
-    run_jko,
 )
 
 # (N, n, τ, ε, λ): from easy to a small-ε/large-σ case (σ = 2τ/ε = 100). One shape

@@ -22,8 +22,9 @@ import mfjko  # noqa: F401
 from mfjko import grids
 from mfjko import objective as O
 from mfjko import parametrizations as P
+from mfjko.grid_runs import run_jko
 from mfjko.initial import GaussianLaw
-from mfjko.jko import JKOSolverOptions, entropic_jko_step, jko_step, run_jko
+from mfjko.jko import JKOSolverOptions, entropic_jko_step, jko_step
 
 
 def moments(x, p):

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from mfjko.study.findings import _groups_reading, _phase_reading, write_findings
+from mfjko.study.findings import _groups_reading, write_findings
+from mfjko.study.findings_parts import phase_reading as _phase_reading
 
 
 def _points():

@@ -333,6 +333,7 @@ class ProductGeometry(eqx.Module):
 
         Same squared Euclidean cost, same row-major point order. ValueError if not a box.
         """
+        # OTT-JAX loaded on use (start-up cost: the geometry package does not need it)
         from ott.geometry import grid as ott_grid
 
         if not self.is_box:

@@ -1,9 +1,12 @@
 """Entropic JKO on fixed grids (MATH.md "Entropic JKO"; Peyré 2015).
 
 - :func:`entropic_jko_step` — dense NumPy reference for one step;
-- :func:`jko_step`, :func:`run_jko` — the production log-domain generalized Sinkhorn on
-  any geometry (jit, warm start, Anderson acceleration, optional ε-scaling);
+- :func:`jko_step` — the production log-domain generalized Sinkhorn on any geometry (jit,
+  warm start, Anderson acceleration, optional ε-scaling);
 - :func:`kl_prox_newton` — the KL-prox of F by Newton on its n-dimensional dual.
+
+The time loop ``run_jko`` drives the stepper of :mod:`mfjko.methods.jko`, which imports
+this package: it lives one floor up, in :mod:`mfjko.grid_runs`.
 """
 
 from mfjko.jko.dense import ConvergenceError, entropic_jko_step
@@ -14,7 +17,6 @@ from mfjko.jko.solver import (
     JKOState,
     grid_objective,
     jko_step,
-    run_jko,
 )
 
 __all__ = [
@@ -26,5 +28,4 @@ __all__ = [
     "JKOState",
     "grid_objective",
     "jko_step",
-    "run_jko",
 ]

@@ -16,11 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp
 
+from mfjko.errors import ConvergenceError  # re-exported: its historical home
+
 __all__ = ["ConvergenceError", "report_failure", "entropic_jko_step", "kl_prox_dual_newton"]
-
-
-class ConvergenceError(RuntimeError):
-    """An iterative solver did not reach its tolerance within its iteration cap."""
 
 
 def report_failure(message: str, on_failure: str) -> None:

@@ -1,4 +1,4 @@
-r"""Production entropic JKO solver on any grid geometry, and the JKO time loop.
+r"""Production entropic JKO solver on any grid geometry.
 
 One step (MATH.md "Entropic JKO"): p_{k+1} = argmin_{p ∈ simplex} W_ε(p, p_k) + 2τF(p),
 solved by the log-domain generalized Sinkhorn of :mod:`mfjko.jko.sinkhorn` with the
@@ -12,12 +12,13 @@ Public API:
 - :class:`JKOState` — the warm-start state (KL-prox dual g (n,); f, ψ (N,) for inspection);
 - :func:`solve_step` — one step on a :class:`~mfjko.problem.GridProblem`;
 - :func:`jko_step` — the same on plain arrays (the stable functional API);
-- :func:`run_jko` — k = T/τ steps from p0 by :func:`mfjko.driver.drive`, a Trajectory.
+
+The time loop ``run_jko`` (k = T/τ steps by :func:`mfjko.driver.drive`) drives the
+stepper of :mod:`mfjko.methods.jko` and lives one floor up, in :mod:`mfjko.grid_runs`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import equinox as eqx
@@ -34,7 +35,6 @@ from mfjko.jko.sinkhorn import (
 )
 from mfjko.objective import loss_from_features
 from mfjko.problem import GridProblem
-from mfjko.trajectory import Trajectory
 
 Array = jax.Array
 
@@ -45,7 +45,6 @@ __all__ = [
     "solve_step",
     "solve_step_batch",
     "jko_step",
-    "run_jko",
     "grid_objective",
 ]
 
@@ -388,51 +387,3 @@ def jko_step(geom, q, phi, y, v, lam: float, tau: float, eps: float,
     grid = GridProblem.from_arrays(geom, phi, y, v, float(lam))
     check_grid_inputs(grid, q, tau, eps)
     return solve_step(grid, q, tau, eps, state, options)
-
-
-def run_jko(geom, param, p0, X, y, lam: float, tau: float, eps: float, T: float,
-            record_every: int = 1, options: JKOSolverOptions | None = None,
-            callback: Callable | None = None, state: JKOState | None = None,
-            t0: float = 0.0) -> Trajectory:
-    r"""Entropic JKO from p0 for mean-field time T in K = T/τ steps (stable functional API).
-
-    Args:
-      geom: geometry (support ``geom.points`` (N, D)).
-      param: a Parametrization or its name.
-      p0: (N,) initial weights.
-      X: (n, d) data (bias column included).
-      y: (n,) targets.
-      lam: weight decay λ ≥ 0.
-      tau: JKO step τ (mean-field time).
-      eps: entropic ε (units of the cost, θ-distance²).
-      T: final mean-field time; T/τ must be an integer (else ValueError).
-      record_every: record weights and diagnostics every this many steps (and always
-        the first and last time).
-      options: :class:`JKOSolverOptions` (None: defaults).
-      callback: ``callback(k, t, p, diag_dict)`` after every step (k ≥ 1, t = t0 + kτ).
-      state: solver state of a previous run to resume from (None: cold start).
-      t0: mean-field time at which the run (or the resumed run) starts.
-
-    Returns:
-      Trajectory(method="jko", support (N, D), weights (T_rec, N), t = t0 + kτ).
-      diagnostics hold the per-step figures of :class:`JKODiagnostics` at recorded steps
-      (NaN at the initial frame, which no step produced); meta["state"] is the final
-      :class:`JKOState` for resuming.
-    """
-    from mfjko.driver import drive
-    from mfjko.methods.jko import EntropicJKO, JKOStepperState
-    from mfjko.problem import MeanFieldProblem
-
-    problem = MeanFieldProblem.create(param, X, y, lam)
-    grid = GridProblem.create(problem, geom)
-    stepper = EntropicJKO(tau=tau, eps=eps, options=options or JKOSolverOptions(),
-                          on_step=callback)
-    start = stepper.init(grid, p0)
-    if state is not None:
-        start = JKOStepperState(grid, start.p, state, int(round(t0 / tau)))
-    traj = drive(stepper, grid, T=T, record_every=record_every, t0=t0, state=start)
-    final = traj.meta["state"]
-    return Trajectory(method=traj.method, param=traj.param, t=traj.t, support=traj.support,
-                      weights=traj.weights, diagnostics=traj.diagnostics,
-                      meta={"lam": float(lam), "tau": tau, "eps": eps, "state": final.solver,
-                            "options": stepper.options})

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mfjko.errors import ConfigError
 from mfjko.methods.base import Diagnostics, MethodInfo, ParticleState, Stepper, check_positive
 from mfjko.methods.wfr_jko import WFR_PARAMETRIZATIONS, _as_sphere_particles, _check_param
 from mfjko.wfr.conic import conic_steps, conic_to_balanced
@@ -78,7 +79,6 @@ class ConicConfig(BaseModel):
 
 
 def _build(mc: ConicConfig, setup) -> ConicGD:
-    from mfjko.config import ConfigError
 
     try:
         _check_param(setup.problem)

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mfjko.errors import ConfigError
 from mfjko.icnn.network import ICNN
 from mfjko.icnn.step import (
     ConvergenceWarning,
@@ -248,7 +249,6 @@ class ICNNJKOConfig(BaseModel):
 
 
 def _build(mc: ICNNJKOConfig, setup) -> ICNNJKO:
-    from mfjko.config import ConfigError
 
     cfg = setup.cfg
     if mc.match_jko:

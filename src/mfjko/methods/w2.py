@@ -41,6 +41,7 @@ def optimal_assignment(theta, anchor) -> np.ndarray:
       by the Hungarian algorithm (SciPy's ``linear_sum_assignment``) on the squared
       Euclidean cost.
     """
+    # loaded on the first W2 step (start-up cost), not for a circle
     from scipy.optimize import linear_sum_assignment
     from scipy.spatial.distance import cdist
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from mfjko.errors import ConfigError
 from mfjko.geometry.costs import squared_geodesic_sphere
 from mfjko.initial import BalancedLaw, FileLaw, GaussianLaw
 from mfjko.methods.base import Diagnostics, MethodInfo, Stepper, check_positive, merge_steps
@@ -382,7 +383,6 @@ WFRJKOConfig = create_model(
 
 
 def _build(mc, setup) -> WFRJKO:
-    from mfjko.config import ConfigError
 
     try:
         _check_param(setup.problem)

@@ -29,7 +29,7 @@ def _solve_on_patterns(X, y, lam, patterns, solver="CLARABEL", tol=1e-10):
     the value is an upper bound on F*; over all of them it is F*. Returns
     (nu, directions, status, iterations, solver objective, patterns of the atoms).
     """
-    import cvxpy as cp
+    import cvxpy as cp  # heavy, loaded on use (start-up cost)
 
     n, d = X.shape
     active = np.asarray(patterns, dtype=bool)

@@ -71,7 +71,7 @@ def _fista(Phi, y, lam, L, nu0, tol, max_iter: int):
 
 def _restricted_lasso(Phi, y, lam, cols, tol):
     """Exact Lasso on the columns ``cols`` by Clarabel (split ν = a − b, a, b ≥ 0)."""
-    import cvxpy as cp
+    import cvxpy as cp  # heavy, loaded on use (start-up cost)
 
     A = Phi[:, cols]
     a = cp.Variable(len(cols), nonneg=True)

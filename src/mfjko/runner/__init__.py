@@ -7,7 +7,7 @@ All methods start from the same initial law (particles drawn from it with the ru
 the grid from its discretization) and share the mean-field time axis; records fall at
 t_i = i·record_every. The environment variable ``MFJKO_INTERRUPT_AFTER`` = k raises
 :class:`RunInterrupted` after k intervals (resume tests); ``MFJKO_CRASH_AT`` = k ends the
-process at the k-th write point (crash tests, :mod:`mfjko.io`).
+process at the k-th write point (crash tests, :mod:`mfjko.faults`).
 """
 
 from mfjko.runner.provenance import provenance

@@ -24,7 +24,15 @@ from pathlib import Path
 from mfjko import methods
 from mfjko.config import ConfigError, RunConfig
 from mfjko.driver import Record, drive
-from mfjko.io import CRASH, RUN_MARKER, RunStore, is_run_folder
+from mfjko.errors import (  # re-exported: their historical home
+    RunExistsError,
+    RunFolderError,
+    RunInterrupted,
+    RunStopped,
+    SolverError,
+)
+from mfjko.faults import CRASH
+from mfjko.io import RUN_MARKER, RunStore, is_run_folder
 from mfjko.progress import progress_bar
 from mfjko.runner.provenance import provenance
 from mfjko.runner.recorder import Recorder, record_time
@@ -36,43 +44,6 @@ __all__ = ["run", "RunFolderError", "RunExistsError", "RunInterrupted", "RunStop
 
 #: environment variable: raise :class:`RunInterrupted` after this many intervals (tests)
 INTERRUPT_ENV = "MFJKO_INTERRUPT_AFTER"
-
-
-class RunFolderError(Exception):
-    """The run folder cannot be used as asked.
-
-    Missing for --resume, a file, not a run folder for --overwrite, ...: the message names
-    the folder and the fix.
-    """
-
-
-class RunExistsError(RunFolderError, FileExistsError):
-    """The output folder holds a run and neither resume nor overwrite was asked for."""
-
-
-class RunInterrupted(RuntimeError):
-    """Raised on purpose after ``MFJKO_INTERRUPT_AFTER`` intervals (resume tests)."""
-
-
-class RunStopped(RunInterrupted):
-    """A run stopped by SIGINT/SIGTERM at a safe point.
-
-    Attributes:
-      out: the run folder.  method: the method that was running (None: before any).
-      t: the last committed mean-field time of that method.
-      written: whether the folder was created (False: nothing to resume).
-      done: the methods already complete.
-    """
-
-    def __init__(self, message: str, *, out: Path, method: str | None, t: float | None,
-                 written: bool, done: tuple[str, ...] = ()):
-        super().__init__(message)
-        self.out, self.method, self.t, self.written = out, method, t, written
-        self.done = tuple(done)
-
-
-class SolverError(RuntimeError):
-    """GD, the reference of every other method, failed (or produced a non-finite F)."""
 
 
 class _Budget:
@@ -470,6 +441,8 @@ def run(cfg: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = 
                 _run_method(mr, rows_by_method, timings, order, bar, tasks[name], budget,
                             stop)
     if render:
+        # imported here for start-up cost (matplotlib), not for a circle: runs with
+        # render=False (tests, sweeps) never load it
         from mfjko import report
 
         report.render(out)

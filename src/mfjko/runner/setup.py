@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from mfjko import initial
+from mfjko import data as data_mod
+from mfjko import initial, optimum
 from mfjko import methods as _methods
 from mfjko.config import ConfigError, RunConfig, check_grid
 from mfjko.methods.base import WeightedParticles
@@ -168,8 +169,6 @@ def _make_dataset(cfg: RunConfig):
     A bad file raises :class:`~mfjko.data.DataError`
     naming data.path, a bad generator option :class:`ConfigError` naming data.kwargs.
     """
-    from mfjko import data as data_mod
-
     kwargs = dict(cfg.data.kwargs)
     try:
         if cfg.data.name == "file":
@@ -185,8 +184,6 @@ def _make_dataset(cfg: RunConfig):
 
 
 def _data_error(e: Exception) -> type:
-    from mfjko import data as data_mod
-
     return (data_mod.DataFileNotFoundError if isinstance(e, FileNotFoundError)
             else data_mod.DataError)
 
@@ -263,8 +260,6 @@ def _check_initial_objective(problem, theta0, dataset, cfg) -> None:
     F at t = 0 (and the test loss) must be finite: data of extreme magnitude would
     otherwise fill the results with inf/NaN. Raises :class:`~mfjko.data.DataError`.
     """
-    from mfjko import data as data_mod
-
     m = theta0.shape[0]
     losses = problem.losses(theta0, np.full(m, 1.0 / m), dataset.X_test, dataset.y_test)
     if not (math.isfinite(losses["loss"]) and math.isfinite(losses["test_loss"])):
@@ -281,8 +276,6 @@ def _reference_value(cfg: RunConfig, dataset) -> tuple[float, str]:
     if cfg.model.parametrization not in FSTAR_PARAMS:
         return math.nan, (f"F* not reported: the {cfg.model.parametrization} weight decay is "
                           "not the TV-regularized problem mfjko.optimum solves")
-    from mfjko import optimum
-
     try:
         ref = optimum.reference_value(dataset, cfg.model.lam)
     except Exception as e:  # noqa: BLE001 — F* is an optional reference line; say why

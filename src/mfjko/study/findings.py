@@ -7,157 +7,40 @@ Usage: ``python -m mfjko.study.findings [STUDIES_DIR] [OUT.md]``.
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from mfjko.study import findings_gpu, findings_wfr
-from mfjko.study.regime import GAP_TOL, PIN_RATIO, REGIMES, pinning_boundary
+from mfjko.study.findings_parts import (
+    figure,
+    load_study,
+    num,
+    pct,
+    phase_section,
+    span,
+)
+from mfjko.study.regime import GAP_TOL, PIN_RATIO, pinning_boundary
 
 __all__ = ["write_findings"]
 
 
-def _load(root: Path, name: str):
-    folder = root / name / "study"
-    if not (folder / "summary.json").exists():
-        return None, None
-    return (json.loads((folder / "summary.json").read_text()),
-            pd.read_csv(folder / "points.csv"))
-
-
-def _pct(v) -> str:
-    return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f} %"
-
-
-def _num(v, digits: int = 3) -> str:
-    return "n/a" if v is None or not math.isfinite(float(v)) else f"{float(v):.{digits}g}"
-
-
-def _figure(root: Path, name: str, fig: str, figdir: Path, caption: str) -> str:
-    src = root / name / "study" / fig
-    if not src.exists():
-        return ""
-    dst = figdir / f"{name}_{fig}"
-    shutil.copyfile(src, dst)
-    return f"![{caption}](findings/{dst.name})\n\n*{caption}*\n"
-
-
-def _regime_table(points: pd.DataFrame, by: str) -> str:
-    tab = pd.crosstab(points[by], points["regime"])
-    head = "| " + by + " | " + " | ".join(tab.columns) + " |\n"
-    head += "|" + " --- |" * (len(tab.columns) + 1) + "\n"
-    return head + "".join(f"| {_num(i)} | " + " | ".join(str(v) for v in row) + " |\n"
-                          for i, row in zip(tab.index, tab.to_numpy(), strict=True))
-
-
-def _boundary_table(summary: dict) -> str:
-    rows = [r for r in summary.get("boundary", []) if r["courant"] < 0.5]
-    if not rows:
-        return ""
-    out = ("| grid (points) | c | measured r* (bracket) | predicted r*, scalar c | "
-           "predicted r*, velocity field |\n| --- | --- | --- | --- | --- |\n")
-    for r in rows:
-        if r["pinned_everywhere"]:
-            meas = "pinned at every ε/δ² swept"
-        elif r["free_everywhere"]:
-            meas = "moves at every ε/δ² swept"
-        else:
-            meas = f"{_num(r['measured'])} ({_num(r['y_below'])}–{_num(r['y_above'])})"
-        out += (f"| {r['panel']} | {_num(r['courant'])} | {meas} | "
-                f"{_num(r['predicted'])} | {_num(r.get('predicted_field', math.nan))} |\n")
-    return out
-
-
-def _span(values: pd.Series, fmt=None) -> str:
-    fmt = fmt or (lambda v: _num(v, 2))
-    lo, hi = float(values.min()), float(values.max())
-    return fmt(lo) if lo == hi else f"{fmt(lo)}–{fmt(hi)}"
-
-
-def _phase_reading(points: pd.DataFrame) -> str:
-    """Where each regime lives in (grid, c, ε/δ², D), and what the moving runs track.
-
-    Sentences computed from the points (no number typed in).
-    """
-    out = []
-    for regime in REGIMES:
-        sub = points[points["regime"] == regime]
-        if sub.empty:
-            continue
-        out.append(f"- **{regime}** ({len(sub)} runs): grids of "
-                   f"{_span(sub['grid_size'], lambda v: str(int(v)))} points, c = "
-                   f"{_span(sub['courant'])}, ε/δ² = {_span(sub['eps_over_h2'])}, D = "
-                   f"{_span(sub['D'])}; sup gap to GD {_span(sub['gap_gd'], _pct)} "
-                   f"(median {_pct(sub['gap_gd'].median())})"
-                   + ("" if sub["gap_langevin"].isna().all() else
-                      f", to Langevin {_span(sub['gap_langevin'].dropna(), _pct)} "
-                      f"(median {_pct(sub['gap_langevin'].median())})") + ".")
-    moving = points[(points["regime"] != "pinned") & points["gap_langevin"].notna()]
-    if len(moving):
-        closer = moving["gap_langevin"] < moving["gap_gd"]
-        wide = moving["eps_over_h2"] >= 1
-        out.append(f"- Of the {len(moving)} runs that move, {int(closer.sum())} are closer to "
-                   "mean-field Langevin at D = ε/(4τ) than to GD; among those with ε/δ² ≥ 1, "
-                   f"{int(closer[wide].sum())} of {int(wide.sum())}.")
-    return "\n".join(out) + "\n"
-
-
-def _phase_section(root: Path, name: str, title: str, figdir: Path) -> str:
-    summary, points = _load(root, name)
-    if summary is None:
-        return f"## {title}\n\n(not run: `make study` produces it)\n\n"
-    n = summary["points"]
-    reg = summary["regimes"]
-    text = [f"## {title}\n",
-            f"{n} runs. Regimes by the rule of docs/STUDY.md: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(reg.items())) + ".\n"]
-    text.append(_phase_reading(points))
-    err1 = summary.get("drift_predicted_error")
-    errf = summary.get("drift_predicted_field_error")
-    if err1 is not None:
-        text.append(f"Pinning prediction: the measured mean drift ratio differs from the "
-                    f"scalar model ρ(c, ε/δ²) at c = τV₀/δ by {_num(err1, 2)} (median absolute "
-                    "difference)"
-                    + (f", and from the model applied to each coordinate of the initial "
-                       f"velocity field by {_num(errf, 2)}" if errf is not None else "")
-                    + ".\n")
-    text.append(_figure(root, name, "phase.png", figdir,
-                        f"{name}: gaps over (c, ε/δ²); dashed: predicted pinning boundary"))
-    text.append(_figure(root, name, "drift.png", figdir,
-                        f"{name}: measured vs predicted drift ratio"))
-    table = _boundary_table(summary)
-    if table:
-        text.append("Pinning boundary along ε/δ² at each (grid, c): where the measured drift "
-                    "ratio crosses 1/2, against the prediction ρ(c, r*) = 1/2.\n\n" + table)
-    if "grid_size" in points:
-        text.append("\nRegimes by grid:\n\n" + _regime_table(points, "grid_size"))
-    gd_like = points[points["regime"] == "GD-like"]
-    if len(gd_like):
-        best = gd_like.sort_values("gap_gd").iloc[0]
-        text.append(f"\nClosest to GD: grid {int(best['grid_size'])} points, c = "
-                    f"{_num(best['courant'])}, ε/δ² = {_num(best['eps_over_h2'])}, D = "
-                    f"{_num(best['D'])}: gap {_pct(best['gap_gd'])}.\n")
-    return "\n".join(text) + "\n"
-
-
 def _rates_section(root: Path, name: str, figdir: Path) -> str:
-    summary, _ = _load(root, name)
+    summary, _ = load_study(root, name)
     if summary is None:
         return "## Refinement paths\n\n(not run)\n\n"
     lines = ["## Refinement paths (δ → 0, τ ∝ δ)\n",
              "| path | gap | rate p in gap ∝ δ^p | ± s.e. | 95 % CI | n | values (coarse → fine) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in summary["rates"]:
-        vals = ", ".join(_num(v, 2) for v in reversed(r["values"]))
-        lines.append(f"| {r['path']} | {r['metric']} | {_num(r['rate'])} | "
-                     f"{_num(r['stderr'], 2)} | [{_num(r['ci_low'])}, {_num(r['ci_high'])}] | "
+        vals = ", ".join(num(v, 2) for v in reversed(r["values"]))
+        lines.append(f"| {r['path']} | {r['metric']} | {num(r['rate'])} | "
+                     f"{num(r['stderr'], 2)} | [{num(r['ci_low'])}, {num(r['ci_high'])}] | "
                      f"{r['n']} | {vals} |")
     lines.append("")
-    _, points = _load(root, name)
+    _, points = load_study(root, name)
     cols = [c for c in ("grid_size", "delta", "tau", "eps", "D", "eps_over_h2", "courant",
                         "gap_gd", "gap_gd_T", "gap_langevin", "pred_gap_T", "measure_gap_T",
                         "drift_ratio", "regime") if c in points]
@@ -166,10 +49,10 @@ def _rates_section(root: Path, name: str, figdir: Path) -> str:
     lines.append("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
     for r in points.sort_values(["eps_over_h2", "delta"]).to_dict("records"):
         lines.append("| " + " | ".join(
-            _pct(r[c]) if c.startswith("gap") else
-            (str(r[c]) if isinstance(r[c], str) else _num(r[c])) for c in cols) + " |")
+            pct(r[c]) if c.startswith("gap") else
+            (str(r[c]) if isinstance(r[c], str) else num(r[c])) for c in cols) + " |")
     lines.append("")
-    lines.append(_figure(root, name, "refinement.png", figdir, "gaps along the refinement paths"))
+    lines.append(figure(root, name, "refinement.png", figdir, "gaps along the refinement paths"))
     return "\n".join(lines) + "\n"
 
 
@@ -186,7 +69,7 @@ def _groups_reading(points: pd.DataFrame, x: str, hue: str) -> str:
             continue
         best = sub.loc[sub["gap_gd"].idxmin()]
         wins[best[hue]] = wins.get(best[hue], 0) + 1
-        rest = ", ".join(f"{r[hue]}: {_pct(r['gap_gd'])}" for _, r in sub.iterrows())
+        rest = ", ".join(f"{r[hue]}: {pct(r['gap_gd'])}" for _, r in sub.iterrows())
         out.append(f"- {x} = {xv}: closest to GD with {hue} = {best[hue]} ({rest}).")
     if len(hues) == 2:
         n = sum(wins.values())
@@ -196,7 +79,7 @@ def _groups_reading(points: pd.DataFrame, x: str, hue: str) -> str:
 
 
 def _groups_section(root: Path, name: str, title: str, by: list[str], figdir: Path) -> str:
-    summary, points = _load(root, name)
+    summary, points = load_study(root, name)
     if summary is None:
         return f"## {title}\n\n(not run)\n\n"
     cols = [c for c in (*by, "gap_gd", "gap_langevin", "pred_gap_T", "F_gd_T", "F_jko_T",
@@ -205,10 +88,10 @@ def _groups_section(root: Path, name: str, title: str, by: list[str], figdir: Pa
     body = ""
     for d in points.sort_values(by).to_dict("records"):
         body += "| " + " | ".join(
-            _pct(d[c]) if c.startswith("gap") else
-            (str(d[c]) if isinstance(d[c], str) else _num(d[c])) for c in cols) + " |\n"
+            pct(d[c]) if c.startswith("gap") else
+            (str(d[c]) if isinstance(d[c], str) else num(d[c])) for c in cols) + " |\n"
     return (f"## {title}\n\n" + _groups_reading(points, *by[:2]) + head + body + "\n"
-            + _figure(root, name, "groups.png", figdir, title) + "\n")
+            + figure(root, name, "groups.png", figdir, title) + "\n")
 
 
 def _measured_boundary_text(summary: dict) -> str:
@@ -222,10 +105,10 @@ def _measured_boundary_text(summary: dict) -> str:
         meas = pd.Series([r["measured"] for r in rs])
         pred = pd.Series([r["predicted"] for r in rs])
         field = pd.Series([r.get("predicted_field", math.nan) for r in rs]).dropna()
-        fmt = (lambda v: _num(v, 3))  # noqa: E731
-        parts.append(f"c ≈ {c:g}: measured r* = {_span(meas, fmt)} against "
-                     f"{_span(pred, fmt)} predicted"
-                     + (f" ({_span(field, fmt)} from the velocity field)" if len(field) else ""))
+        fmt = (lambda v: num(v, 3))  # noqa: E731
+        parts.append(f"c ≈ {c:g}: measured r* = {span(meas, fmt)} against "
+                     f"{span(pred, fmt)} predicted"
+                     + (f" ({span(field, fmt)} from the velocity field)" if len(field) else ""))
     return "; ".join(parts)
 
 
@@ -236,7 +119,7 @@ def _brief(root: Path, boundary) -> str:
         "dimensionless numbers: c = τ|∇F′|/δ (cells per step) and r = ε/δ². (1) **Pinned** "
         "(mass does not move) when the drift ratio ρ(c, r) < 1/2, an exact formula for a "
         "linear potential: below half a cell per step, the grid needs ε/δ² above r*(c) "
-        f"= {', '.join(_num(b, 2) for b in boundary)} at c = 0.05, 0.1, 0.2, 0.3, 0.4. "
+        f"= {', '.join(num(b, 2) for b in boundary)} at c = 0.05, 0.1, 0.2, 0.3, 0.4. "
         "(2) Otherwise it is an implicit step of **mean-field Langevin at D = ε/(4τ)**, plus "
         "the grid's and the time step's discretization errors. (3) It can be **GD-like** "
         "only where D is small, the grid fine and τ small, and ε/δ² near 1: large enough "
@@ -249,7 +132,7 @@ def _brief(root: Path, boundary) -> str:
         "indistinguishable when they are not. References are matched: GD of the grid's own "
         "initial measure (deterministic) and Langevin seeds drawn from it (docs/STUDY.md).\n",
     ]
-    summary, points = _load(root, "regression")
+    summary, points = load_study(root, "regression")
     if summary is not None:
         reg = summary["regimes"]
         text.append(f"Measured on the default problem ({summary['points']} runs: "
@@ -263,22 +146,22 @@ def _brief(root: Path, boundary) -> str:
             closer = int((wide["gap_langevin"] < wide["gap_gd"]).sum())
             text.append(f"- With ε/δ² ≥ 1, {closer} of {len(wide)} moving runs are closer to "
                         f"Langevin at D = ε/(4τ) than to GD (median sup gap "
-                        f"{_pct(wide['gap_langevin'].median())} to Langevin, "
-                        f"{_pct(wide['gap_gd'].median())} to GD).")
+                        f"{pct(wide['gap_langevin'].median())} to Langevin, "
+                        f"{pct(wide['gap_gd'].median())} to GD).")
         gd_like = points[points["regime"] == "GD-like"]
         text.append(f"- {len(gd_like)} of {len(points)} runs are GD-like"
-                    + (f", all on the {_span(gd_like['grid_size'], lambda v: str(int(v)))}"
-                       f"-point grid with D ≤ {_num(gd_like['D'].max(), 2)}" if len(gd_like)
+                    + (f", all on the {span(gd_like['grid_size'], lambda v: str(int(v)))}"
+                       f"-point grid with D ≤ {num(gd_like['D'].max(), 2)}" if len(gd_like)
                        else "") + ".")
-    refine, _ = _load(root, "regression_refine")
+    refine, _ = load_study(root, "regression_refine")
     if refine is not None:
         for r in refine["rates"]:
             if r["path"].startswith("to GD"):
                 sig = r["ci_low"] > 0
                 text.append(f"- Refinement towards GD ({r['path'].split(': ', 1)[-1]}): "
-                            f"{r['metric']} ∝ δ^p with p = {_num(r['rate'], 2)} ± "
-                            f"{_num(r['stderr'], 2)} (95 % CI [{_num(r['ci_low'], 2)}, "
-                            f"{_num(r['ci_high'], 2)}]"
+                            f"{r['metric']} ∝ δ^p with p = {num(r['rate'], 2)} ± "
+                            f"{num(r['stderr'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
+                            f"{num(r['ci_high'], 2)}]"
                             + ("" if sig else ": not resolved") + ").")
     text.extend(findings_gpu.brief_lines())
     return "\n".join(text) + "\n"
@@ -297,13 +180,13 @@ def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:
         "(c, ε/δ², drift ratio, gaps, regime rule): docs/STUDY.md.*\n",
         "## The answer in brief\n",
         _brief(root, boundary),
-        _phase_section(root, "regression", "(a) The default problem: 1-D regression, neuron "
+        phase_section(root, "regression", "(a) The default problem: 1-D regression, neuron "
                        "parametrization, (w₁, w₂, α) box grids", figdir),
         _rates_section(root, "regression_refine", figdir),
         findings_gpu.section(figdir, _rates_section, cpu_root=root),
-        _phase_section(root, "sphere", "(b) The sphere parametrization (S¹ × β grids)",
+        phase_section(root, "sphere", "(b) The sphere parametrization (S¹ × β grids)",
                        figdir),
-        _phase_section(root, "teacher", "(c) A ReLU teacher with d = 3 (S² × β grids)", figdir),
+        phase_section(root, "teacher", "(c) A ReLU teacher with d = 3 (S² × β grids)", figdir),
         _groups_section(root, "parametrizations", "The four parametrizations on the same data",
                         ["model.parametrization", "jko.eps_over_h2"], figdir),
         _groups_section(root, "gridscale", "(d) The grid-scale problem: single- vs multi-scale "

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mfjko.study.findings_parts import figure, load_study, num, pct, phase_section
+
 __all__ = ["section", "points_needed", "HEADTOHEAD_GAP"]
 
 #: the head-to-head criterion of issue 11: relative JKO–GD loss gap at T
@@ -47,22 +49,18 @@ def points_needed(points: pd.DataFrame, gap: float = HEADTOHEAD_GAP,
 
 
 def _table(points: pd.DataFrame, cols: list[str]) -> str:
-    from mfjko.study.findings import _num, _pct
-
     cols = [c for c in cols if c in points]
     head = "| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols) + "\n"
     body = ""
     for r in points.sort_values(cols[:2]).to_dict("records"):
         body += "| " + " | ".join(
-            _pct(r[c]) if c.startswith("gap") else str(int(r[c])) if c in _COUNTS else
-            (str(r[c]) if isinstance(r[c], str) else _num(r[c])) for c in cols) + " |\n"
+            pct(r[c]) if c.startswith("gap") else str(int(r[c])) if c in _COUNTS else
+            (str(r[c]) if isinstance(r[c], str) else num(r[c])) for c in cols) + " |\n"
     return head + body
 
 
 def _headtohead(root: Path, figdir: Path) -> str:
-    from mfjko.study.findings import _figure, _load, _pct
-
-    summary, points = _load(root, "wfr_headtohead")
+    summary, points = load_study(root, "wfr_headtohead")
     title = "### Head-to-head: grid points for a JKO–GD loss gap ≤ 1 % at T = 10\n"
     if summary is None:
         return title + "\n(not run: `make study` produces it)\n"
@@ -71,11 +69,11 @@ def _headtohead(root: Path, figdir: Path) -> str:
     for scheme, r in need.items():
         if r["needed"] is not None:
             lines.append(f"- {scheme}: {r['needed']} grid points reach a gap ≤ "
-                         f"{HEADTOHEAD_GAP:.0%} (best {_pct(r['best_gap'])} at "
+                         f"{HEADTOHEAD_GAP:.0%} (best {pct(r['best_gap'])} at "
                          f"{r['best_at']} points).")
         else:
             lines.append(f"- {scheme}: no grid up to {r['largest']} points reaches "
-                         f"{HEADTOHEAD_GAP:.0%}; best {_pct(r['best_gap'])} at "
+                         f"{HEADTOHEAD_GAP:.0%}; best {pct(r['best_gap'])} at "
                          f"{r['best_at']} points.")
     w, b = need.get("wfr"), need.get("jko")
     if w and b and w["needed"] is not None:
@@ -89,20 +87,18 @@ def _headtohead(root: Path, figdir: Path) -> str:
                    else f"no grid up to {conic['largest']} points")
         lines.append(f"\nFrom this Gaussian init GD is not a WFR flow (MATH.md \"WFR\"); against "
                      f"the WFR flow's own particles (conic GD) the WFR JKO's gap at T is ≤ "
-                     f"{HEADTOHEAD_GAP:.0%} from {reached} (best {_pct(conic['best_gap'])}), "
+                     f"{HEADTOHEAD_GAP:.0%} from {reached} (best {pct(conic['best_gap'])}), "
                      "so part of the gap to GD above cancels between the scheme's error and "
                      "the model's.")
     lines.append("\n" + _table(points, ["tag.scheme", "tag.points", "gap_gd_T", "gap_gd",
                                         "gap_conic_T", "F_gd_T", "F_jko_T"]))
-    lines.append(_figure(root, "wfr_headtohead", "groups.png", figdir,
+    lines.append(figure(root, "wfr_headtohead", "groups.png", figdir,
                          "wfr_headtohead: gaps against the number of grid points"))
     return "\n".join(lines) + "\n"
 
 
 def _gridscale(root: Path, figdir: Path) -> str:
-    from mfjko.study.findings import _figure, _load
-
-    summary, points = _load(root, "wfr_gridscale")
+    summary, points = load_study(root, "wfr_gridscale")
     title = "### The grid-scale problem: init scales s ∈ {0.5, 0.1, 0.01}\n"
     if summary is None:
         return title + "\n(not run: `make study` produces it)\n"
@@ -111,7 +107,7 @@ def _gridscale(root: Path, figdir: Path) -> str:
             "single-scale box and on its multi-scale copy.\n",
             _table(points, ["init.scale", "tag.grid", "grid_size", "gap_gd_T", "gap_gd",
                             "gap_conic_T", "F_gd_T", "F_jko_T"]),
-            _figure(root, "wfr_gridscale", "groups.png", figdir,
+            figure(root, "wfr_gridscale", "groups.png", figdir,
                     "wfr_gridscale: gaps by init scale and grid")]
     return "\n".join(text) + "\n"
 
@@ -127,8 +123,6 @@ def section(root: Path, figdir: Path) -> str:
       The section's markdown; a heading and a one-line "not run" note when none of the
       three studies has been run.
     """
-    from mfjko.study.findings import _phase_section
-
     root, figdir = Path(root), Path(figdir)
     title = "## (e) The unbalanced (Wasserstein–Fisher–Rao) JKO on a grid of directions\n"
     if not any((root / s / "study" / "summary.json").exists() for s in _STUDIES):
@@ -138,7 +132,7 @@ def section(root: Path, figdir: Path) -> str:
              "masses free) is the grid counterpart of GD on (w, α) for balanced neurons "
              "(docs/MATH.md \"WFR\"); the grid covers only the sphere. References: GD and "
              "conic particle GD (the WFR flow's particles).\n")
-    phase = _phase_section(root, "wfr", "(e1) WFR phase diagram on the default problem "
+    phase = phase_section(root, "wfr", "(e1) WFR phase diagram on the default problem "
                            "(balanced init, N = 64 and 128 directions of S¹)", figdir)
     body = [title, intro, phase.replace("## ", "### ", 1),
             _headtohead(root, figdir), _gridscale(root, figdir)]

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from mfjko.errors import RunFolderError  # noqa: E402
 from mfjko.study.analysis import fit_rate, point_summaries  # noqa: E402
 from mfjko.study.regime import GAP_TOL, PIN_RATIO, pinning_boundary  # noqa: E402
 
@@ -239,8 +240,6 @@ def render_study(sweep_dir) -> Path:
     """Write DIR/study/ (module docstring); return the page's path."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "results.parquet").exists():
-        from mfjko.runner.run import RunFolderError
-
         raise RunFolderError(f"{sweep_dir} has no results.parquet: not a finished sweep "
                              "folder; run `mfjko sweep` first")
     spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())

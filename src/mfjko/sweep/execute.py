@@ -20,6 +20,7 @@ import time
 import traceback
 import warnings
 
+import jax
 import numpy as np
 
 from mfjko import methods
@@ -30,6 +31,7 @@ from mfjko.runner.compile_cache import enable_compile_cache
 from mfjko.runner.recorder import MemoryFrames, Recorder
 from mfjko.runner.setup import Setup, prepare
 from mfjko.study.regime import predicted_drift_ratio_field
+from mfjko.sweep.spec import grid_spacing, initial_speed
 
 __all__ = ["run_group", "point_facts"]
 
@@ -88,8 +90,6 @@ def point_facts(setup: Setup) -> dict:
     (only V₀, T and record_every without a JKO method); the same for every other grid
     method with a spacing (wfr_jko), named ``<method>_<fact>``.
     """
-    from mfjko.sweep.spec import grid_spacing, initial_speed
-
     cfg = setup.cfg
     facts = {"speed0": initial_speed(cfg), "T": cfg.T, "record_every": cfg.record_every}
     if cfg.methods.jko is not None:
@@ -113,8 +113,6 @@ def point_facts(setup: Setup) -> dict:
 
 def vmap_default() -> bool:
     """Whether a group's JKO runs are vmapped when not said: on an accelerator only."""
-    import jax
-
     return jax.default_backend() != "cpu"
 
 

@@ -20,10 +20,18 @@ from pathlib import Path
 
 import yaml
 
-from mfjko.config import ConfigError
-from mfjko.io import _TMP, METRIC_COLUMNS, atomic_write_text, durable_delete
-from mfjko.runner.run import RunFolderError, check_not_precious, probe_writable
+from mfjko.columns import METRIC_COLUMNS
+from mfjko.errors import (  # SweepExistsError, SchedulerError: re-exported, their old home
+    ConfigError,
+    SchedulerError,
+    SweepExistsError,
+)
+from mfjko.io import _TMP, atomic_write_text, durable_delete
+from mfjko.memory import check_memory
+from mfjko.progress import progress_bar
+from mfjko.runner.run import check_not_precious, probe_writable
 from mfjko.sweep.execute import run_group
+from mfjko.sweep.results import collect
 from mfjko.sweep.spec import (
     Point,
     SweepSpec,
@@ -48,18 +56,6 @@ SWEEP_ENTRIES = (SWEEP_MARKER, "sweep.yaml", "points", "results.parquet", "resul
 _POINT_DIR = re.compile(r"^\d{4,}-[0-9a-f]{8}$")
 #: environment variable: seconds to wait for --scheduler (default 5)
 SCHEDULER_TIMEOUT_ENV = "MFJKO_SCHEDULER_TIMEOUT"
-
-
-class SweepExistsError(RunFolderError):
-    """The sweep folder cannot be used as asked.
-
-    It holds a sweep and neither resume nor overwrite was asked for, or there is nothing
-    to resume (exit status 3, like a run folder).
-    """
-
-
-class SchedulerError(ConnectionError):
-    """The Dask scheduler of --scheduler cannot be reached (exit status 5, I/O)."""
 
 
 def _group_key(cfg_doc: dict) -> str:
@@ -128,6 +124,7 @@ def _client(workers: int | None, scheduler: str | None):
     """A Dask client: of the scheduler at ``scheduler`` (fails fast), or of a LocalCluster."""
     import logging
 
+    # dask: heavy, loaded when a sweep computes (start-up cost), not for a circle
     from dask.distributed import Client, LocalCluster
 
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
@@ -318,9 +315,6 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
     Returns:
       The sweep folder (with results.parquet and results.zarr).
     """
-    from mfjko.memory import check_memory
-    from mfjko.sweep.results import collect
-
     spec = load_sweep(path)
     check_keys(spec)
     out = Path(out) if out is not None else Path("runs/sweeps") / spec.name
@@ -355,9 +349,7 @@ def run_sweep(path, out=None, *, workers: int | None = None, scheduler: str | No
 
 def _execute(out: Path, tasks: list, client, progress: bool, total: int,
              done: int, vmap: bool | None = None) -> None:
-    from dask.distributed import as_completed
-
-    from mfjko.progress import progress_bar
+    from dask.distributed import as_completed  # dask: start-up cost, as in _client
 
     tasks = balance(tasks, sum(client.nthreads().values()))
     with progress_bar(progress, label_width=6) as bar:

@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mfjko import initial
 from mfjko.config import (
     ConfigError,
     RunConfig,
@@ -33,6 +34,12 @@ from mfjko.config import (
     apply_overrides,
     parse_config,
 )
+from mfjko.methods import REGISTRY
+from mfjko.parametrizations import get as get_param
+from mfjko.problem import MeanFieldProblem
+
+# private helpers of the runner's setup (issue 19: to become its public API)
+from mfjko.runner.setup import _make_dataset, _make_law
 
 __all__ = ["SweepSpec", "Point", "load_sweep", "expand", "DERIVED", "derived_key", "resolve_point",
            "grid_spacing", "initial_speed", "check_keys", "stored_spec"]
@@ -59,8 +66,6 @@ _DERIVED_ORDER = ("debias", "grid_n", "eps_over_h2", "courant", "D")
 
 def derived_key(key: str) -> tuple[str, str] | None:
     """(method, name) if ``key`` is a derived key ``<method>.<name>``, else None."""
-    from mfjko.methods import REGISTRY
-
     method, _, name = key.partition(".")
     return (method, name) if method in REGISTRY and name in _DERIVED_ORDER else None
 
@@ -204,8 +209,6 @@ def check_keys(spec: SweepSpec) -> None:
     exist in the run config (the message names the full key as written in the sweep).
     Values are checked later, point by point (:func:`resolve_point`).
     """
-    from mfjko.methods import REGISTRY
-
     base = spec.base_config()
     if not isinstance(base, dict):
         raise ConfigError(f"sweep base config must be a mapping, got {type(base).__name__}")
@@ -318,14 +321,10 @@ def grid_spacing(cfg: RunConfig, method: str = "jko", d: int | None = None) -> f
     d = _input_dim(cfg) if d is None else d
     if hasattr(mc, "spacing"):
         return float(mc.spacing(d))
-    from mfjko.parametrizations import get
-
-    return float(get(cfg.model.parametrization).build_grid(mc.grid, d).spacing)
+    return float(get_param(cfg.model.parametrization).build_grid(mc.grid, d).spacing)
 
 
 def _input_dim(cfg: RunConfig) -> int:
-    from mfjko.runner.setup import _make_dataset
-
     return int(_make_dataset(cfg).X.shape[1])
 
 
@@ -336,10 +335,6 @@ def initial_speed(cfg: RunConfig, method: str = "jko") -> float:
     −∇F′(μ₀)(θ_i), the run's seed and law); for a method whose config defines
     ``initial_speed(problem, theta0, law)`` (wfr_jko: the angular speed), that one.
     """
-    from mfjko import initial
-    from mfjko.problem import MeanFieldProblem
-    from mfjko.runner.setup import _make_dataset, _make_law
-
     ds = _make_dataset(cfg)
     problem = MeanFieldProblem.create(cfg.model.parametrization, ds.X, ds.y, cfg.model.lam)
     key = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)[0]
