@@ -39,7 +39,7 @@ test-all: $(STAMP)
 
 # The shipped studies (studies/*.yaml) on 2 local Dask workers, their pages, and
 # docs/FINDINGS.md; a second `make study` resumes (finished points are kept).
-STUDIES ?= regression regression_refine sphere teacher parametrizations gridscale orthogonal \
+STUDIES ?= regression regression_refine path_to_gd sphere teacher parametrizations gridscale orthogonal \
   wfr wfr_headtohead wfr_gridscale
 STUDY_WORKERS ?= 2
 study: $(STAMP)
