@@ -9,11 +9,25 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import support  # noqa: E402
 from support import tiny_raw  # noqa: E402
 
 # no persistent XLA cache in tests (CLI runs, subprocesses included): every test compiles
 # what it runs; tests/runner/test_cli.py checks the cache switch itself
 os.environ.setdefault("MFJKO_XLA_CACHE", "0")
+
+
+def pytest_configure(config):
+    """``support.FULL``: does this run select the ``slow`` tests (``make test-all``)? Then
+    fuzz tests draw their full number of examples (:func:`support.examples`)."""
+    markexpr = config.getoption("markexpr", "") or ""
+    support.FULL = "not slow" not in " ".join(markexpr.split())
+    if not support.FULL:
+        # `make test` (its time is budgeted, CONTRIBUTING.md "Tests") compiles without most
+        # XLA optimizations: compilation dominates its tests (about 40 % less CPU) and their
+        # subprocesses inherit it; `make test-all` tests the optimized programs. Set before
+        # any test module imports jax.
+        os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 
 @pytest.fixture

@@ -122,6 +122,7 @@ def test_batched_group_equals_one_by_one(tmp_path):
         np.testing.assert_allclose(a["drift"], b["drift"], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_local_cluster_resume_failure_and_study(tmp_path, worker_xla_cache):
     path = _write(tmp_path)
     out = tmp_path / "out"
@@ -171,6 +172,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_sweep_on_a_scheduler_address_and_resume_recomputes_only_the_missing_point(
+        tmp_path):
+    """The cheap version of the two slow tests below: ``scheduler=`` the address of a
+    cluster of threads in this process (no worker process to start and compile in), two
+    points of one grid size (one compilation), one removed and recomputed on resume."""
+    from distributed import LocalCluster
+
+    path = _write(tmp_path, zip=[])
+    out = tmp_path / "remote"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        run_sweep(path, out, scheduler=cluster.scheduler_address, progress=False)
+        table = pd.read_parquet(out / "results.parquet")
+        assert set(table["method"]) == {"gd", "langevin", "jko"}
+        assert table["point"].nunique() == 2
+        victim = sorted((out / "points").iterdir())[1]
+        before = {p.name: (p / "point.json").stat().st_mtime_ns
+                  for p in (out / "points").iterdir()}
+        shutil.rmtree(victim)
+        run_sweep(path, out, scheduler=cluster.scheduler_address, resume=True,
+                  progress=False)
+    after = {p.name: (p / "point.json").stat().st_mtime_ns for p in (out / "points").iterdir()}
+    assert {k for k in after if after[k] != before.get(k)} == {victim.name}
+    key = ["point", "method", "t"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "results.parquet").sort_values(key).reset_index(drop=True),
+        table.sort_values(key).reset_index(drop=True), check_exact=False, rtol=1e-12)
+
+
+@pytest.mark.slow
 def test_scheduler_address_path(tmp_path, worker_xla_cache):
     """A scheduler and a worker started by the `dask` CLI on 127.0.0.1."""
     port = _free_port()
