@@ -101,8 +101,13 @@ def test_balance_splits_the_largest_tasks_until_every_worker_has_two():
     assert balance([[0], [1]], 4) == [[0], [1]]  # single points cannot be split
 
 
-def test_batched_group_equals_one_by_one(tmp_path):
-    spec = load_sweep(_write(tmp_path, zip=[]))
+@pytest.mark.parametrize("methods", [("gd", "jko"), pytest.param(
+    ("gd", "langevin", "jko"), marks=pytest.mark.slow)], ids=["gd-jko", "all"])
+def test_batched_group_equals_one_by_one(tmp_path, methods):
+    """Vmapped and in-turn groups equal one-by-one runs; `make test` leaves Langevin (its
+    400 particles × 2 seeds) out of the shared references."""
+    base = {**BASE, "methods": {k: BASE["methods"][k] for k in methods}}
+    spec = load_sweep(_write(tmp_path, zip=[], base=base))
     tasks, failures = plan(spec, expand(spec), batch=True)
     assert not failures and len(tasks) == 1 and len(tasks[0]) == 2  # one group: ε differs
     configs = [doc for _, doc in tasks[0]]
