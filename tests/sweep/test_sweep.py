@@ -43,6 +43,15 @@ def worker_xla_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MFJKO_XLA_CACHE", str(tmp_path_factory.getbasetemp() / "worker-xla"))
 
 
+def _in_process_cluster():
+    """A Dask cluster of one worker thread in this process: its programs compile once per
+    test session (no worker process to start, import and compile in)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                        dashboard_address=None)
+
+
 def _write(tmp_path, **extra) -> Path:
     spec = {"name": "tiny", "base": BASE, "product": {"jko.eps_over_h2": [0.3, 1.0]},
             "zip": [{"jko.grid_n": [5, 6], "tag.level": ["coarse", "fine"]}],
@@ -162,10 +171,19 @@ def test_local_cluster_resume_failure_and_study(tmp_path, worker_xla_cache):
     assert "phase.png" in page.read_text() or (out / "study" / "phase.png").exists()
 
 
-def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path, worker_xla_cache):
+@pytest.mark.parametrize("processes", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["in-process", "worker-process"])
+def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path, worker_xla_cache,
+                                                          processes):
+    """On a worker process (`workers=1`, slow: it imports and compiles everything) and,
+    in `make test`, on the in-process cluster."""
     path = _write(tmp_path, product={"jko.eps_over_h2": [1.0, 0.001]}, zip=[])
     out = tmp_path / "bad"
-    run_sweep(path, out, workers=1, progress=False)
+    if processes:
+        run_sweep(path, out, workers=1, progress=False)
+    else:
+        with _in_process_cluster() as cluster:
+            run_sweep(path, out, scheduler=cluster.scheduler_address, progress=False)
     errors = json.loads((out / "failures.json").read_text())
     assert len(errors) == 1 and "eps" in next(iter(errors.values()))
     assert pd.read_parquet(out / "results.parquet")["point"].nunique() == 1
@@ -182,12 +200,9 @@ def test_sweep_on_a_scheduler_address_and_resume_recomputes_only_the_missing_poi
     """The cheap version of the two slow tests below: ``scheduler=`` the address of a
     cluster of threads in this process (no worker process to start and compile in), two
     points of one grid size (one compilation), one removed and recomputed on resume."""
-    from distributed import LocalCluster
-
     path = _write(tmp_path, zip=[])
     out = tmp_path / "remote"
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:
+    with _in_process_cluster() as cluster:
         run_sweep(path, out, scheduler=cluster.scheduler_address, progress=False)
         table = pd.read_parquet(out / "results.parquet")
         assert set(table["method"]) == {"gd", "langevin", "jko"}
