@@ -28,7 +28,7 @@ test-browser: $(STAMP)
 	$(BIN)/pip install -q playwright
 	$(BIN)/python -m pytest tests/runner/test_report_browser.py -q -rs
 
-# the budgeted suite (≤ 6 CPU-min, CONTRIBUTING.md "Tests"); CI (.ci/run) runs exactly this
+# the budgeted suite (target ≤ 6 CPU-min, CONTRIBUTING.md); CI (.ci/run) runs exactly this
 # and prints the 15 slowest tests
 test: $(STAMP)
 	$(BIN)/ruff check .
