@@ -28,11 +28,13 @@ test-browser: $(STAMP)
 	$(BIN)/pip install -q playwright
 	$(BIN)/python -m pytest tests/runner/test_report_browser.py -q -rs
 
+# the budgeted suite (target ≤ 6 CPU-min, CONTRIBUTING.md); CI (.ci/run) runs exactly this
+# and prints the 15 slowest tests
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
-# everything, the `slow` tests included
+# everything: the `slow` tests, full fuzz examples and XLA optimizations included
 test-all: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m ""

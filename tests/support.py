@@ -1,5 +1,16 @@
 """Shared test helpers (plain functions; fixtures live in conftest.py)."""
 
+# True when the run selects the `slow` tests too (`make test-all`, `pytest -m ""`); set by
+# conftest.pytest_configure before any test module is imported
+FULL = False
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples of a fuzz test: ``n`` in ``make test-all``, a quarter (at least
+    10) in ``make test``, whose time is budgeted (CONTRIBUTING.md, "Tests")."""
+    return n if FULL else max(10, n // 4)
+
+
 
 def tiny_raw() -> dict:
     return {

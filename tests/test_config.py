@@ -275,6 +275,8 @@ def test_extreme_time_axis_is_a_config_error_not_an_overflow():
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from support import examples  # noqa: E402
+
 _scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
             | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12))
 _values = st.recursive(_scalars, lambda c: st.lists(c, max_size=4)
@@ -301,7 +303,7 @@ def _set(raw: dict, key: str, value) -> dict:
     return raw
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(_KEYS), _values), min_size=1, max_size=4))
 def test_fuzz_mutated_configs_validate_or_raise_config_error(mutations):
     raw = base()
@@ -315,7 +317,7 @@ def test_fuzz_mutated_configs_validate_or_raise_config_error(mutations):
     assert cfg.T > 0 and cfg.n_segments >= 1 and cfg.methods.gd is not None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.text(max_size=200) | st.binary(max_size=200))
 def test_fuzz_config_files_load_or_raise_config_error(tmp_path_factory, content):
     path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
@@ -329,7 +331,7 @@ def test_fuzz_config_files_load_or_raise_config_error(tmp_path_factory, content)
         assert str(e) and "\n" not in str(e)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.text(max_size=30), min_size=1, max_size=3))
 def test_fuzz_set_overrides_apply_or_raise_config_error(tmp_path_factory, overrides):
     path = tmp_path_factory.mktemp("fuzz") / "c.yaml"

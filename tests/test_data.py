@@ -211,6 +211,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
+from support import examples  # noqa: E402
+
 _dtypes = st.sampled_from(["f8", "f4", "i8", "u1", "b1", "c16", "U3", "O", "M8[s]"])
 _arrays = st.builds(
     lambda dt, shape, fill, bad: _array(dt, shape, fill, bad), _dtypes,
@@ -236,7 +238,7 @@ def _check_loaded(ds):
     assert ds.X.shape[0] == ds.y.shape[0] >= 1 and ds.X_test.shape[0] == ds.y_test.shape[0]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["X", "y", "z"]), _arrays, max_size=3))
 def test_fuzz_npz_files_load_finite_or_raise_data_error(tmp_path_factory, arrays):
     path = tmp_path_factory.mktemp("fuzz") / "d.npz"
@@ -255,7 +257,7 @@ _cell = (st.floats(allow_nan=True, allow_infinity=True).map(repr)
 _lines = st.lists(st.lists(_cell, min_size=0, max_size=4).map(",".join), max_size=6)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(_lines, st.booleans())
 def test_fuzz_csv_files_load_finite_or_raise_data_error(tmp_path_factory, lines, header):
     path = tmp_path_factory.mktemp("fuzz") / "d.csv"
@@ -268,7 +270,7 @@ def test_fuzz_csv_files_load_finite_or_raise_data_error(tmp_path_factory, lines,
     _check_loaded(ds)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.binary(max_size=300), st.sampled_from([".npz", ".csv"]))
 def test_fuzz_binary_garbage_raises_data_error(tmp_path_factory, content, suffix):
     path = tmp_path_factory.mktemp("fuzz") / f"d{suffix}"

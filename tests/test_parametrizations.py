@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from mfjko import objective as obj
 from mfjko import parametrizations as P
+from support import examples
 
 NAMES = ["neuron", "signed", "pm", "sphere"]
 
@@ -53,7 +54,7 @@ def _instance(seed, m, n, d):
         rng.standard_normal(n)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
     m=st.integers(1, 4),
@@ -73,7 +74,7 @@ def test_outputs_match_classic_network(seed, m, n, d, name):
     np.testing.assert_allclose(np.asarray(h_back), h, rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), m=st.integers(1, 4), n=st.integers(1, 4),
        d=st.integers(1, 3), lam=st.sampled_from([0.0, 0.01, 0.5, 2.0]))
 def test_objective_equals_scaled_classic_loss(seed, m, n, d, lam):

@@ -172,17 +172,19 @@ def weighted_flow_objective(param, thetas, weights, X, y, lam, T, dt):
     return np.concatenate([[float(F0)], np.asarray(integrate(thetas))])
 
 
-def test_jko_approaches_gradient_flow_as_tau_and_eps_over_tau_vanish():
+@pytest.mark.parametrize("levels", [2, pytest.param(3, marks=pytest.mark.slow)])
+def test_jko_approaches_gradient_flow_as_tau_and_eps_over_tau_vanish(levels):
     """(τ, ε) = (0.2, 0.02), (0.1, 0.005), (0.05, 0.00125): ε/τ = τ/2 → 0, grid spacing
     h = 0.7√ε shrinking with ε. The sup-gap of F(t) on [0, 1] between grid JKO and the
-    gradient flow from the same discrete initial measure shrinks along the sequence."""
+    gradient flow from the same discrete initial measure shrinks along the sequence: its
+    first two levels in `make test`, all three (the 161² grid) in `make test-all`."""
     param = P.get("neuron")
     x = np.linspace(-1, 1, 10)
     X = jnp.asarray(x[:, None])
     y = jnp.asarray(np.maximum(x, 0) - 0.2 * np.maximum(-x, 0))
     lam, T, dt = 0.01, 1.0, 0.01  # RK4 error O(dt⁴) ≪ the gaps
     gaps = []
-    for tau, eps, h in ((0.2, 0.02, 0.1), (0.1, 0.005, 0.05), (0.05, 0.00125, 0.025)):
+    for tau, eps, h in ((0.2, 0.02, 0.1), (0.1, 0.005, 0.05), (0.05, 0.00125, 0.025))[:levels]:
         n1 = round(4.0 / h) + 1
         geom = grids.cartesian_grid([(-2.0, 2.0)] * 2, [n1, n1])
         p0, _ = grids.discretize(GaussianLaw(0.5), param, geom, jax.random.PRNGKey(0))
@@ -192,4 +194,4 @@ def test_jko_approaches_gradient_flow_as_tau_and_eps_over_tau_vanish():
         F_flow_at = np.interp(tr.t[1:], dt * np.arange(len(F_flow)), F_flow)
         gaps.append(np.max(np.abs(F_jko - F_flow_at)))
     # measured: 6.5e-4, 3.7e-4, 2.2e-4 (F drops from 0.108 to 0.098 over [0, 1])
-    assert gaps[1] < 0.8 * gaps[0] and gaps[2] < 0.8 * gaps[1], gaps
+    assert all(b < 0.8 * a for a, b in zip(gaps[:-1], gaps[1:], strict=True)), gaps

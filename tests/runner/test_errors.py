@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mfjko.cli import EXIT_CODES, app
 from mfjko.io import RUN_MARKER
-from support import tiny_raw
+from support import examples, tiny_raw
 
 runner = CliRunner()
 
@@ -209,7 +209,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from mfjko.config import ConfigError, load_config  # noqa: E402
 
-_fuzz = settings(max_examples=40, deadline=None,
+_fuzz = settings(max_examples=examples(40), deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

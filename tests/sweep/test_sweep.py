@@ -43,6 +43,15 @@ def worker_xla_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MFJKO_XLA_CACHE", str(tmp_path_factory.getbasetemp() / "worker-xla"))
 
 
+def _in_process_cluster():
+    """A Dask cluster of one worker thread in this process: its programs compile once per
+    test session (no worker process to start, import and compile in)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                        dashboard_address=None)
+
+
 def _write(tmp_path, **extra) -> Path:
     spec = {"name": "tiny", "base": BASE, "product": {"jko.eps_over_h2": [0.3, 1.0]},
             "zip": [{"jko.grid_n": [5, 6], "tag.level": ["coarse", "fine"]}],
@@ -101,8 +110,13 @@ def test_balance_splits_the_largest_tasks_until_every_worker_has_two():
     assert balance([[0], [1]], 4) == [[0], [1]]  # single points cannot be split
 
 
-def test_batched_group_equals_one_by_one(tmp_path):
-    spec = load_sweep(_write(tmp_path, zip=[]))
+@pytest.mark.parametrize("methods", [("gd", "jko"), pytest.param(
+    ("gd", "langevin", "jko"), marks=pytest.mark.slow)], ids=["gd-jko", "all"])
+def test_batched_group_equals_one_by_one(tmp_path, methods):
+    """Vmapped and in-turn groups equal one-by-one runs; `make test` leaves Langevin (its
+    400 particles × 2 seeds) out of the shared references."""
+    base = {**BASE, "methods": {k: BASE["methods"][k] for k in methods}}
+    spec = load_sweep(_write(tmp_path, zip=[], base=base))
     tasks, failures = plan(spec, expand(spec), batch=True)
     assert not failures and len(tasks) == 1 and len(tasks[0]) == 2  # one group: ε differs
     configs = [doc for _, doc in tasks[0]]
@@ -122,6 +136,7 @@ def test_batched_group_equals_one_by_one(tmp_path):
         np.testing.assert_allclose(a["drift"], b["drift"], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_local_cluster_resume_failure_and_study(tmp_path, worker_xla_cache):
     path = _write(tmp_path)
     out = tmp_path / "out"
@@ -156,10 +171,19 @@ def test_local_cluster_resume_failure_and_study(tmp_path, worker_xla_cache):
     assert "phase.png" in page.read_text() or (out / "study" / "phase.png").exists()
 
 
-def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path, worker_xla_cache):
+@pytest.mark.parametrize("processes", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["in-process", "worker-process"])
+def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path, worker_xla_cache,
+                                                          processes):
+    """On a worker process (`workers=1`, slow: it imports and compiles everything) and,
+    in `make test`, on the in-process cluster."""
     path = _write(tmp_path, product={"jko.eps_over_h2": [1.0, 0.001]}, zip=[])
     out = tmp_path / "bad"
-    run_sweep(path, out, workers=1, progress=False)
+    if processes:
+        run_sweep(path, out, workers=1, progress=False)
+    else:
+        with _in_process_cluster() as cluster:
+            run_sweep(path, out, scheduler=cluster.scheduler_address, progress=False)
     errors = json.loads((out / "failures.json").read_text())
     assert len(errors) == 1 and "eps" in next(iter(errors.values()))
     assert pd.read_parquet(out / "results.parquet")["point"].nunique() == 1
@@ -171,6 +195,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_sweep_on_a_scheduler_address_and_resume_recomputes_only_the_missing_point(
+        tmp_path):
+    """The cheap version of the two slow tests below: ``scheduler=`` the address of a
+    cluster of threads in this process (no worker process to start and compile in), two
+    points of one grid size (one compilation), one removed and recomputed on resume."""
+    path = _write(tmp_path, zip=[])
+    out = tmp_path / "remote"
+    with _in_process_cluster() as cluster:
+        run_sweep(path, out, scheduler=cluster.scheduler_address, progress=False)
+        table = pd.read_parquet(out / "results.parquet")
+        assert set(table["method"]) == {"gd", "langevin", "jko"}
+        assert table["point"].nunique() == 2
+        victim = sorted((out / "points").iterdir())[1]
+        before = {p.name: (p / "point.json").stat().st_mtime_ns
+                  for p in (out / "points").iterdir()}
+        shutil.rmtree(victim)
+        run_sweep(path, out, scheduler=cluster.scheduler_address, resume=True,
+                  progress=False)
+    after = {p.name: (p / "point.json").stat().st_mtime_ns for p in (out / "points").iterdir()}
+    assert {k for k in after if after[k] != before.get(k)} == {victim.name}
+    key = ["point", "method", "t"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "results.parquet").sort_values(key).reset_index(drop=True),
+        table.sort_values(key).reset_index(drop=True), check_exact=False, rtol=1e-12)
+
+
+@pytest.mark.slow
 def test_scheduler_address_path(tmp_path, worker_xla_cache):
     """A scheduler and a worker started by the `dask` CLI on 127.0.0.1."""
     port = _free_port()
