@@ -137,3 +137,18 @@ def test_grid_particle_gd_follows_the_grid_measure_at_t0():
     f_grid = np.asarray(s.grid.phi @ jnp.asarray(s.p0))
     f_part = np.asarray(s.problem.predict(wp.points, wp.weights))
     np.testing.assert_allclose(f_part, f_grid, rtol=0, atol=1e-14)
+
+
+def test_setup_doc_states_where_every_reference_starts():
+    from mfjko.runner.run import setup_doc
+
+    raw = tiny_raw()
+    raw["methods"]["langevin"]["init"] = "grid"  # sampled from p0: not a weighted method
+    raw["methods"]["gd"]["init"] = "grid"
+    doc = setup_doc(prepare(parse_config(raw)))
+    assert doc["reference_init"] == "gd: grid, langevin: grid (sampled)"
+    assert doc["grid_reference_frozen_mass"] > 0
+    raw["methods"]["gd"]["init"] = "particles"
+    raw["methods"]["langevin"]["init"] = "particles"
+    doc = setup_doc(prepare(parse_config(raw)))
+    assert doc["reference_init"] == "gd: particles, langevin: particles (sampled)"

@@ -473,11 +473,14 @@ def setup_doc(setup: Setup) -> dict:
     starts = {}
     for name in setup.cfg.methods.enabled():
         mc = getattr(setup.cfg.methods, name)
-        if methods.get(name).kind == "particles" and hasattr(mc, "init"):
-            starts[name] = setup.reference_init(name, mc.init)
+        info = methods.get(name)
+        if info.kind == "particles" and hasattr(mc, "init"):
+            starts[name] = (f"{setup.sample_source(mc.init)} (sampled)"
+                            if info.initial is not None else setup.reference_init(name, mc.init))
     if starts:
         doc["reference_init"] = ", ".join(f"{k}: {v}" for k, v in starts.items())
     if "grid" in starts.values():
+        setup.grid_particles()  # computes the masses below
         doc.update(grid_reference_dropped_mass=setup.dropped_mass,
                    grid_reference_frozen_mass=setup.frozen_mass)
     return doc

@@ -136,11 +136,18 @@ class Setup:
                               "only; use init: particles")
         return mode
 
+    def sample_source(self, mode: str) -> str:
+        """Where :meth:`sample_particles` draws from: "grid" (p0's atoms) or "particles"."""
+        if mode == "auto":
+            return "grid" if self.grid is not None else "particles"
+        if mode == "grid" and self.grid is None:
+            raise ConfigError("init: grid (particles drawn from the grid's p0) needs a jko "
+                              "method")
+        return mode
+
     def sample_particles(self, mode: str, count: int, key) -> np.ndarray:
         """``count`` particles (count, D): atoms of the grid's p0 (``grid``) or the law."""
-        if mode == "auto":
-            mode = "grid" if self.grid is not None else "particles"
-        if mode == "grid":
+        if self.sample_source(mode) == "grid":
             wp = self.grid_particles()
             p = np.asarray(wp.weights) / np.sum(wp.weights)
             idx = jax.random.choice(key, len(p), (count,), p=p)
