@@ -260,7 +260,8 @@ def compare(
 def examples():
     """List the shipped configs with a one-line description each."""
     folder = examples_dir()
-    files = sorted(folder.glob("*.yaml"))
+    # the default comparison (`make run`) first, then the others by name
+    files = sorted(folder.glob("*.yaml"), key=lambda f: (f.name != "default.yaml", f.name))
     if not files:
         err.print(f"internal error: no configs found in {folder}: the installed package "
                   "lacks its examples; reinstall mfjko", highlight=False)

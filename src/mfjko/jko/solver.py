@@ -6,15 +6,12 @@ KL-prox of :mod:`mfjko.jko.prox`; with ``JKOSolverOptions.debias`` the debiased 
 argmin W_ε(p, p_k) − (ε/2)H(p) + 2τF(p) (no first-order diffusion). The JKO step τ is a
 step of mean-field time: k steps reach t = kτ, the axis GD with lr = m·h uses.
 
-Public API:
-
-- :class:`JKOSolverOptions` — tolerances, caps, ε-scaling and Anderson settings;
-- :class:`JKOState` — the warm-start state (KL-prox dual g (n,); f, ψ (N,) for inspection);
-- :func:`solve_step` — one step on a :class:`~mfjko.problem.GridProblem`;
-- :func:`jko_step` — the same on plain arrays (the stable functional API);
-
-The time loop ``run_jko`` (k = T/τ steps by :func:`mfjko.driver.drive`) drives the
-stepper of :mod:`mfjko.methods.jko` and lives one floor up, in :mod:`mfjko.grid_runs`.
+Public API: :class:`JKOSolverOptions` (tolerances, caps, ε-scaling, Anderson),
+:class:`JKOState` (the warm start: KL-prox dual g (n,); f, ψ (N,) for inspection),
+:func:`solve_step` (one step on a :class:`~mfjko.problem.GridProblem`) and :func:`jko_step`
+(the same on plain arrays, the stable functional API). The time loop ``run_jko`` (k = T/τ
+steps by :func:`mfjko.driver.drive`) drives the stepper of :mod:`mfjko.methods.jko` and
+lives one floor up, in :mod:`mfjko.grid_runs`.
 """
 
 from __future__ import annotations
