@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 __all__ = ["Diagnostics", "Stepper", "ParticleState", "WeightedParticles", "MethodInfo",
-           "check_positive", "check_int", "merge_steps"]
+           "check_positive", "check_int", "merge_steps", "particle_masses"]
 
 
 @dataclass
@@ -61,6 +61,14 @@ class ParticleState:
     theta: Any
     k: int = 0
     weights: Any = None
+
+
+def particle_masses(state: ParticleState) -> np.ndarray:
+    """The masses (m,) of a particle state: its ``weights``, or 1/m each when uniform."""
+    if state.weights is not None:
+        return np.asarray(state.weights)
+    m = np.shape(state.theta)[0]
+    return np.full(m, 1.0 / m)
 
 
 @dataclass(frozen=True)
@@ -111,10 +119,7 @@ class Stepper:
 
     def measure(self, state) -> tuple[np.ndarray, np.ndarray]:
         """(support (K, D), weights (K,)) of the state's measure (uniform unless weighted)."""
-        theta = np.asarray(state.theta)
-        if getattr(state, "weights", None) is not None:
-            return theta, np.asarray(state.weights)
-        return theta, np.full(theta.shape[0], 1.0 / theta.shape[0])
+        return np.asarray(state.theta), particle_masses(state)
 
     def save(self, state) -> dict[str, np.ndarray]:
         """The state's arrays for a checkpoint (the problem is rebuilt from the config)."""

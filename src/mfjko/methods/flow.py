@@ -28,8 +28,9 @@ from mfjko.methods.base import (
     Stepper,
     check_int,
     check_positive,
+    particle_masses,
 )
-from mfjko.methods.gd import ReferenceInit, uniform_weights
+from mfjko.methods.gd import ReferenceInit
 from mfjko.objective import velocity
 
 __all__ = ["GradientFlow", "FlowConfig", "METHOD"]
@@ -96,8 +97,7 @@ class GradientFlow(Stepper):
     def advance(self, state: ParticleState, n_steps: int):
         """Solve the flow over ``n_steps`` segments of dt; RuntimeError if the ODE solver fails."""
         p, theta = state.problem, state.theta
-        w = (uniform_weights(theta.shape[0]) if state.weights is None
-             else jnp.asarray(state.weights))
+        w = jnp.asarray(particle_masses(state))
         for i in range(n_steps):
             theta, ns, na, nr, ok = _flow_segment(p.param, theta, w, p.X, p.y, p.lam,
                                                   jnp.float64(self.dt), self.rtol, self.atol,

@@ -23,11 +23,11 @@ from mfjko.methods.base import (
     ParticleState,
     Stepper,
     check_positive,
+    particle_masses,
 )
 from mfjko.objective import velocity
 
-__all__ = ["GradientDescent", "GDConfig", "particle_velocity", "uniform_weights", "METHOD",
-           "ReferenceInit"]
+__all__ = ["GradientDescent", "GDConfig", "particle_velocity", "METHOD", "ReferenceInit"]
 
 #: where a particle reference starts: ``grid`` = the grid method's initial measure as
 #: weighted particles at the grid points (deterministic, F(0) equal to the grid's);
@@ -40,11 +40,6 @@ def particle_velocity(param, thetas, X, y, lam):
     """v_i = −∇F′(μ_m)(θ_i) (tangent on the sphere) for uniform μ_m, shape (m, D)."""
     m = thetas.shape[0]
     return velocity(param, thetas, jnp.full((m,), 1.0 / m), X, y, lam)
-
-
-def uniform_weights(m: int):
-    """The weights (m,) of uniform particles, 1/m each."""
-    return jnp.full((m,), 1.0 / m)
 
 
 def _gd_step(param, theta, weights, X, y, lam, h):
@@ -76,10 +71,8 @@ class GradientDescent(Stepper):
     def advance(self, state: ParticleState, n_steps: int):
         """Make ``n_steps`` GD steps of h: (new :class:`ParticleState`, empty Diagnostics)."""
         p = state.problem
-        w = (uniform_weights(state.theta.shape[0]) if state.weights is None
-             else jnp.asarray(state.weights))
-        theta = _gd_advance(p.param, state.theta, w, p.X, p.y, p.lam, jnp.float64(self.h),
-                            jnp.int32(n_steps))
+        theta = _gd_advance(p.param, state.theta, jnp.asarray(particle_masses(state)), p.X,
+                            p.y, p.lam, jnp.float64(self.h), jnp.int32(n_steps))
         return ParticleState(p, theta, state.k + n_steps, state.weights), Diagnostics()
 
 

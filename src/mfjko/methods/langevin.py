@@ -29,7 +29,7 @@ from mfjko.methods.base import (
     check_positive,
 )
 from mfjko.methods.gd import ReferenceInit, particle_velocity
-from mfjko.objective import predict
+from mfjko.objective import loss_from_features
 
 __all__ = ["Langevin", "LangevinConfig", "METHOD", "seed_keys", "seed_statistics"]
 
@@ -64,10 +64,12 @@ def _seed_figures(param, theta, X, y, lam, seeds):
     th = theta.reshape(seeds, -1, theta.shape[-1])
     m = th.shape[1]
     w = jnp.full((m,), 1.0 / m)
-    f = jax.vmap(lambda t: predict(param, t, w, X))(th)  # (S, n)
-    loss = 0.5 * jnp.mean((f - y) ** 2, axis=1) + 0.5 * lam * jax.vmap(
-        lambda t: jnp.dot(w, param.potentials(t)))(th)
-    return loss, f
+
+    def one_seed(t):  # F (the one formula, loss_from_features) and f of one seed's measure
+        phi = param.features(t, X)
+        return loss_from_features(phi, w, y, param.potentials(t), lam), phi @ w
+
+    return jax.vmap(one_seed)(th)  # (S,), (S, n)
 
 
 def seed_statistics(values) -> tuple[float, float]:

@@ -50,14 +50,9 @@ class Recorder:
         n = len(self.gd["loss"])
         self.gd["weights"] = (st.get("gd/weights_full") if st.has("gd/weights_full")
                               else [None] * n)
-        se = 0.0 if self.gd_matched() else np.nan
+        se = 0.0 if self.setup.starts_on_grid("gd") else np.nan
         self.gd["loss_se"] = np.full(n, se)
         self.gd["pred_se"] = np.full(n, se)
-
-    def gd_matched(self) -> bool:
-        """Whether GD is the grid-matched (deterministic) reference of this run."""
-        s = self.setup
-        return s.reference_init("gd", s.cfg.methods.gd.init) == "grid"
 
     def record(self, name: str, kind: str, i: int, rec: Record) -> dict:
         """The metrics row of record ``i`` of method ``name``; appends its zarr frames."""
@@ -73,11 +68,26 @@ class Recorder:
                                  settings=s.cfg.metrics, cost=s.param.cost_kind,
                                  geom=s.geom if kind == "grid" else None, F_star=s.F_star,
                                  final=i == s.cfg.n_segments, param=s.param.name,
-                                 noise=_own_noise(rec, kind, name, self))
+                                 noise=self._own_noise(name, rec))
         row = metrics.row_metrics(ctx)
         self._frames(name, kind, t, losses, rec)
         self._pinning(name, t, rec)
         return row
+
+    def _own_noise(self, name: str, rec: Record) -> dict:
+        """A method's own standard errors of F and f at this record.
+
+        Seed ensembles (Langevin) report theirs; methods started deterministically from
+        the grid's measure, and measures with unequal masses (wfr_jko's directions grid),
+        have 0; one draw of uniform sampled particles has NaN (unknown from one draw).
+        """
+        d = rec.diagnostics
+        if "loss_se" in d:
+            return {"loss_se": float(d["loss_se"]), "pred_se": float(d.get("pred_se", np.nan))}
+        w = np.asarray(rec.weights)
+        unequal = w.size > 0 and not np.all(w == w.flat[0])
+        se = 0.0 if self.setup.starts_on_grid(name) or unequal else np.nan
+        return {"loss_se": se, "pred_se": se}
 
     def _pinning(self, name: str, t: float, rec: Record) -> None:
         """Warn once per method whose steps move mass under half as far as GD's would.
@@ -114,23 +124,6 @@ class Recorder:
             st.append(f"{name}/diag/{k}", np.asarray(v, dtype=np.float64))
         for k, v in rec.steps.items():
             st.extend(f"{name}/steps/{k}", np.asarray(v, dtype=np.float64))
-
-
-def _own_noise(rec: Record, kind: str, name: str, recorder: Recorder) -> dict:
-    """A method's own standard errors of F and f at this record.
-
-    Seed ensembles (Langevin) report theirs; deterministic methods (grids, weighted
-    particles) have 0; one draw of sampled particles has NaN (unknown from one draw).
-    """
-    d = rec.diagnostics
-    if "loss_se" in d:
-        return {"loss_se": float(d["loss_se"]), "pred_se": float(d.get("pred_se", np.nan))}
-    w = np.asarray(rec.weights)
-    sampled = kind == "particles" and (w.size == 0 or np.all(w == w.flat[0]))
-    if name == "gd":
-        sampled = not recorder.gd_matched()
-    se = np.nan if sampled else 0.0
-    return {"loss_se": se, "pred_se": se}
 
 
 class MemoryFrames:

@@ -480,7 +480,6 @@ def setup_doc(setup: Setup) -> dict:
     if starts:
         doc["reference_init"] = ", ".join(f"{k}: {v}" for k, v in starts.items())
     if "grid" in starts.values():
-        setup.grid_particles()  # computes the masses below
         doc.update(grid_reference_dropped_mass=setup.dropped_mass,
                    grid_reference_frozen_mass=setup.frozen_mass)
     return doc

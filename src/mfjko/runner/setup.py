@@ -58,8 +58,7 @@ class Setup:
     F_star: float = math.nan
     F_star_note: str = ""
     keys: dict = field(default_factory=dict)
-    dropped_mass: float = 0.0
-    frozen_mass: float = 0.0
+    _grid_particles: WeightedParticles | None = field(default=None, repr=False)
 
     @property
     def param(self):
@@ -80,18 +79,15 @@ class Setup:
         """The problem a method of ``kind`` ("particles" or "grid") runs on."""
         return self.grid if kind == "grid" else self.problem
 
-    def initial_for(self, kind: str) -> np.ndarray:
-        """Its initial state: the particles or the grid weights."""
-        return self.p0 if kind == "grid" else self.theta0
-
     def grid_particles(self) -> WeightedParticles:
         r"""The grid's initial measure Σ_k p0_k δ_{θ_k} as weighted particles.
 
-        Points with p0_k ≤ :data:`GRID_PARTICLE_CUT`·max p0 are left out (``dropped_mass``
-        says how much). On grids with an odd number of points per w-axis the points with
-        w = 0 are dead neurons: σ(0) = 0 and σ′(0) = 0 give them no output and no data
-        gradient, so GD keeps their mass at w = 0 (only weight decay shrinks α) — the exact
-        gradient flow of this measure; that mass is ``frozen_mass``.
+        Points with p0_k ≤ :data:`GRID_PARTICLE_CUT`·max p0 are left out
+        (:attr:`dropped_mass` says how much). On grids with an odd number of points per
+        w-axis the points with w = 0 are dead neurons: σ(0) = 0 and σ′(0) = 0 give them no
+        output and no data gradient, so GD keeps their mass at w = 0 (only weight decay
+        shrinks α) — the exact gradient flow of this measure; that mass is
+        :attr:`frozen_mass`. Computed once, then cached.
 
         Raises:
           ConfigError: without a grid, or when the weighted particles' F differs from the
@@ -99,9 +95,9 @@ class Setup:
         """
         if self.grid is None:
             raise ConfigError("a grid-matched reference (init: grid) needs a jko method")
-        if getattr(self, "_grid_particles", None) is None:
+        if self._grid_particles is None:
             pts, p0 = np.asarray(self.geom.points, np.float64), np.asarray(self.p0)
-            keep = p0 > GRID_PARTICLE_CUT * p0.max()
+            keep = _above_cut(p0)
             wp = WeightedParticles(pts[keep], p0[keep])
             F_grid = float(self.grid.objective(p0))
             F_part = float(self.problem.measure_objective(wp.points, wp.weights))
@@ -110,11 +106,21 @@ class Setup:
                     f"init: grid: the grid's points as particles give F = {F_part:.10g}, not "
                     f"the grid's F(p0) = {F_grid:.10g}; use init: particles for this grid")
             self._grid_particles = wp
-            self.dropped_mass = float(p0[~keep].sum())
-            w = pts[keep, :-1] if self.param.name == "neuron" else None
-            self.frozen_mass = (float(p0[keep][np.all(w == 0, axis=1)].sum())
-                                if w is not None else 0.0)
         return self._grid_particles
+
+    @property
+    def dropped_mass(self) -> float:
+        """The p0 mass left out of :meth:`grid_particles` (below the cut)."""
+        p0 = np.asarray(self.p0)
+        return float(p0[~_above_cut(p0)].sum())
+
+    @property
+    def frozen_mass(self) -> float:
+        """The mass of :meth:`grid_particles` at w = 0 (``neuron``: dead, never moved by GD)."""
+        if self.param.name != "neuron":
+            return 0.0
+        wp = self.grid_particles()
+        return float(np.sum(wp.weights[np.all(wp.points[:, :-1] == 0, axis=1)]))
 
     def reference_init(self, name: str, mode: str) -> str:
         """Resolve a particle method's ``init`` ("auto" → "grid" or "particles").
@@ -158,6 +164,19 @@ class Setup:
         except (ValueError, OSError) as e:
             raise ConfigError(f"init: {e}") from None
 
+    def starts_on_grid(self, name: str) -> bool:
+        """Whether method ``name`` starts from the grid's measure, deterministically.
+
+        A grid method (p0), or a particle method whose ``init`` resolves to the weighted
+        grid particles; False for sampled starts (Langevin, ``init: particles``).
+        """
+        info = _methods.get(name)
+        if info.kind == "grid":
+            return True
+        mc = getattr(self.cfg.methods, name)
+        return info.initial is None and self.reference_init(
+            name, getattr(mc, "init", "particles")) == "grid"
+
     def initial_of(self, name: str):
         """The initial state input of method ``name`` (module docstring)."""
         info = _methods.get(name)
@@ -168,6 +187,11 @@ class Setup:
             return self.p0
         mode = self.reference_init(name, getattr(mc, "init", "particles"))
         return self.grid_particles() if mode == "grid" else self.theta0
+
+
+def _above_cut(p0: np.ndarray) -> np.ndarray:
+    """The grid points kept as weighted particles: p0_k > GRID_PARTICLE_CUT · max p0."""
+    return p0 > GRID_PARTICLE_CUT * p0.max()
 
 
 def _make_dataset(cfg: RunConfig):
