@@ -63,10 +63,15 @@ class ParticleState:
     weights: Any = None
 
 
-def particle_masses(state: ParticleState) -> np.ndarray:
-    """The masses (m,) of a particle state: its ``weights``, or 1/m each when uniform."""
-    if state.weights is not None:
-        return np.asarray(state.weights)
+def particle_masses(state) -> np.ndarray:
+    """The masses (m,) of a particle state: its ``weights``, or 1/m each when uniform.
+
+    ``state`` has ``theta`` (m, D) and may lack ``weights`` (other methods' states, e.g.
+    ICNN JKO's, are uniform).
+    """
+    weights = getattr(state, "weights", None)
+    if weights is not None:
+        return np.asarray(weights)
     m = np.shape(state.theta)[0]
     return np.full(m, 1.0 / m)
 
