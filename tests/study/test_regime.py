@@ -11,6 +11,7 @@ from mfjko.study.regime import (
     GAP_TOL,
     REGIMES,
     classify,
+    drift_ratio_closed_form,
     pinning_boundary,
     predicted_drift_ratio,
     run_verdict,
@@ -41,6 +42,22 @@ def test_predicted_drift_ratio_is_the_jko_step_of_a_linear_potential(c, r):
     displacement = (bary - x[mid]) / delta
     np.testing.assert_allclose(displacement / c, predicted_drift_ratio(c, r), rtol=1e-6,
                                atol=1e-9)
+
+
+def test_drift_ratio_closed_form_is_the_lattice_sum():
+    """Poisson summation of the lattice sum: exact to 2e-7 at r = 1/2 and to rounding at
+    r ≥ 1 over c ∈ [0.05, 1.5]; the form without the denominator is only O(q²)-close."""
+    c = np.linspace(0.05, 1.5, 59)
+    for r, tol in [(0.5, 2e-7), (1.0, 1e-13), (2.0, 1e-13), (4.0, 1e-13)]:
+        np.testing.assert_allclose(drift_ratio_closed_form(c, r), predicted_drift_ratio(c, r),
+                                   rtol=0, atol=tol)
+    q = math.exp(-math.pi**2 * 0.5)
+    no_denominator = 1 - (2 * math.pi * 0.5 / 0.05) * q * math.sin(2 * math.pi * 0.05)
+    assert abs(no_denominator - predicted_drift_ratio(0.05, 0.5)) > 1e-3
+    # the lattice slow-down is exponentially small in r: at most 4π²r·e^{−π²r}
+    for r in (0.5, 1.0, 2.0):
+        bound = 4 * math.pi**2 * r * math.exp(-math.pi**2 * r)
+        assert np.all(np.abs(drift_ratio_closed_form(c, r) - 1) <= bound * (1 + 1e-9))
 
 
 def test_pinning_boundary_is_the_half_level_set():
