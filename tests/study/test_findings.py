@@ -41,3 +41,23 @@ def test_write_findings_without_studies_and_with_a_fragment(tmp_path):
     text = out.read_text()
     assert "(not run: `make study` produces it)" in text
     assert text.rstrip().endswith("## A hand-written section")
+
+
+def test_what_changed_sets_published_regimes_against_a_rerun(tmp_path):
+    """A rerun study's regimes stand next to the published ones; one not rerun says so."""
+    import json
+
+    import pandas as pd
+
+    from mfjko.study import findings_changes
+
+    folder = tmp_path / "regression" / "study"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(
+        {"points": 3, "regimes": {"Langevin-like": 2, "pinned": 1}, "rates": []}))
+    pd.DataFrame({"regime": ["Langevin-like", "Langevin-like", "pinned"]}).to_csv(
+        folder / "points.csv", index=False)
+    text = findings_changes.section(tmp_path)
+    assert ("| regression | 3 | GD-like 2, Langevin-like 9, neither 33, pinned 16 | "
+            "Langevin-like 2, pinned 1 |") in text
+    assert "| sphere | 24 | Langevin-like 3, neither 9, pinned 12 | (not rerun) |" in text

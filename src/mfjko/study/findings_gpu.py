@@ -133,7 +133,13 @@ def section(figdir: Path, rates_section, root: Path = RESULTS,
             f"Device: {device(root)}. Run with `bash scripts/gpu_refine.sh "
             "studies/gpu/<name>.yaml`: a Dask scheduler and one worker on the GPU machine, "
             "`mfjko sweep --scheduler`, the same code as on a CPU. The outputs are kept in "
-            "`studies/gpu/results/` (`make study` does not rerun them).\n"]
+            "`studies/gpu/results/` (`make study` does not rerun them).\n",
+            "**These sweeps predate the matched references** (issue 17): their GD and "
+            "Langevin references are one draw of 1000 sampled particles (seed 0), off by up to "
+            "5 % and the same at every point, and their regimes used the earlier 5 % GD-first "
+            "rule. Their JKO losses and drift ratios stand; their gaps to GD and Langevin and "
+            "the verdicts below are withdrawn until rerun on a device (section \"What changed "
+            "with matched references\").\n"]
     secs = _seconds(root, _REFINE)
     if secs:
         text.append("JKO wall time per grid (T = 4, both ε of a grid batched in one program): "
