@@ -115,3 +115,39 @@ def test_run_verdict_reads_the_noise_from_the_series():
     gd_sampled = {**gd, "loss_se": np.full(5, np.nan)}
     v = run_verdict({"gd": gd_sampled, "langevin": lang, "jko": jko}, [0.9], "jko")
     assert v.regime == "indistinguishable"
+
+
+def test_block_prediction_is_the_field_prediction_on_a_box_and_sees_anisotropy():
+    """On a box the per-factor model is the per-coordinate one; stretching one axis of the
+    grid (δ_β = 1.5 δ) lowers r_β = ε/δ_β² and so the predicted ratio."""
+    from mfjko.geometry import cartesian_grid
+    from mfjko.study.regime import predicted_drift_ratio_blocks, predicted_drift_ratio_field
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(200, 3))
+    tau, eps = 0.1, 0.3 * 0.25**2
+    box = cartesian_grid([(-1, 1)] * 3, [9, 9, 9])  # δ = 0.25 on every axis
+    blocks = box.theta_blocks()
+    assert [b[1] for b in blocks] == pytest.approx([0.25] * 3)
+    np.testing.assert_allclose(predicted_drift_ratio_blocks(v, blocks, tau, eps),
+                               predicted_drift_ratio_field(tau * v / 0.25, eps / 0.25**2),
+                               rtol=1e-12)
+    stretched = cartesian_grid([(-1, 1), (-1, 1), (-1.5, 1.5)], [9, 9, 9])
+    assert stretched.spacing == pytest.approx(0.25)
+    assert (predicted_drift_ratio_blocks(v, stretched.theta_blocks(), tau, eps)
+            < predicted_drift_ratio_blocks(v, blocks, tau, eps))
+
+
+def test_theta_blocks_of_sphere_grids():
+    """S¹ × β: the angle spans (cos φ, sin φ) with δ = 2π/N; S² × β: the directions' median
+    nearest-neighbour distance, above their smallest one."""
+    from mfjko.geometry import sphere_line_grid
+
+    g2 = sphere_line_grid(2, 48, (-3.0, 3.0), 31)
+    (s_ang, d_ang), (s_beta, d_beta) = g2.theta_blocks()
+    assert (s_ang, s_beta) == (slice(0, 2), slice(2, 3))
+    assert d_ang == pytest.approx(2 * math.pi / 48) and d_beta == pytest.approx(0.2)
+    g3 = sphere_line_grid(3, 100, (-4.0, 4.0), 21)
+    (s_dir, d_dir), (s_b, _) = g3.theta_blocks()
+    assert (s_dir, s_b) == (slice(0, 3), slice(3, 4))
+    assert d_dir > g3.factors[0].spacing

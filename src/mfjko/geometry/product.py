@@ -276,6 +276,33 @@ class ProductGeometry(eqx.Module):
         """Number N = Π_k n_k of grid points."""
         return math.prod(self.shape)
 
+    def theta_blocks(self) -> tuple[tuple[slice, float], ...] | None:
+        """Each factor's coordinates in Θ and its typical spacing, for the pinning model.
+
+        A line or angle factor's spacing is uniform; a sphere factor's is the median
+        nearest-neighbour geodesic distance of its directions (a quasi-uniform set: its
+        smallest distance, :attr:`spacing`, is not the step the kernel sees in most places).
+        An angle factor under :class:`CircleEmbed` spans two coordinates of Θ (cos φ, sin φ).
+        None for other embeddings, whose Θ coordinates mix factors.
+
+        Returns:
+          ((slice of Θ's coordinates, δ_k), ...) in factor order, or None.
+        """
+        circle = isinstance(self.embed, CircleEmbed)
+        if not (circle or isinstance(self.embed, Identity)):
+            return None
+        blocks, start = [], 0
+        for f in self.factors:
+            width = int(f.points.shape[1]) + (1 if circle and f.kind == "angle" else 0)
+            if f.kind in ("sphere", "points"):
+                off = np.asarray(f.cost) + np.diag(np.full(f.size, np.inf))
+                delta = float(np.median(np.sqrt(off.min(axis=1))))
+            else:
+                delta = f.spacing
+            blocks.append((slice(start, start + width), delta))
+            start += width
+        return tuple(blocks)
+
     def kernel_factors(self, eps) -> tuple[Array, ...]:
         """The factor kernels K_k = exp(−C_k/ε), each (n_k, n_k)."""
         return tuple(jnp.exp(-f.cost / eps) for f in self.factors)

@@ -54,13 +54,14 @@ def _crossing(ys: np.ndarray, rho: np.ndarray) -> tuple[float, float, float]:
 
 
 def measured_boundary(points: pd.DataFrame, x: str = "courant", y: str = "eps_over_h2",
-                      panel: str | None = None) -> list[dict]:
+                      panel: str | None = None,
+                      field: str = "drift_predicted_field") -> list[dict]:
     """Where the measured drift ratio crosses 1/2 along y at each (panel, x).
 
     Gives the bracket [y_below, y_above] of the sweep's values and its log-interpolated
     crossing, beside two predictions: r*(c) of the scalar model at c = τV₀/δ
     (:func:`~mfjko.study.regime.pinning_boundary`) and the crossing of the prediction from
-    the initial velocity field (``drift_predicted_field``), interpolated the same way.
+    the initial velocity field (column ``field``), interpolated the same way.
     """
     rows = []
     groups = points.groupby(panel) if panel else [(None, points)]
@@ -69,14 +70,14 @@ def measured_boundary(points: pd.DataFrame, x: str = "courant", y: str = "eps_ov
             line = line.sort_values(y)
             ys, rho = line[y].to_numpy(float), line["drift_ratio"].to_numpy(float)
             lo, hi, cross = _crossing(ys, rho)
-            field = math.nan
-            if "drift_predicted_field" in line:
-                field = _crossing(ys, line["drift_predicted_field"].to_numpy(float))[2]
+            predicted_field = math.nan
+            if field in line:
+                predicted_field = _crossing(ys, line[field].to_numpy(float))[2]
             c_mean = float(line["courant"].mean()) if "courant" in line else float(xv)
             rows.append({"panel": None if pval is None else _plain(pval), x: _plain(xv),
                          "courant": c_mean, "y_below": lo, "y_above": hi, "measured": cross,
                          "predicted": float(pinning_boundary([c_mean])[0]),
-                         "predicted_field": field,
+                         "predicted_field": predicted_field,
                          "pinned_everywhere": bool(np.all(rho < PIN_RATIO)),
                          "free_everywhere": bool(np.all(rho >= PIN_RATIO))})
     return rows
