@@ -78,3 +78,16 @@ def test_columns_match_the_metrics():
 
     assert columns.COLUMNS == metrics.COLUMNS
     assert io.METRIC_COLUMNS == columns.METRIC_COLUMNS == ("method", "t", *metrics.COLUMNS)
+
+
+def test_public_api_resolves_every_name():
+    """Every name of ``mfjko.__all__`` loads from its module (and is that module's object)."""
+    import importlib
+
+    import mfjko
+
+    for name in mfjko.__all__:
+        if name == "__version__":
+            continue
+        value = getattr(mfjko, name)
+        assert value is getattr(importlib.import_module(mfjko._API[name]), name)
