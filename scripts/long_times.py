@@ -313,8 +313,8 @@ def page(args, main_dir: Path, sweep_dirs: dict[float, Path]) -> str:
              f"100,000 per seed to save time; h = {doc['methods']['langevin']['h']:g}). "
              f"F* = {F_star:.6g} is metrics.csv's `F_star` (the runner's convex reference, "
              "`mfjko.optimum.reference_value`: the continuous problem over signed measures on "
-             "the sphere, unconstrained). Run times (this 2-core machine, shared with two "
-             "other long jobs, nice 10): "
+             "the sphere, unconstrained). Seconds per method (timings.json; these runs: a "
+             "2-core machine shared with other jobs, nice 10): "
              + ", ".join(f"{m} {timing[m]:.0f} s" for m in METHODS if m in timing) + ".\n")
 
     L.append("## F − F* to T = 40\n")
