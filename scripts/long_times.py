@@ -298,7 +298,7 @@ def page(args, main_dir: Path, sweep_dirs: dict[float, Path]) -> str:
     T_main = _T_of(main_dir)
 
     L = []
-    L.append("# Long times on the default problem (issue 17, item 5)\n")
+    L.append("## Long times on the default problem (issue 17, item 5)\n")
     L.append("Reproduce: `nice -n 10 python scripts/long_times.py` (runs under "
              "runs/long_times/, then this page and long_times.png); `--reuse` re-reads "
              "finished runs. Every number here is read from the runs by the script.\n")
@@ -317,7 +317,7 @@ def page(args, main_dir: Path, sweep_dirs: dict[float, Path]) -> str:
              "2-core machine shared with other jobs, nice 10): "
              + ", ".join(f"{m} {timing[m]:.0f} s" for m in METHODS if m in timing) + ".\n")
 
-    L.append("## F − F* to T = 40\n")
+    L.append("### F − F* to T = 40\n")
     L.append("| t | GD F − F* | Langevin F − F* (± s.e.) | JKO F − F* | JKO vs GD | "
              "Langevin vs GD | JKO vs Langevin |")
     L.append("|---|---|---|---|---|---|---|")
@@ -373,7 +373,7 @@ def page(args, main_dir: Path, sweep_dirs: dict[float, Path]) -> str:
                 small.se.to_numpy())
     fs = fstar_support(dataset, lam)
     data_star = fs["value"] - lam * fs["tv"]  # the data-fit term of F* at its minimizer
-    L.append("## The entropic bias F(μ_D) − F*\n")
+    L.append("### The entropic bias F(μ_D) − F*\n")
     L.append("Langevin-only runs: `--set " + " --set ".join(
         sweep_sets(0.0, args.m_sweep, 0.0)).replace("D=0.0", "D=<D>").replace(
         "T=0.0", "T=<T>").replace("record_every=0.0", "record_every=<T/20>") + "` on "
@@ -452,7 +452,7 @@ def page(args, main_dir: Path, sweep_dirs: dict[float, Path]) -> str:
     th_g, w_g = load_state(main_dir, "gd")
     th_l, w_l = load_state(main_dir, "langevin")
     jk = idx["jko"]
-    L.append("## The box\n")
+    L.append("### The box\n")
     L.append(f"The JKO lives on the grid's box [{box[0, 0]:g}, {box[0, 1]:g}]³; GD and "
              f"Langevin are unconstrained. At t = {T_main:g} (full checkpoint states):\n")
     L.append("| method | mass outside the box | max ‖θ‖_∞ | "
