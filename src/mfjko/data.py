@@ -286,6 +286,15 @@ def orthogonal(
 # ---------------------------------------------------------------------------------------
 
 
+def _digit_targets(lab, lab_test, task: str):
+    """Targets of the digits task from the train/test labels (see :func:`digits`)."""
+    lab, lab_test = lab.astype(np.float64), lab_test.astype(np.float64)
+    if task == "regression":  # standardized with the training mean and std
+        m, s = lab.mean(), lab.std()
+        return (lab - m) / s, (lab_test - m) / s
+    return np.where(lab < 5, 1.0, -1.0), np.where(lab_test < 5, 1.0, -1.0)
+
+
 def digits(
     n_components: int = 3,
     task: str = "regression",
@@ -326,12 +335,7 @@ def digits(
     Z, Z_test = pca.transform(images[tr]), pca.transform(images[te])
     mu, sd = Z.mean(axis=0), Z.std(axis=0)
     Z, Z_test = (Z - mu) / sd, (Z_test - mu) / sd
-    lab, lab_test = labels[tr].astype(np.float64), labels[te].astype(np.float64)
-    if task == "regression":
-        m, s = lab.mean(), lab.std()
-        y, y_test = (lab - m) / s, (lab_test - m) / s
-    else:
-        y, y_test = np.where(lab < 5, 1.0, -1.0), np.where(lab_test < 5, 1.0, -1.0)
+    y, y_test = _digit_targets(labels[tr], labels[te], task)
     return Dataset(
         name="digits",
         X=_append_bias(Z),

@@ -568,6 +568,33 @@ def _warnings_html(store: RunStore, sentences: list[str]) -> list[str]:
     return out
 
 
+def _page(doc, cfg, setup, verdict, sentences, warn_html, figures, rows) -> str:
+    """The HTML of report.html: verdict, reading, setup, warnings, figures, metrics, config."""
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        *_header(doc),
+        f"<p id='verdict'><b>Verdict:</b> {html.escape(verdict)}</p>" if verdict else "",
+        "<h2>Reading</h2><ul id='reading'>",
+        *[f"<li>{html.escape(s)}</li>" for s in sentences],
+        "</ul><h2>Setup</h2><ul id='setup'>",
+        *[f"<li>{html.escape(str(k))}: "
+          f"{html.escape(fmt_value(v, _SETUP_DIGITS.get(k, 6)))}</li>"
+          for k, v in setup.items()],
+        "</ul>",
+        *warn_html,
+        "<h2>Figures</h2>",
+        *figures,
+        "<h2>Metrics (compact; full table in metrics.csv)</h2>",
+        _metrics_table(rows),
+        "<h2>Config</h2><pre>",
+        html.escape(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)),
+        "</pre><h2>Provenance</h2><pre>",
+        html.escape(yaml.safe_dump(doc.get("provenance", {}), sort_keys=False)),
+        "</pre></body></html>",
+    ]
+    return "\n".join(parts)
+
+
 def render(run_dir) -> Path:
     """Write DIR/figures/* and DIR/report.html from the stored results.
 
@@ -607,31 +634,10 @@ def render(run_dir) -> Path:
                      "computed yet (resume it with --resume)."]
     elif not rows:
         sentences = ["No record was committed yet (resume the run with --resume)."]
-    warn_html = _warnings_html(store, sentences)
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        *_header(doc),
-        f"<p id='verdict'><b>Verdict:</b> {html.escape(verdict)}</p>" if verdict else "",
-        "<h2>Reading</h2><ul id='reading'>",
-        *[f"<li>{html.escape(s)}</li>" for s in sentences],
-        "</ul><h2>Setup</h2><ul id='setup'>",
-        *[f"<li>{html.escape(str(k))}: "
-          f"{html.escape(fmt_value(v, _SETUP_DIGITS.get(k, 6)))}</li>"
-          for k, v in setup.items()],
-        "</ul>",
-        *warn_html,
-        "<h2>Figures</h2>",
-        *[_img_tag(figdir / name, FIGURES[name]) for name in made],
-        "<h2>Metrics (compact; full table in metrics.csv)</h2>",
-        _metrics_table(rows),
-        "<h2>Config</h2><pre>",
-        html.escape(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)),
-        "</pre><h2>Provenance</h2><pre>",
-        html.escape(yaml.safe_dump(doc.get("provenance", {}), sort_keys=False)),
-        "</pre></body></html>",
-    ]
+    body = _page(doc, cfg, setup, verdict, sentences, _warnings_html(store, sentences),
+                 [_img_tag(figdir / name, FIGURES[name]) for name in made], rows)
     out = run_dir / "report.html"
-    atomic_write_text(out, "\n".join(parts))
+    atomic_write_text(out, body)
     return out
 
 

@@ -391,6 +391,10 @@ _ARMIJO = 1e-4
 _FTOL_WINDOW = 50
 
 
+# Long on purpose (≈95 lines): the inner optimization of one ICNN JKO step under one jit,
+# L-BFGS (an Armijo/quadratic-backtracking while_loop) or Adam (a fori_loop) over the same
+# loss closure (value_and_grad, the probes); the L-BFGS body is a single state machine
+# whose accept/reject branches share the carry.
 @partial(jax.jit, static_argnames=("energy", "options", "entropy"))
 def _train(energy, options, entropy, psi, opt_state, thetas, energy_args, tau, diffusion, key):
     params, static = eqx.partition(psi, eqx.is_inexact_array)
@@ -521,6 +525,23 @@ def _check_scalars(tau, diffusion):
                              f"got {v}")
 
 
+def _checked_step_inputs(options, psi, thetas, tau, diffusion):
+    """Validate :func:`icnn_prox_step`'s inputs; (options or the defaults, thetas as float64)."""
+    options = ICNNOptions() if options is None else options
+    if not isinstance(options, ICNNOptions):
+        raise ValueError(f"options must be an ICNNOptions, got {type(options).__name__}")
+    if not isinstance(psi, ICNN):
+        raise ValueError(f"psi must be an ICNN, got {type(psi).__name__}")
+    thetas = jnp.asarray(thetas, jnp.float64)
+    if thetas.ndim != 2 or thetas.shape[1] != psi.dim or thetas.shape[0] < 2:
+        raise ValueError(f"thetas must have shape (m, {psi.dim}) with m >= 2, got "
+                         f"{thetas.shape}")
+    if not bool(jnp.isfinite(thetas).all()):
+        raise ValueError("thetas contains NaN or inf")
+    _check_scalars(tau, diffusion)
+    return options, thetas
+
+
 def icnn_prox_step(energy, energy_args, psi: ICNN, thetas, tau, diffusion=0.0, key=None,
                    options: ICNNOptions | None = None, opt_state=None, warn: bool = True):
     """One ICNN JKO step of a generic energy F = ``energy(T, energy_args)``.
@@ -543,18 +564,7 @@ def icnn_prox_step(energy, energy_args, psi: ICNN, thetas, tau, diffusion=0.0, k
       Raises FloatingPointError on non-finite results; an unconverged inner loop warns
       (ConvergenceWarning) or raises RuntimeError (``on_failure="raise"``).
     """
-    options = ICNNOptions() if options is None else options
-    if not isinstance(options, ICNNOptions):
-        raise ValueError(f"options must be an ICNNOptions, got {type(options).__name__}")
-    if not isinstance(psi, ICNN):
-        raise ValueError(f"psi must be an ICNN, got {type(psi).__name__}")
-    thetas = jnp.asarray(thetas, jnp.float64)
-    if thetas.ndim != 2 or thetas.shape[1] != psi.dim or thetas.shape[0] < 2:
-        raise ValueError(f"thetas must have shape (m, {psi.dim}) with m >= 2, got "
-                         f"{thetas.shape}")
-    if not bool(jnp.isfinite(thetas).all()):
-        raise ValueError("thetas contains NaN or inf")
-    _check_scalars(tau, diffusion)
+    options, thetas = _checked_step_inputs(options, psi, thetas, tau, diffusion)
     entropy = resolve_entropy(options, float(diffusion), psi.dim)
     key = jax.random.PRNGKey(0) if key is None else key
     if options.optimizer == "lbfgs" or opt_state is None:

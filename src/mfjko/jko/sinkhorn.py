@@ -9,17 +9,20 @@ across ε-scaling stages) and Anderson acceleration (type II) of T with a restar
 A plain iteration costs two kernel applications, an Anderson-mixed one a third.
 :func:`debiased_sinkhorn` solves the debiased step (− (ε/2)H(p), MATH.md "Debiased entropic
 JKO"), whose a depends on Kb as well: a damped fixed point on log a ∈ ℝᴺ with Anderson.
+Both run one loop (ε-scaling, stopping test, :mod:`mfjko.anderson`), differing only in
+their marginal update (which fixed point, which prox).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.linalg import cho_solve
 
+from mfjko import anderson
 from mfjko.jko.prox import kl_prox_newton
 
 Array = jax.Array
@@ -47,49 +50,6 @@ class SinkhornResult(NamedTuple):
     newton_max: Array
     newton_residual: Array  # largest final ‖∇H‖ over the iterations
     final_eps: Array
-
-
-class _Carry(NamedTuple):
-    g: Array
-    log_kta: Array  # LSE(log a(g)) at the current point and current ε
-    eps: Array
-    it: Array
-    err: Array
-    newton_total: Array
-    newton_max: Array
-    newton_res: Array
-    # output of the last evaluation of T
-    log_p: Array
-    g_out: Array
-    log_a: Array
-    log_b: Array
-    col: Array
-    # Anderson history (ring buffers of points and residuals)
-    hist_x: Array  # (m, n) evaluation points g_j
-    hist_t: Array  # (m, n) their images T(g_j)
-    hist_len: Array
-    last_res: Array
-
-
-def _anderson_mix(hist_x, hist_t, hist_len, reg, weight=None):
-    """Type-II Anderson step from the stored (g_j, T(g_j)), the newest at index 0.
-
-    Returns the mixed point Σ_j c_j T(g_j) with Σ c_j = 1 minimizing ‖Σ_j c_j r_j‖
-    (r_j = T(g_j) − g_j; ‖·‖ weighted by ``weight`` (n,) if given), Tikhonov-regularized.
-    """
-    m = hist_x.shape[0]
-    R = hist_t - hist_x  # (m, n) residuals
-    if weight is not None:
-        R = R * weight
-    valid = jnp.arange(m) < hist_len
-    # differences relative to the newest entry (index 0)
-    dR = (R[1:] - R[0]) * valid[1:, None]
-    dT = (hist_t[1:] - hist_t[0]) * valid[1:, None]
-    gram = dR @ dR.T
-    scale = jnp.trace(gram) + 1e-300
-    gram = gram + reg * scale * jnp.eye(m - 1) + jnp.diag(jnp.where(valid[1:], 0.0, 1.0))
-    gamma = cho_solve((jnp.linalg.cholesky(gram), True), -(dR @ R[0]))  # SPD
-    return hist_t[0] + gamma @ dT
 
 
 class StepData(NamedTuple):
@@ -124,6 +84,208 @@ class SinkhornControls(NamedTuple):
     stage_tol: Array
 
 
+
+class _Evaluation(NamedTuple):
+    """One evaluation of the fixed-point map T at the iterate x."""
+
+    log_p: Array  # (N,) prox output p
+    g: Array  # (n,) its KL-prox dual
+    log_a: Array  # (N,) log a of the plan whose first marginal is p
+    image: Array  # T(x), the shape of x
+    newton_iterations: Array
+    newton_residual: Array
+
+
+class _MarginalUpdate(NamedTuple):
+    """What distinguishes a balanced step's Sinkhorn loop: its fixed point and its prox.
+
+    x0: the first iterate.  log_a: ``(x, ε) -> log a`` at the iterate x.
+    evaluate: ``(x, g, log z, ε) -> _Evaluation``, g the last prox dual (log z = LSE(log b)).
+    rescale: ``(x, ε, ε_next) -> x`` carried into the next ε stage.
+    weight: (dim x,) weights of Anderson's norm, or None.
+    reuse_lse: (static) an unmixed next iterate has the evaluation's log a, so its
+    LSE is reused within an ε stage.
+    """
+
+    x0: Array
+    log_a: Callable
+    evaluate: Callable
+    rescale: Callable
+    weight: Array | None
+    reuse_lse: bool
+
+
+def _standard_update(data: StepData, tau, g0, controls: SinkhornControls) -> _MarginalUpdate:
+    """Peyré's step: the fixed point on g, a = exp(−(2τ/ε)(λv/2 + Φᵀg)), p = prox_{σF}(Kb)."""
+    phi, y, shift = data.phi, data.y, data.shift
+
+    def log_a_of(g, e):
+        return -(2.0 * tau / e) * (shift + g @ phi)
+
+    def evaluate(x, g, log_z, e):
+        del g  # Newton starts from the iterate itself
+        sigma = 2.0 * tau / e
+        log_p, g_out, nit, nres = kl_prox_newton(
+            log_z, phi, y, shift, sigma, x, controls.newton_tol, controls.newton_max_iter
+        )
+        return _Evaluation(log_p, g_out, log_a_of(g_out, e), g_out, nit, nres)
+
+    return _MarginalUpdate(x0=g0, log_a=log_a_of, evaluate=evaluate,
+                           rescale=lambda x, e, e_next: x, weight=None, reuse_lse=True)
+
+
+def _debiased_update(data: StepData, tau, g0, controls: SinkhornControls,
+                     damping: float) -> _MarginalUpdate:
+    """The debiased step: the damped fixed point on x = log a, p = prox_{σ′F}((Kb)²).
+
+    σ′ = 4τ/ε; Anderson's norm is weighted by q^{1/2} (see :func:`debiased_sinkhorn`).
+    """
+    log_q, q, phi, y, shift = data.log_q, data.q, data.phi, data.y, data.shift
+    dtype = log_q.dtype
+    eps_start = jnp.asarray(controls.eps_start, dtype)
+    log_q_floor = jnp.maximum(log_q, jnp.log(jnp.finfo(dtype).tiny))  # q = 0: b = 0 there
+
+    def evaluate(x, g, log_z, e):
+        sigma = 4.0 * tau / e
+        z_pos = jnp.isfinite(log_z)
+        log_z2 = jnp.where(z_pos, 2.0 * log_z, -jnp.inf)
+        log_p, g_out, nit, nres = kl_prox_newton(
+            log_z2, phi, y, shift, sigma, g, controls.newton_tol, controls.newton_max_iter
+        )
+        # where z = 0 the row of π vanishes whatever a is: a = 1 there keeps x finite
+        log_a = jnp.where(z_pos, log_p - jnp.where(z_pos, log_z, 0.0), 0.0)
+        image = (1.0 - damping) * x + damping * log_a  # damped map
+        return _Evaluation(log_p, g_out, log_a, image, nit, nres)
+
+    return _MarginalUpdate(
+        x0=0.5 * log_q_floor - (2.0 * tau / eps_start) * (shift + g0 @ phi),
+        log_a=lambda x, e: x,
+        evaluate=evaluate,
+        rescale=lambda x, e, e_next: x * (e / e_next),  # keep the potential ε·log a
+        # Anderson's least squares and the restart test in the q^{1/2}-weighted norm: log a
+        # where q is negligible (the tails) would otherwise dominate them
+        weight=jnp.sqrt(q / jnp.sum(q)),
+        reuse_lse=False,
+    )
+
+
+class _Carry(NamedTuple):
+    x: Array  # the fixed point's iterate (g, or log a for the debiased step)
+    log_kta: Array  # LSE(log a(x)) at the current ε
+    eps: Array
+    it: Array
+    err: Array
+    newton_total: Array
+    newton_max: Array
+    newton_res: Array
+    # output of the last evaluation of T
+    log_p: Array
+    g: Array
+    log_a: Array
+    log_b: Array
+    col: Array
+    hist: anderson.History
+
+
+def _initial_carry(apply_lse, data: StepData, controls: SinkhornControls, g0,
+                   update: _MarginalUpdate, anderson_depth: int) -> _Carry:
+    """The loop's state before the first iteration: x₀, its LSE at ε_start, no history."""
+    dtype = data.log_q.dtype
+    eps_start = jnp.asarray(controls.eps_start, dtype)
+    zeros_N = jnp.zeros_like(data.log_q)
+    return _Carry(
+        x=update.x0,
+        log_kta=apply_lse(update.log_a(update.x0, eps_start), eps_start),
+        eps=eps_start,
+        it=jnp.asarray(0),
+        err=jnp.asarray(jnp.inf, dtype),
+        newton_total=jnp.asarray(0),
+        newton_max=jnp.asarray(0),
+        newton_res=jnp.asarray(0.0, dtype),
+        log_p=zeros_N,
+        g=g0,
+        log_a=zeros_N,
+        log_b=zeros_N,
+        col=zeros_N,
+        hist=anderson.empty_history(max(int(anderson_depth), 1), update.x0.shape[0], dtype),
+    )
+
+
+def _result(c: _Carry) -> SinkhornResult:
+    return SinkhornResult(
+        log_p=c.log_p,
+        g=c.g,
+        log_a=c.log_a,
+        log_b=c.log_b,
+        col=c.col,
+        iterations=c.it,
+        marginal_error=c.err,
+        newton_total=c.newton_total,
+        newton_max=c.newton_max,
+        newton_residual=c.newton_res,
+        final_eps=c.eps,
+    )
+
+
+def _next_stage(e, eps, err, controls: SinkhornControls):
+    """ε-scaling: move to the next stage once this one is solved to ``stage_tol``."""
+    stage_done = (e > eps) & (err <= controls.stage_tol)
+    return stage_done, jnp.where(stage_done, jnp.maximum(eps, e * controls.eps_factor), e)
+
+
+def _sinkhorn_loop(apply_lse, data: StepData, eps, controls: SinkhornControls,
+                   g0, update: _MarginalUpdate, anderson_depth: int,
+                   anderson_reg: float) -> SinkhornResult:
+    """The balanced Sinkhorn loop, with ε-scaling and Anderson, for a marginal update."""
+    log_q, q = data.log_q, data.q
+    init = _initial_carry(apply_lse, data, controls, g0, update, anderson_depth)
+
+    def cond(c):
+        at_target = c.eps <= eps
+        return (c.it < controls.max_iter) & ~(at_target & (c.err <= controls.tol)) & ~jnp.isnan(
+            c.err)
+
+    def body(c):
+        e = c.eps
+        log_b = log_q - c.log_kta
+        ev = update.evaluate(c.x, c.g, apply_lse(log_b, e), e)
+        log_kta_out = apply_lse(ev.log_a, e)
+        col = jnp.exp(log_b + log_kta_out)
+        err = jnp.sum(jnp.abs(col - q))
+        err = jnp.where(jnp.isfinite(err), err, jnp.nan)
+        stage_done, new_eps = _next_stage(e, eps, err, controls)
+        # Anderson on x, restarted when the residual grows or ε changes
+        hist, x_next, use_mix = anderson.step(c.hist, c.x, ev.image, restart=stage_done,
+                                              reg=anderson_reg, weight=update.weight)
+        x_next = update.rescale(x_next, e, new_eps)
+
+        def lse_next():
+            return apply_lse(update.log_a(x_next, new_eps), new_eps)
+
+        if update.reuse_lse:
+            log_kta_next = lax.cond(use_mix | stage_done, lse_next, lambda: log_kta_out)
+        else:
+            log_kta_next = lse_next()
+        return _Carry(
+            x=x_next,
+            log_kta=log_kta_next,
+            eps=new_eps,
+            it=c.it + 1,
+            err=err,
+            newton_total=c.newton_total + ev.newton_iterations,
+            newton_max=jnp.maximum(c.newton_max, ev.newton_iterations),
+            newton_res=jnp.maximum(c.newton_res, ev.newton_residual),
+            log_p=ev.log_p,
+            g=ev.g,
+            log_a=ev.log_a,
+            log_b=log_b,
+            col=col,
+            hist=hist,
+        )
+
+    return _result(lax.while_loop(cond, body, init))
+
+
 def generalized_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: SinkhornControls,
                          anderson_depth: int, anderson_reg: float = 1e-10) -> SinkhornResult:
     r"""Run the generalized Sinkhorn fixed point on g (module docstring). Pure, jittable.
@@ -141,138 +303,9 @@ def generalized_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sink
     Returns:
       A :class:`SinkhornResult`.
     """
-    log_q, q, phi, y, shift = data.log_q, data.q, data.phi, data.y, data.shift
-    tol, max_iter = controls.tol, controls.max_iter
-    newton_tol, newton_max_iter = controls.newton_tol, controls.newton_max_iter
-    eps_start, eps_factor, stage_tol = controls.eps_start, controls.eps_factor, controls.stage_tol
-    n = phi.shape[0]
-    m = max(int(anderson_depth), 1)
-    dtype = log_q.dtype
-
-    def log_a_of(g, e):
-        return -(2.0 * tau / e) * (shift + g @ phi)
-
-    eps_start = jnp.asarray(eps_start, dtype)
-    zeros_n = jnp.zeros_like(log_q)
-    init = _Carry(
-        g=g0,
-        log_kta=apply_lse(log_a_of(g0, eps_start), eps_start),
-        eps=eps_start,
-        it=jnp.asarray(0),
-        err=jnp.asarray(jnp.inf, dtype),
-        newton_total=jnp.asarray(0),
-        newton_max=jnp.asarray(0),
-        newton_res=jnp.asarray(0.0, dtype),
-        log_p=zeros_n,
-        g_out=g0,
-        log_a=zeros_n,
-        log_b=zeros_n,
-        col=zeros_n,
-        hist_x=jnp.zeros((m, n), dtype),
-        hist_t=jnp.zeros((m, n), dtype),
-        hist_len=jnp.asarray(0),
-        last_res=jnp.asarray(jnp.inf, dtype),
-    )
-
-    def cond(c):
-        at_target = c.eps <= eps
-        return (c.it < max_iter) & ~(at_target & (c.err <= tol)) & ~jnp.isnan(c.err)
-
-    def body(c):
-        e = c.eps
-        sigma = 2.0 * tau / e
-        log_b = log_q - c.log_kta
-        log_z = apply_lse(log_b, e)
-        log_p, g_out, nit, nres = kl_prox_newton(
-            log_z, phi, y, shift, sigma, c.g, newton_tol, newton_max_iter
-        )
-        log_a = log_a_of(g_out, e)
-        log_kta_out = apply_lse(log_a, e)
-        col = jnp.exp(log_b + log_kta_out)
-        err = jnp.sum(jnp.abs(col - q))
-        err = jnp.where(jnp.isfinite(err), err, jnp.nan)
-
-        # ε-scaling: move to the next stage once this one is solved to stage_tol.
-        stage_done = (e > eps) & (err <= stage_tol)
-        new_eps = jnp.where(stage_done, jnp.maximum(eps, e * eps_factor), e)
-
-        # Anderson on g with restart when the residual grows (or ε changes).
-        res_norm = jnp.linalg.norm(g_out - c.g)
-        restart = stage_done | (res_norm > 2.0 * c.last_res) | ~jnp.isfinite(res_norm)
-        hist_x = jnp.where(restart, 0.0, c.hist_x)
-        hist_t = jnp.where(restart, 0.0, c.hist_t)
-        hist_len = jnp.where(restart, 0, c.hist_len)
-        # newest entry first
-        hist_x = jnp.roll(hist_x, 1, axis=0).at[0].set(c.g)
-        hist_t = jnp.roll(hist_t, 1, axis=0).at[0].set(g_out)
-        hist_len = jnp.minimum(hist_len + 1, m)
-        if m >= 2:
-            mixed = _anderson_mix(hist_x, hist_t, hist_len, anderson_reg)
-            use_mix = (hist_len >= 2) & jnp.all(jnp.isfinite(mixed))
-            g_next = jnp.where(use_mix, mixed, g_out)
-        else:
-            use_mix = jnp.asarray(False)
-            g_next = g_out
-        recompute = use_mix | stage_done
-        log_kta_next = lax.cond(
-            recompute,
-            lambda: apply_lse(log_a_of(g_next, new_eps), new_eps),
-            lambda: log_kta_out,
-        )
-        return _Carry(
-            g=g_next,
-            log_kta=log_kta_next,
-            eps=new_eps,
-            it=c.it + 1,
-            err=err,
-            newton_total=c.newton_total + nit,
-            newton_max=jnp.maximum(c.newton_max, nit),
-            newton_res=jnp.maximum(c.newton_res, nres),
-            log_p=log_p,
-            g_out=g_out,
-            log_a=log_a,
-            log_b=log_b,
-            col=col,
-            hist_x=hist_x,
-            hist_t=hist_t,
-            hist_len=hist_len,
-            last_res=res_norm,
-        )
-
-    c = lax.while_loop(cond, body, init)
-    return SinkhornResult(
-        log_p=c.log_p,
-        g=c.g_out,
-        log_a=c.log_a,
-        log_b=c.log_b,
-        col=c.col,
-        iterations=c.it,
-        marginal_error=c.err,
-        newton_total=c.newton_total,
-        newton_max=c.newton_max,
-        newton_residual=c.newton_res,
-        final_eps=c.eps,
-    )
-
-
-class _DebiasCarry(NamedTuple):
-    x: Array  # (N,) log a at the current point (current ε)
-    g: Array  # (n,) KL-prox dual (Newton warm start)
-    log_kta: Array  # LSE(x) at the current point and current ε
-    eps: Array
-    it: Array
-    err: Array
-    newton_total: Array
-    newton_max: Array
-    newton_res: Array
-    log_p: Array
-    log_a: Array
-    log_b: Array
-    col: Array
-    hist_x: Array  # (m, N) evaluation points x_j
-    hist_t: Array  # (m, N) their damped images ½(x_j + T(x_j))
-    hist_len: Array
-    last_res: Array
+    update = _standard_update(data, tau, g0, controls)
+    return _sinkhorn_loop(apply_lse, data, eps, controls, g0, update, anderson_depth,
+                          anderson_reg)
 
 
 def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: SinkhornControls,
@@ -310,110 +343,6 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sinkhor
     Returns:
       A :class:`SinkhornResult` (``log_a`` = T(x) of the last evaluation).
     """
-    log_q, q, phi, y, shift = data.log_q, data.q, data.phi, data.y, data.shift
-    tol, max_iter = controls.tol, controls.max_iter
-    newton_tol, newton_max_iter = controls.newton_tol, controls.newton_max_iter
-    eps_start, eps_factor, stage_tol = controls.eps_start, controls.eps_factor, controls.stage_tol
-    n, N = phi.shape
-    m = max(int(anderson_depth), 1)
-    dtype = log_q.dtype
-    eps_start = jnp.asarray(eps_start, dtype)
-    log_q_floor = jnp.maximum(log_q, jnp.log(jnp.finfo(dtype).tiny))  # q = 0: b = 0 there
-    # Anderson's least squares and the restart test in the q^{1/2}-weighted norm: log a
-    # where q is negligible (the tails) would otherwise dominate them
-    weight = jnp.sqrt(q / jnp.sum(q))
-    x_init = 0.5 * log_q_floor - (2.0 * tau / eps_start) * (shift + g0 @ phi)
-    zeros_N = jnp.zeros_like(log_q)
-    init = _DebiasCarry(
-        x=x_init,
-        g=g0,
-        log_kta=apply_lse(x_init, eps_start),
-        eps=eps_start,
-        it=jnp.asarray(0),
-        err=jnp.asarray(jnp.inf, dtype),
-        newton_total=jnp.asarray(0),
-        newton_max=jnp.asarray(0),
-        newton_res=jnp.asarray(0.0, dtype),
-        log_p=zeros_N,
-        log_a=zeros_N,
-        log_b=zeros_N,
-        col=zeros_N,
-        hist_x=jnp.zeros((m, N), dtype),
-        hist_t=jnp.zeros((m, N), dtype),
-        hist_len=jnp.asarray(0),
-        last_res=jnp.asarray(jnp.inf, dtype),
-    )
-
-    def cond(c):
-        at_target = c.eps <= eps
-        return (c.it < max_iter) & ~(at_target & (c.err <= tol)) & ~jnp.isnan(c.err)
-
-    def body(c):
-        e = c.eps
-        sigma = 4.0 * tau / e
-        log_b = log_q - c.log_kta
-        log_z = apply_lse(log_b, e)
-        z_pos = jnp.isfinite(log_z)
-        log_z2 = jnp.where(z_pos, 2.0 * log_z, -jnp.inf)
-        log_p, g_out, nit, nres = kl_prox_newton(
-            log_z2, phi, y, shift, sigma, c.g, newton_tol, newton_max_iter
-        )
-        # where z = 0 the row of π vanishes whatever a is: a = 1 there keeps x finite
-        log_a = jnp.where(z_pos, log_p - jnp.where(z_pos, log_z, 0.0), 0.0)
-        col = jnp.exp(log_b + apply_lse(log_a, e))
-        err = jnp.sum(jnp.abs(col - q))
-        err = jnp.where(jnp.isfinite(err), err, jnp.nan)
-
-        stage_done = (e > eps) & (err <= stage_tol)
-        new_eps = jnp.where(stage_done, jnp.maximum(eps, e * eps_factor), e)
-
-        t = (1.0 - damping) * c.x + damping * log_a  # damped map
-        res_norm = jnp.linalg.norm(weight * (t - c.x))
-        restart = stage_done | (res_norm > 2.0 * c.last_res) | ~jnp.isfinite(res_norm)
-        hist_x = jnp.where(restart, 0.0, c.hist_x)
-        hist_t = jnp.where(restart, 0.0, c.hist_t)
-        hist_len = jnp.where(restart, 0, c.hist_len)
-        hist_x = jnp.roll(hist_x, 1, axis=0).at[0].set(c.x)
-        hist_t = jnp.roll(hist_t, 1, axis=0).at[0].set(t)
-        hist_len = jnp.minimum(hist_len + 1, m)
-        if m >= 2:
-            mixed = _anderson_mix(hist_x, hist_t, hist_len, anderson_reg, weight)
-            use_mix = (hist_len >= 2) & jnp.all(jnp.isfinite(mixed))
-            x_next = jnp.where(use_mix, mixed, t)
-        else:
-            x_next = t
-        x_next = x_next * (e / new_eps)  # keep the potential ε·log a across ε stages
-        return _DebiasCarry(
-            x=x_next,
-            g=g_out,
-            log_kta=apply_lse(x_next, new_eps),
-            eps=new_eps,
-            it=c.it + 1,
-            err=err,
-            newton_total=c.newton_total + nit,
-            newton_max=jnp.maximum(c.newton_max, nit),
-            newton_res=jnp.maximum(c.newton_res, nres),
-            log_p=log_p,
-            log_a=log_a,
-            log_b=log_b,
-            col=col,
-            hist_x=hist_x,
-            hist_t=hist_t,
-            hist_len=hist_len,
-            last_res=res_norm,
-        )
-
-    c = lax.while_loop(cond, body, init)
-    return SinkhornResult(
-        log_p=c.log_p,
-        g=c.g,
-        log_a=c.log_a,
-        log_b=c.log_b,
-        col=c.col,
-        iterations=c.it,
-        marginal_error=c.err,
-        newton_total=c.newton_total,
-        newton_max=c.newton_max,
-        newton_residual=c.newton_res,
-        final_eps=c.eps,
-    )
+    update = _debiased_update(data, tau, g0, controls, damping)
+    return _sinkhorn_loop(apply_lse, data, eps, controls, g0, update, anderson_depth,
+                          anderson_reg)

@@ -218,6 +218,10 @@ def _local_grads(param, z, theta_prev, r, X, lam, h, act=None):
     )
 
 
+# Long on purpose (≈140 lines): one jitted active-face Newton whose closures (faces,
+# addable, add, evaluate, the loop body) share the kink tables A, blk, group and caps and
+# the traced step data; lifting them to module level would thread ~10 arguments through
+# each without making a piece testable on its own. The loop body is under 60 lines.
 def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
     """One backward Euler step from theta_prev.
 

@@ -91,6 +91,28 @@ def _restricted_lasso(Phi, y, lam, cols, tol):
     return nu
 
 
+def _screen_and_solve(X, y, lam, S, Phi, nu, gap, tol):
+    """Stage 2 of :func:`optimum_directions`: gap-safe screening, then the exact Lasso.
+
+    Returns the better of ``nu`` and the exact solution on the surviving columns, its
+    certified grid gap, and the number of surviving columns.
+    """
+    n = len(y)
+    r = Phi @ nu - y
+    g = r / n
+    sup = np.max(np.abs(Phi.T @ g))
+    g = g * min(1.0, lam / sup)
+    radius = np.sqrt(2.0 * gap / n)
+    keep = np.abs(Phi.T @ g) + np.linalg.norm(Phi, axis=0) * radius >= lam
+    cols = np.flatnonzero(keep)
+    exact = _restricted_lasso(Phi, y, lam, cols, min(tol, 1e-10)) if cols.size else None
+    if exact is not None:
+        p, dgrid, _ = _certificate(X, y, lam, exact, S)
+        if p - dgrid < gap:
+            nu, gap = exact, p - dgrid
+    return nu, gap, int(cols.size)
+
+
 def optimum_directions(
     X,
     y,
@@ -128,19 +150,7 @@ def optimum_directions(
     nu, iters, gap = np.asarray(nu_j), int(k), float(gap_j)
     screened = S.shape[0]
     if gap > tol and finish:
-        r = Phi @ nu - y
-        g = r / n
-        sup = np.max(np.abs(Phi.T @ g))
-        g = g * min(1.0, lam / sup)
-        radius = np.sqrt(2.0 * gap / n)
-        keep = np.abs(Phi.T @ g) + np.linalg.norm(Phi, axis=0) * radius >= lam
-        cols = np.flatnonzero(keep)
-        screened = int(cols.size)
-        exact = _restricted_lasso(Phi, y, lam, cols, min(tol, 1e-10)) if cols.size else None
-        if exact is not None:
-            p, dgrid, _ = _certificate(X, y, lam, exact, S)
-            if p - dgrid < gap:
-                nu, gap = exact, p - dgrid
+        nu, gap, screened = _screen_and_solve(X, y, lam, S, Phi, nu, gap, tol)
     primal, grid_dual, cont_dual = _certificate(X, y, lam, nu, S, patterns)
     return OptimumResult(
         value=primal,

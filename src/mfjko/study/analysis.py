@@ -58,6 +58,41 @@ def _at_end(rows: pd.DataFrame, method: str, column: str) -> float:
     return float(sub[column].iloc[-1]) if len(sub) and column in sub else math.nan
 
 
+def _point_record(pid, rows: pd.DataFrame, axes: list[str], names: list[str]) -> dict:
+    """The summary of one point: coordinates, facts and the gaps of its grid method.
+
+    The grid method is the first of ``names`` the point ran (:func:`point_summaries`).
+    """
+    first = rows.iloc[0]
+    jko = next((m for m in names if (rows["method"] == m).any()), names[0])
+    prefix = "" if jko == "jko" else f"{jko}_"
+    rec = {"point": pid, "method": jko, **{a: first[a] for a in axes if a in rows},
+           **{f: first[prefix + f] for f in FACTS
+              if prefix + f in rows and pd.notna(first[prefix + f])}}
+    gd, f = _series(rows, "gd"), _series(rows, jko)
+    complete = not f.empty and not gd.empty and f.index.max() >= gd.index.max() - 1e-12
+    rec["complete"] = bool(complete)
+    rec["gap_gd"] = _sup_gap(f, gd, gd)
+    rec["gap_langevin"] = _sup_gap(f, _series(rows, "langevin"), gd)
+    rec["langevin_gap_gd"] = _sup_gap(_series(rows, "langevin"), gd, gd)
+    rec["reference_noise"] = _sup_noise(rows, gd)
+    rec["gap_gd_T"] = float(abs(f.iloc[-1] - gd.iloc[-1]) / gd.iloc[-1]) if complete \
+        else math.nan
+    for col in ("pred_gap", "pred_gap_test", "measure_gap", "direction_gap"):
+        rec[f"{col}_T"] = _at_end(rows, jko, col)
+    rec["langevin_measure_gap_T"] = _at_end(rows, "langevin", "measure_gap")
+    for m in sorted(set(rows["method"]) - {"gd", "langevin", *names}):
+        ref = _series(rows, m)
+        rec[f"gap_{m}"] = _sup_gap(f, ref, gd)
+        rec[f"gap_{m}_T"] = float(abs(f.iloc[-1] - ref.iloc[-1]) / gd.iloc[-1]) \
+            if complete and ref.index.max() >= f.index.max() - 1e-12 else math.nan
+    drift = rows[(rows["method"] == jko) & (rows["t"] > 0)]["drift_ratio"]
+    rec["drift_ratio"] = float(drift.mean()) if len(drift) else math.nan
+    rec["F_gd_T"] = float(gd.iloc[-1]) if not gd.empty else math.nan
+    rec["F_jko_T"] = float(f.iloc[-1]) if not f.empty else math.nan
+    return rec
+
+
 def point_summaries(table: pd.DataFrame, axes: list[str],
                     jko: str | list[str] = "jko") -> pd.DataFrame:
     """One row per point: coordinates, facts, the JKO's gaps, drift ratios and regime.
@@ -83,34 +118,7 @@ def point_summaries(table: pd.DataFrame, axes: list[str],
     out = []
     names = [jko] if isinstance(jko, str) else list(jko)
     for pid, rows in table.groupby("point", sort=True):
-        first = rows.iloc[0]
-        jko = next((m for m in names if (rows["method"] == m).any()), names[0])
-        prefix = "" if jko == "jko" else f"{jko}_"
-        rec = {"point": pid, "method": jko, **{a: first[a] for a in axes if a in rows},
-               **{f: first[prefix + f] for f in FACTS
-                  if prefix + f in rows and pd.notna(first[prefix + f])}}
-        gd, f = _series(rows, "gd"), _series(rows, jko)
-        complete = not f.empty and not gd.empty and f.index.max() >= gd.index.max() - 1e-12
-        rec["complete"] = bool(complete)
-        rec["gap_gd"] = _sup_gap(f, gd, gd)
-        rec["gap_langevin"] = _sup_gap(f, _series(rows, "langevin"), gd)
-        rec["langevin_gap_gd"] = _sup_gap(_series(rows, "langevin"), gd, gd)
-        rec["reference_noise"] = _sup_noise(rows, gd)
-        rec["gap_gd_T"] = float(abs(f.iloc[-1] - gd.iloc[-1]) / gd.iloc[-1]) if complete \
-            else math.nan
-        for col in ("pred_gap", "pred_gap_test", "measure_gap", "direction_gap"):
-            rec[f"{col}_T"] = _at_end(rows, jko, col)
-        rec["langevin_measure_gap_T"] = _at_end(rows, "langevin", "measure_gap")
-        for m in sorted(set(rows["method"]) - {"gd", "langevin", *names}):
-            ref = _series(rows, m)
-            rec[f"gap_{m}"] = _sup_gap(f, ref, gd)
-            rec[f"gap_{m}_T"] = float(abs(f.iloc[-1] - ref.iloc[-1]) / gd.iloc[-1]) \
-                if complete and ref.index.max() >= f.index.max() - 1e-12 else math.nan
-        drift = rows[(rows["method"] == jko) & (rows["t"] > 0)]["drift_ratio"]
-        rec["drift_ratio"] = float(drift.mean()) if len(drift) else math.nan
-        rec["F_gd_T"] = float(gd.iloc[-1]) if not gd.empty else math.nan
-        rec["F_jko_T"] = float(f.iloc[-1]) if not f.empty else math.nan
-        out.append(rec)
+        out.append(_point_record(pid, rows, axes, names))
     summary = pd.DataFrame(out)
     if summary.empty:
         return summary

@@ -131,6 +131,75 @@ def _prox_newton(log_z, phi, y, lin, c, k_a, eps_over_2tau, g0, tol=1e-13, max_i
     raise ConvergenceError(f"WFR prox Newton: |grad H| = {np.linalg.norm(grad):.3e} > tol")
 
 
+def _as_dense_data(cost, q, phi, y, potential, omega):
+    """The step's arrays as float64 NumPy; q (2N,) reshaped to (2, N)."""
+    cost = np.asarray(cost, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if q.ndim == 1 and q.shape[0] % 2 == 0:
+        q = q.reshape(2, -1)
+    phi, y = np.asarray(phi, np.float64), np.asarray(y, np.float64)
+    psi = None if potential is None else np.asarray(potential, np.float64)
+    om = None if omega is None else np.asarray(omega, np.float64)
+    return cost, q, phi, y, psi, om
+
+
+def _check_cost(cost, N: int) -> None:
+    if cost.shape != (N, N):
+        raise ValueError(f"cost must be (N, N) = ({N}, {N}), got {cost.shape}")
+    if np.any(np.isnan(cost)) or np.any(cost == -np.inf):
+        raise ValueError("cost contains NaN or -inf")
+
+
+def _log_reference_plan(cost, log_q, omega, eps):
+    """The log reference plan (2, N, N): log R_±[k, l] = log ω_k + log K_kl + log q_±,l − log Z_l.
+
+    K = exp(−C/ε), Z_l = Σ_k ω_k K_kl; −inf where q = 0.
+    """
+    N = cost.shape[0]
+    log_omega = np.zeros(N) if omega is None else np.log(omega)
+    log_k = -cost / eps
+    log_zeta = logsumexp(log_k + log_omega[:, None], axis=0)  # Z_l = Σ_k ω_k K_kl
+    return log_omega[None, :, None] + log_k[None] + (log_q - log_zeta[None])[:, None, :]
+
+
+def _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, theta, k_a, c, eps_over_2tau, tol,
+                    max_iter) -> DenseWFRResult:
+    """The plain generalized Sinkhorn loop of :func:`wfr_jko_step_dense` (module docstring).
+
+    Raises ConvergenceError if ``tol`` is not reached within ``max_iter`` iterations.
+    """
+    N = q.shape[1]
+    positive = q > 0
+
+    def log_rt(log_a):  # log (Rᵀa), (2, N)
+        return logsumexp(log_R + log_a[:, :, None], axis=1)
+
+    g = np.zeros(phi_signed.shape[0])
+    log_u = np.log1p(c * (lin + phi_signed.T @ g)).reshape(2, N)
+    err = np.inf
+    for it in range(1, max_iter + 1):
+        log_a = -k_a * log_u
+        with np.errstate(invalid="ignore"):
+            log_b = np.where(positive, theta * (log_q - log_rt(log_a)), 0.0)
+        log_z = logsumexp(log_R + log_b[:, None, :], axis=2)  # log (Rb), (2, N)
+        g, lu = _prox_newton(log_z.reshape(-1), phi_signed, y, lin, c, k_a, eps_over_2tau, g)
+        log_u = lu.reshape(2, N)
+        log_a = -k_a * log_u
+        log_rta = log_rt(log_a)
+        col = np.exp(log_b + log_rta)  # γᵀ1 of the plan diag(a) R diag(b)
+        with np.errstate(invalid="ignore"):
+            target = np.where(positive, np.exp(theta * log_q + (1 - theta) * log_rta), 0.0)
+        err = np.abs(col - target).sum() / q.sum()
+        if err <= tol:
+            p = np.exp(log_z + log_a)
+            nu = np.exp(log_z + log_a - log_u)
+            return DenseWFRResult(nu, p, col, g, it, float(err))
+    raise ConvergenceError(
+        f"wfr_jko_step_dense: marginal error {err:.3e} > tol {tol:.1e} after {max_iter} "
+        "iterations"
+    )
+
+
 def wfr_jko_step_dense(
     cost,
     q,
@@ -175,63 +244,19 @@ def wfr_jko_step_dense(
       ν (2, N), or a :class:`DenseWFRResult`. Raises ConvergenceError if ``tol`` is not
       reached within ``max_iter`` iterations, ValueError on bad input.
     """
-    cost = np.asarray(cost, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if q.ndim == 1 and q.shape[0] % 2 == 0:
-        q = q.reshape(2, -1)
-    phi, y = np.asarray(phi, np.float64), np.asarray(y, np.float64)
-    psi = None if potential is None else np.asarray(potential, np.float64)
-    om = None if omega is None else np.asarray(omega, np.float64)
+    cost, q, phi, y, psi, om = _as_dense_data(cost, q, phi, y, potential, omega)
     lam, tau, eps, rho = float(lam), float(tau), float(eps), float(rho)
     rho_old = rho if rho_old is None else float(rho_old)
     check_wfr_data(q, phi, y, lam, tau, eps, rho, psi, om, rho_old)
-    N = q.shape[1]
-    if cost.shape != (N, N):
-        raise ValueError(f"cost must be (N, N) = ({N}, {N}), got {cost.shape}")
-    if np.any(np.isnan(cost)) or np.any(cost == -np.inf):
-        raise ValueError("cost contains NaN or -inf")
-
-    n = phi.shape[0]
+    _check_cost(cost, q.shape[1])
     theta = rho_old / (rho_old + eps)
     k_a = rho / eps  # a = u^{-ρ/ε}
     c = 2.0 * tau / rho
-    lin = (lam + (np.zeros((2, N)) if psi is None else psi)).reshape(-1)
+    lin = (lam + (np.zeros(q.shape) if psi is None else psi)).reshape(-1)
     phi_signed = np.concatenate([phi, -phi], axis=1)  # (n, 2N)
-    log_omega = np.zeros(N) if om is None else np.log(om)
-    log_k = -cost / eps
-    log_zeta = logsumexp(log_k + log_omega[:, None], axis=0)  # Z_l = Σ_k ω_k K_kl
     with np.errstate(divide="ignore"):
         log_q = np.log(q)
-    # log R_±[k, l] = log ω_k + log K_kl + log q_±,l − log Z_l  (−inf where q = 0)
-    log_R = log_omega[None, :, None] + log_k[None] + (log_q - log_zeta[None])[:, None, :]
-    positive = q > 0
-
-    def log_rt(log_a):  # log (Rᵀa), (2, N)
-        return logsumexp(log_R + log_a[:, :, None], axis=1)
-
-    g = np.zeros(n)
-    log_u = np.log1p(c * (lin + phi_signed.T @ g)).reshape(2, N)
-    err = np.inf
-    for it in range(1, max_iter + 1):
-        log_a = -k_a * log_u
-        with np.errstate(invalid="ignore"):
-            log_b = np.where(positive, theta * (log_q - log_rt(log_a)), 0.0)
-        log_z = logsumexp(log_R + log_b[:, None, :], axis=2)  # log (Rb), (2, N)
-        g, lu = _prox_newton(log_z.reshape(-1), phi_signed, y, lin, c, k_a, eps / (2 * tau), g)
-        log_u = lu.reshape(2, N)
-        log_a = -k_a * log_u
-        log_rta = log_rt(log_a)
-        col = np.exp(log_b + log_rta)  # γᵀ1 of the plan diag(a) R diag(b)
-        with np.errstate(invalid="ignore"):
-            target = np.where(positive, np.exp(theta * log_q + (1 - theta) * log_rta), 0.0)
-        err = np.abs(col - target).sum() / q.sum()
-        if err <= tol:
-            p = np.exp(log_z + log_a)
-            nu = np.exp(log_z + log_a - log_u)
-            if full:
-                return DenseWFRResult(nu, p, col, g, it, float(err))
-            return nu
-    raise ConvergenceError(
-        f"wfr_jko_step_dense: marginal error {err:.3e} > tol {tol:.1e} after {max_iter} "
-        "iterations"
-    )
+    log_R = _log_reference_plan(cost, log_q, om, eps)
+    res = _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, theta, k_a, c, eps / (2 * tau),
+                          tol, max_iter)
+    return res if full else res.nu

@@ -19,18 +19,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.linalg import cho_solve
 from jax.scipy.special import logsumexp
 from scipy.special import logsumexp as _np_logsumexp
 
+from mfjko import anderson
 from mfjko.jko.dense import report_failure
 from mfjko.jko.solver import JKOSolverOptions
+from mfjko.newton import DualPenalty, damped_newton
 from mfjko.trajectory import Trajectory
 from mfjko.wfr import directions as _dirs
 from mfjko.wfr.dense import check_wfr_data
@@ -53,8 +55,6 @@ __all__ = [
 #: kernel-mode row sums below this are recomputed by an exact log-sum-exp: terms lost to
 #: underflow (< 1e-308 each) are then < N·1e-28 relative to the sum.
 UNDERFLOW = 1e-280
-_ARMIJO = 1e-4
-_MAX_HALVINGS = 60
 _BLOCK = 256  # rows per block of the exact (fallback) log-sum-exp
 
 
@@ -222,82 +222,30 @@ class WFRDiagnostics(eqx.Module):
 def _prox_newton(log_z, phi, y, lin, c, k_a, eps_over_2tau, g0, tol, max_iter):
     r"""Minimize H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (ε/2τ) Σ_k z_k u_k^{−k_a} by damped Newton.
 
-    Domain u = 1 + c(lin + Φᵀg) > 0 (c = 2τ/ρ, k_a = ρ/ε).
-
-    ∇H = n g + y − Φν with ν = z u^{−k_a−1};  ∇²H = nI + c(k_a + 1) Φ diag(ν/u) Φᵀ ⪰ nI.
+    Domain u = 1 + c(lin + Φᵀg) > 0 (c = 2τ/ρ, k_a = ρ/ε); :func:`mfjko.newton.damped_newton`
+    with ∇H = n g + y − Φν, ν = z u^{−k_a−1}, ∇²H = nI + c(k_a + 1) Φ diag(ν/u) Φᵀ ⪰ nI.
     Returns (g, log u (M,), iterations, final ‖∇H‖).
     """
-    n = phi.shape[0]
-    scaled_tol = tol * jnp.maximum(1.0, jnp.linalg.norm(y))
-    eye = jnp.eye(n, dtype=log_z.dtype)
 
     def log_u_of(g):
         arg = c * (lin + g @ phi)
         # outside the domain (u ≤ 0) H = +∞: NaN logs are turned into a rejected trial
         return jnp.where(arg > -1.0, jnp.log1p(jnp.maximum(arg, -1.0 + 1e-300)), jnp.nan)
 
-    def H(g, lu):
-        val = 0.5 * n * jnp.dot(g, g) + jnp.dot(g, y)
-        val = val + eps_over_2tau * jnp.sum(jnp.exp(log_z - k_a * lu))
+    def mass(lu):
+        return jnp.exp(log_z - (k_a + 1.0) * lu)
+
+    def value(lu):
+        val = eps_over_2tau * jnp.sum(jnp.exp(log_z - k_a * lu))
         return jnp.where(jnp.all(jnp.isfinite(lu)), val, jnp.inf)
 
-    def grad_of(g, lu):
-        return n * g + y - phi @ jnp.exp(log_z - (k_a + 1.0) * lu)
-
-    lu0 = log_u_of(g0)
-
-    def cond(s):
-        _, _, grad, it, stalled = s
-        return (it < max_iter) & (jnp.linalg.norm(grad) > scaled_tol) & ~stalled
-
-    def body(s):
-        g, lu, grad, it, _ = s
-        nu = jnp.exp(log_z - (k_a + 1.0) * lu)
-        hess = n * eye + (c * (k_a + 1.0)) * (phi * (nu * jnp.exp(-lu))) @ phi.T
-        step = cho_solve((jnp.linalg.cholesky(hess), True), grad)
-        h0 = H(g, lu)
-        slope = jnp.dot(grad, step)
-        slack = 1e-13 * (jnp.abs(h0) + 1.0)  # rounding of H near the root
-
-        def ls_cond(ls):
-            _, k, ok, _ = ls
-            return ~ok & (k < _MAX_HALVINGS)
-
-        def ls_body(ls):
-            t, k, _, _ = ls
-            t = jnp.where(k == 0, t, 0.5 * t)
-            lu_t = log_u_of(g - t * step)
-            h1 = H(g - t * step, lu_t)
-            ok = jnp.isfinite(h1) & (h1 <= h0 - _ARMIJO * t * slope + slack)
-            return t, k + 1, ok, lu_t
-
-        t, _, ok, lu_t = lax.while_loop(
-            ls_cond, ls_body, (jnp.asarray(1.0, g.dtype), 0, False, lu)
-        )
-        g_new = jnp.where(ok, g - t * step, g)
-        lu_new = jnp.where(ok, lu_t, lu)
-        return g_new, lu_new, grad_of(g_new, lu_new), it + 1, ~ok
-
-    g, lu, grad, it, _ = lax.while_loop(cond, body, (g0, lu0, grad_of(g0, lu0), 0, False))
-    return g, lu, it, jnp.linalg.norm(grad)
-
-
-def _anderson(hist_x, hist_t, hist_len, reg=1e-10):
-    """Type-II Anderson point Σ_j c_j T(g_j) with Σc_j = 1.
-
-    The c_j minimize ‖Σ_j c_j (T(g_j) − g_j)‖ (Tikhonov-regularized); ring buffers hold
-    the newest entry in row 0.
-    """
-    m = hist_x.shape[0]
-    F = hist_t - hist_x
-    valid = (jnp.arange(1, m) < hist_len)[:, None]
-    dF = jnp.where(valid, F[1:] - F[0], 0.0)
-    dT = jnp.where(valid, hist_t[1:] - hist_t[0], 0.0)
-    gram = dF @ dF.T
-    gram = gram + (reg * (jnp.trace(gram) + 1e-300)) * jnp.eye(m - 1)
-    gram = gram + jnp.diag(jnp.where(valid[:, 0], 0.0, 1.0))  # unused slots: γ_j = 0
-    gamma = cho_solve((jnp.linalg.cholesky(gram), True), -(dF @ F[0]))
-    return hist_t[0] + gamma @ dT
+    psi = DualPenalty(
+        value=value,
+        mass=mass,
+        hessian=lambda lu: (c * (k_a + 1.0)) * (phi * (mass(lu) * jnp.exp(-lu))) @ phi.T,
+        line=lambda g, lu, step: lambda t: log_u_of(g - t * step),
+    )
+    return damped_newton(psi, phi, y, g0, log_u_of(g0), tol, max_iter)
 
 
 def _objective(nu, phi, y, lin):
@@ -305,42 +253,93 @@ def _objective(nu, phi, y, lin):
     return 0.5 * jnp.mean(r * r) + jnp.sum(lin * nu.reshape(-1))
 
 
-@eqx.filter_jit
-def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: int):
-    n = phi.shape[0]
-    N = kernel.size
+class _Step(NamedTuple):
+    """One WFR step's data and closed-form pieces (docs/MATH.md "WFR §4").
+
+    theta = ρ'/(ρ' + ε) (b-update exponent); k_a = ρ/ε (a = u^{−k_a}); c = 2τ/ρ
+    (u = 1 + c(λ + ψ + Φᵀg)); positive: q > 0; log_q; log_qz = log q/Z (the column factor
+    of R); q_mass = |q|.
+    """
+
+    kernel: WFRKernel
+    phi: Array
+    y: Array
+    lin: Array
+    tau: Array
+    rho_old: Array
+    theta: Array
+    k_a: Array
+    c: Array
+    positive: Array
+    log_q: Array
+    log_qz: Array
+    q_mass: Array
+
+    def log_u_of(self, g):
+        """(log u (2, N), whether u > 0 everywhere) at the prox dual g."""
+        arg = self.c * (self.lin + g @ self.phi)
+        return (jnp.log1p(jnp.maximum(arg, -1.0 + 1e-300)).reshape(2, self.kernel.size),
+                jnp.all(arg > -1.0))
+
+    def log_rta_of(self, log_a):
+        """(log Rᵀa (2, N), whether the kernel took its exact path)."""
+        out, fb = self.kernel.lse(log_a + self.kernel.log_omega)
+        return self.log_qz + out, fb
+
+
+def _step_data(kernel: WFRKernel, q, phi, y, lin, tau, rho_old) -> _Step:
     eps, rho = kernel.eps, kernel.rho
-    theta = rho_old / (rho_old + eps)
-    k_a = rho / eps
-    c = 2.0 * tau / rho
     positive = q > 0
     log_q = jnp.where(positive, jnp.log(jnp.where(positive, q, 1.0)), -jnp.inf)
-    log_qz = log_q - kernel.log_zeta  # log of q/Z: the column factor of R
-    log_om = kernel.log_omega
-    q_mass = jnp.sum(q)
-    m_hist = max(int(depth), 1)
+    return _Step(kernel=kernel, phi=phi, y=y, lin=lin, tau=tau, rho_old=rho_old,
+                 theta=rho_old / (rho_old + eps), k_a=rho / eps, c=2.0 * tau / rho,
+                 positive=positive, log_q=log_q, log_qz=log_q - kernel.log_zeta,
+                 q_mass=jnp.sum(q))
 
-    def log_u_of(g):
-        arg = c * (lin + g @ phi)
-        return jnp.log1p(jnp.maximum(arg, -1.0 + 1e-300)).reshape(2, N), jnp.all(arg > -1.0)
 
-    def log_rta_of(log_a):  # log Rᵀa
-        out, fb = kernel.lse(log_a + log_om)
-        return log_qz + out, fb
+def _evaluate(st: _Step, s: dict, numeric: dict) -> dict:
+    """One generalized Sinkhorn iteration from the iterate g = s["g"]: b, then (a, ν) by the prox.
 
+    Returns the evaluation's g_out, log_u, log_z, log_b, col, log_rta, the relative
+    second-marginal error, the Newton counts and the exact-path count.
+    """
+    kernel, N = st.kernel, st.kernel.size
+    eps = kernel.eps
+    log_b = jnp.where(st.positive, st.theta * (st.log_q - s["log_rta"]), 0.0)
+    lz, fb1 = kernel.lse(st.log_qz + log_b)
+    log_z = kernel.log_omega + lz
+    g_out, lu_flat, nit, nres = _prox_newton(
+        log_z.reshape(-1), st.phi, st.y, st.lin, st.c, st.k_a, eps / (2.0 * st.tau), s["g"],
+        numeric["newton_tol"], numeric["newton_max_iter"],
+    )
+    log_u = lu_flat.reshape(2, N)
+    log_rta, fb2 = st.log_rta_of(-st.k_a * log_u)
+    col = jnp.exp(log_b + log_rta)
+    target = jnp.where(st.positive,
+                       jnp.exp(st.theta * st.log_q + (1.0 - st.theta) * log_rta), 0.0)
+    err = jnp.sum(jnp.abs(col - target)) / st.q_mass
+    err = jnp.where(jnp.isfinite(err) & jnp.all(jnp.isfinite(g_out)), err, jnp.nan)
+    return dict(g_out=g_out, log_u=log_u, log_z=log_z, log_b=log_b, col=col,
+                log_rta=log_rta, err=err, nit=nit, nres=nres,
+                exact=fb1.astype(jnp.int32) + fb2)
+
+
+def _sinkhorn(st: _Step, g0, numeric: dict, depth: int) -> dict:
+    """The WFR generalized Sinkhorn loop on g, Anderson-accelerated; its final state."""
+    n, N = st.phi.shape[0], st.kernel.size
+    dtype = st.log_q.dtype
     # warm start: any g with u(g) > 0 is admissible (u does not depend on q)
-    lu0, feasible0 = log_u_of(g0)
+    lu0, feasible0 = st.log_u_of(g0)
     g0 = jnp.where(feasible0, g0, jnp.zeros_like(g0))
-    lu0, _ = log_u_of(g0)
-    rta0, fb0 = log_rta_of(-k_a * lu0)
-    zeros = jnp.zeros((2, N), q.dtype)
+    lu0, _ = st.log_u_of(g0)
+    rta0, fb0 = st.log_rta_of(-st.k_a * lu0)
+    zeros = jnp.zeros((2, N), dtype)
     init = dict(
-        g=g0, log_rta=rta0, it=jnp.asarray(0), err=jnp.asarray(jnp.inf, q.dtype),
+        g=g0, log_rta=rta0, it=jnp.asarray(0), err=jnp.asarray(jnp.inf, dtype),
         newton_total=jnp.asarray(0), newton_max=jnp.asarray(0),
-        newton_res=jnp.asarray(0.0, q.dtype), exact=fb0.astype(jnp.int32),
+        newton_res=jnp.asarray(0.0, dtype), exact=fb0.astype(jnp.int32),
         g_out=g0, log_u=lu0, log_z=zeros, log_b=zeros, col=zeros,
-        hist_x=jnp.zeros((m_hist, n), q.dtype), hist_t=jnp.zeros((m_hist, n), q.dtype),
-        hist_len=jnp.asarray(0), last_res=jnp.asarray(jnp.inf, q.dtype),
+        hist=anderson.empty_history(max(int(depth), 1), n, dtype),
     )
 
     def cond(s):
@@ -349,68 +348,49 @@ def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: 
         )
 
     def body(s):
-        log_b = jnp.where(positive, theta * (log_q - s["log_rta"]), 0.0)
-        lz, fb1 = kernel.lse(log_qz + log_b)
-        log_z = log_om + lz
-        g_out, lu_flat, nit, nres = _prox_newton(
-            log_z.reshape(-1), phi, y, lin, c, k_a, eps / (2.0 * tau), s["g"],
-            numeric["newton_tol"], numeric["newton_max_iter"],
-        )
-        log_u = lu_flat.reshape(2, N)
-        log_rta, fb2 = log_rta_of(-k_a * log_u)
-        col = jnp.exp(log_b + log_rta)
-        target = jnp.where(positive, jnp.exp(theta * log_q + (1.0 - theta) * log_rta), 0.0)
-        err = jnp.sum(jnp.abs(col - target)) / q_mass
-        err = jnp.where(jnp.isfinite(err) & jnp.all(jnp.isfinite(g_out)), err, jnp.nan)
-
-        # Anderson on g, restarted when the fixed-point residual grows
-        res = jnp.linalg.norm(g_out - s["g"])
-        restart = (res > 2.0 * s["last_res"]) | ~jnp.isfinite(res)
-        hx = jnp.where(restart, 0.0, s["hist_x"])
-        ht = jnp.where(restart, 0.0, s["hist_t"])
-        hl = jnp.where(restart, 0, s["hist_len"])
-        hx = jnp.roll(hx, 1, axis=0).at[0].set(s["g"])
-        ht = jnp.roll(ht, 1, axis=0).at[0].set(g_out)
-        hl = jnp.minimum(hl + 1, m_hist)
-        if m_hist >= 2:
-            mixed = _anderson(hx, ht, hl)
-            _, feasible = log_u_of(mixed)
-            use_mix = (hl >= 2) & jnp.all(jnp.isfinite(mixed)) & feasible
-            g_next = jnp.where(use_mix, mixed, g_out)
-        else:
-            use_mix = jnp.asarray(False)
-            g_next = g_out
+        ev = _evaluate(st, s, numeric)
+        # Anderson on g (a mixed g only if it keeps u > 0)
+        hist, g_next, use_mix = anderson.step(s["hist"], s["g"], ev["g_out"],
+                                              admissible=lambda g: st.log_u_of(g)[1])
 
         def mixed_rta():
-            lu_m, _ = log_u_of(g_next)
-            return log_rta_of(-k_a * lu_m)
+            lu_m, _ = st.log_u_of(g_next)
+            return st.log_rta_of(-st.k_a * lu_m)
 
-        rta_next, fb3 = lax.cond(use_mix, mixed_rta, lambda: (log_rta, jnp.asarray(False)))
+        rta_next, fb3 = lax.cond(use_mix, mixed_rta,
+                                 lambda: (ev["log_rta"], jnp.asarray(False)))
         return dict(
-            g=g_next, log_rta=rta_next, it=s["it"] + 1, err=err,
-            newton_total=s["newton_total"] + nit,
-            newton_max=jnp.maximum(s["newton_max"], nit),
-            newton_res=jnp.maximum(s["newton_res"], nres),
-            exact=s["exact"] + fb1 + fb2 + fb3,
-            g_out=g_out, log_u=log_u, log_z=log_z, log_b=log_b, col=col,
-            hist_x=hx, hist_t=ht, hist_len=hl, last_res=res,
+            g=g_next, log_rta=rta_next, it=s["it"] + 1, err=ev["err"],
+            newton_total=s["newton_total"] + ev["nit"],
+            newton_max=jnp.maximum(s["newton_max"], ev["nit"]),
+            newton_res=jnp.maximum(s["newton_res"], ev["nres"]),
+            exact=s["exact"] + ev["exact"] + fb3,
+            g_out=ev["g_out"], log_u=ev["log_u"], log_z=ev["log_z"], log_b=ev["log_b"],
+            col=ev["col"], hist=hist,
         )
 
-    s = lax.while_loop(cond, body, init)
+    return lax.while_loop(cond, body, init)
+
+
+def _step_result(st: _Step, q, s: dict, tol):
+    """ν, the warm start and the diagnostics (G, the step objective J, masses) of the plan."""
+    kernel = st.kernel
+    eps, rho = kernel.eps, kernel.rho
+    q_mass = st.q_mass
     log_u, log_z, log_b, col = s["log_u"], s["log_z"], s["log_b"], s["col"]
-    log_a = -k_a * log_u
+    log_a = -st.k_a * log_u
     p = jnp.exp(log_z + log_a)  # first marginal of the plan
     nu = p * jnp.exp(-log_u)
-    G = _objective(nu, phi, y, lin)
+    G = _objective(nu, st.phi, st.y, st.lin)
     # J = ε KL(γ|R) + ρ KL(p|ν) + ρ' KL(γᵀ1|q) + 2τG, with Σγ log(γ/R) = ⟨p, log a⟩ + ⟨col, log b⟩
     kl_gamma = jnp.sum(p * log_a) + jnp.sum(jnp.where(col > 0, col * log_b, 0.0)) - jnp.sum(p)
     kl_gamma = kl_gamma + q_mass
     kl_new = jnp.sum(p * log_u - p + nu)
-    kl_old = jnp.sum(jnp.where(col > 0, col * (jnp.log(jnp.where(col > 0, col, 1.0)) - log_q),
-                               0.0) - col + q)
-    J = eps * kl_gamma + rho * kl_new + rho_old * kl_old + 2.0 * tau * G
+    kl_old = jnp.sum(jnp.where(col > 0, col * (jnp.log(jnp.where(col > 0, col, 1.0))
+                                               - st.log_q), 0.0) - col + q)
+    J = eps * kl_gamma + rho * kl_new + st.rho_old * kl_old + 2.0 * st.tau * G
     finite = jnp.all(jnp.isfinite(nu)) & jnp.isfinite(J) & jnp.all(jnp.isfinite(s["g_out"]))
-    converged = finite & (s["err"] <= numeric["tol"])
+    converged = finite & (s["err"] <= tol)
     diag = WFRDiagnostics(
         sinkhorn_iterations=s["it"], marginal_error=s["err"], newton_total=s["newton_total"],
         newton_max=s["newton_max"], newton_residual=s["newton_res"], exact_lse=s["exact"],
@@ -418,6 +398,12 @@ def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: 
         mass_change=(jnp.sum(nu) - q_mass) / q_mass, converged=converged,
     )
     return nu, WFRState(g=s["g_out"], log_a=log_a, log_b=log_b), diag
+
+
+@eqx.filter_jit
+def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: int):
+    st = _step_data(kernel, q, phi, y, lin, tau, rho_old)
+    return _step_result(st, q, _sinkhorn(st, g0, numeric, depth), numeric["tol"])
 
 
 def _numeric(options: WFRSolverOptions) -> dict:
@@ -566,28 +552,69 @@ def drift_ratio(kernel: WFRKernel, S, q, log_a, X, y, tau) -> Array:
     return jnp.sqrt(drift2) / (tau * direction_speed(S, q, X, y))
 
 
-def run_wfr_jko(
-    directions,
-    q0,
-    X,
-    y,
-    lam: float,
-    tau: float,
-    eps: float,
-    T: float,
-    rho: float = 2.0,
-    *,
-    rho_old: float | None = None,
-    record_every: int = 1,
-    options: WFRSolverOptions | None = None,
-    omega=None,
-    potential=None,
-    kernel: WFRKernel | None = None,
-    callback: Callable | None = None,
-    state: WFRState | None = None,
-    t0: float = 0.0,
-    param: str = "neuron",
-) -> Trajectory:
+def _number_of_steps(param: str, T: float, tau: float, record_every) -> int:
+    """Validate :func:`run_wfr_jko`'s time arguments; the number of steps T/τ."""
+    if param not in ("neuron", "sphere"):
+        raise ValueError(f"param must be 'neuron' or 'sphere', got {param!r}")
+    if not (math.isfinite(T) and T >= 0):
+        raise ValueError(f"T must be a finite time ≥ 0, got {T}")
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"tau must be positive, got {tau}")
+    n_steps = round(T / tau)
+    if abs(n_steps * tau - T) > 1e-9 * max(1.0, T):
+        raise ValueError(f"T = {T} is not a multiple of tau = {tau} (T/tau = {T / tau})")
+    if int(record_every) != record_every or record_every < 1:
+        raise ValueError(f"record_every must be an integer ≥ 1, got {record_every}")
+    return n_steps
+
+
+def _initial_records(q, phi, y, lam, potential) -> dict[str, list]:
+    """The diagnostics' first frame: objective and masses of q (2, N), solver fields NaN."""
+    records: dict[str, list] = {f.name: [np.nan] for f in fields(WFRDiagnostics)}
+    records["objective"][0] = _dirs.lifted_objective(q, phi, y, lam, potential)
+    records["mass_plus"][0], records["mass_minus"][0] = q[0].sum(), q[1].sum()
+    records["mass_change"][0] = 0.0
+    return records
+
+
+def _march(step, nu, state, n_steps, t0, tau, record_every, callback, records):
+    """The time loop of :func:`run_wfr_jko`: ``step(nu, state)`` n_steps times from t0.
+
+    Appends each recorded step's diagnostics to ``records``; returns (times, frames (2N,)
+    each, final state).
+    """
+    times, frames = [t0], [np.asarray(nu).reshape(-1)]
+    for k in range(1, n_steps + 1):
+        nu, state, diag = step(nu, state)
+        t = t0 + k * tau
+        d = diag.as_dict()
+        if callback is not None:
+            callback(k, t, nu, d)
+        if k % record_every == 0 or k == n_steps:
+            times.append(t)
+            frames.append(np.asarray(nu).reshape(-1))
+            for key in records:
+                records[key].append(d[key])
+    return times, frames, state
+
+
+def _run_kernel(kernel: WFRKernel | None, S, eps, rho, omega) -> WFRKernel:
+    """The given kernel, checked against (directions, ε, ρ), or a new one built for them."""
+    if kernel is None:
+        return wfr_kernel(S, eps, rho, omega=omega)
+    if not (np.isclose(float(kernel.eps), eps) and np.isclose(float(kernel.rho), rho)):
+        raise ValueError("the given kernel was built for another (eps, rho)")
+    if kernel.size != S.shape[0]:
+        raise ValueError(f"kernel has N = {kernel.size}, directions have {S.shape[0]}")
+    return kernel
+
+
+def run_wfr_jko(directions, q0, X, y, lam: float, tau: float, eps: float, T: float,
+                rho: float = 2.0, *, rho_old: float | None = None, record_every: int = 1,
+                options: WFRSolverOptions | None = None, omega=None, potential=None,
+                kernel: WFRKernel | None = None, callback: Callable | None = None,
+                state: WFRState | None = None, t0: float = 0.0,
+                param: str = "neuron") -> Trajectory:
     r"""Entropic WFR JKO from masses q0 for mean-field time T in K = T/τ steps.
 
     Args:
@@ -620,52 +647,21 @@ def run_wfr_jko(
       meta["state"] is the final :class:`WFRState`.
     """
     options = WFRSolverOptions() if options is None else options
-    if param not in ("neuron", "sphere"):
-        raise ValueError(f"param must be 'neuron' or 'sphere', got {param!r}")
-    if not (math.isfinite(T) and T >= 0):
-        raise ValueError(f"T must be a finite time ≥ 0, got {T}")
-    if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be positive, got {tau}")
-    n_steps = round(T / tau)
-    if abs(n_steps * tau - T) > 1e-9 * max(1.0, T):
-        raise ValueError(f"T = {T} is not a multiple of tau = {tau} (T/tau = {T / tau})")
-    if int(record_every) != record_every or record_every < 1:
-        raise ValueError(f"record_every must be an integer ≥ 1, got {record_every}")
+    n_steps = _number_of_steps(param, T, tau, record_every)
     S = np.asarray(directions, np.float64)
-    if kernel is None:
-        kernel = wfr_kernel(S, eps, rho, omega=omega)
-    elif not (np.isclose(float(kernel.eps), eps) and np.isclose(float(kernel.rho), rho)):
-        raise ValueError("the given kernel was built for another (eps, rho)")
-    X = np.asarray(X, np.float64)
-    phi = _dirs.direction_features(S, X)
-    if kernel.size != S.shape[0]:
-        raise ValueError(f"kernel has N = {kernel.size}, directions have {S.shape[0]}")
+    kernel = _run_kernel(kernel, S, eps, rho, omega)
+    phi = _dirs.direction_features(S, np.asarray(X, np.float64))
     nu = _as_masses(q0, S.shape[0])
     pts, _ = _dirs.as_neuron_measure(S, np.asarray(nu))
-    names = [f.name for f in fields(WFRDiagnostics)]
-    records: dict[str, list] = {k: [np.nan] for k in names}
-    q_np = np.asarray(nu)
-    records["objective"][0] = _dirs.lifted_objective(q_np, phi, y, lam, potential)
-    records["mass_plus"][0], records["mass_minus"][0] = q_np[0].sum(), q_np[1].sum()
-    records["mass_change"][0] = 0.0
-    times, frames = [t0], [q_np.reshape(-1)]
-    for k in range(1, n_steps + 1):
-        nu, state, diag = wfr_jko_step(kernel, nu, phi, y, lam, tau, state, options, potential,
-                                       rho_old)
-        t = t0 + k * tau
-        d = diag.as_dict()
-        if callback is not None:
-            callback(k, t, nu, d)
-        if k % record_every == 0 or k == n_steps:
-            times.append(t)
-            frames.append(np.asarray(nu).reshape(-1))
-            for key in names:
-                records[key].append(d[key])
+    records = _initial_records(np.asarray(nu), phi, y, lam, potential)
+
+    def step(nu, state):
+        return wfr_jko_step(kernel, nu, phi, y, lam, tau, state, options, potential, rho_old)
+
+    times, frames, state = _march(step, nu, state, n_steps, t0, tau, record_every, callback,
+                                  records)
     return Trajectory(
-        method="wfr_jko",
-        param=param,
-        t=np.asarray(times),
-        support=pts,
+        method="wfr_jko", param=param, t=np.asarray(times), support=pts,
         weights=np.stack(frames),
         diagnostics={k: np.asarray(v, dtype=float) for k, v in records.items()},
         meta={"lam": lam, "tau": tau, "eps": eps, "rho": rho, "rho_old": rho_old, "state": state,
