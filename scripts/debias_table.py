@@ -20,25 +20,52 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mfjko.study.regime import drift_ratio_closed_form
+
 
 def _pct(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{100 * v:.2f} %"
 
 
 def _sup_gaps(results: pd.DataFrame) -> pd.DataFrame:
-    """Per point: sup over records of |F_jko − F_GD| / F_GD up to t = 4 and up to T."""
-    jko = results[results["method"] == "jko"]
+    """Per point: sup over records of |F_jko − F_GD| / F_GD(t) up to t = 4 and up to T."""
+    gd = results.loc[results["method"] == "gd", ["point", "t", "loss"]]
+    jko = results[results["method"] == "jko"].merge(
+        gd.rename(columns={"loss": "F_gd"}), on=["point", "t"])
+    jko["rel_gap"] = (jko["loss"] - jko["F_gd"]).abs() / jko["F_gd"]
     rows = []
     for point, g in jko.groupby("point"):
         early = g[g["t"] <= 4 + 1e-9]
-        rows.append({"point": point, "gap_4": float(np.nanmax(early["loss_gap"])),
-                     "gap_T": float(np.nanmax(g["loss_gap"])),
-                     "F_T": float(g.loc[g["t"].idxmax(), "loss"]),
+        last = g.loc[g["t"].idxmax()]
+        rows.append({"point": point, "gap_4": float(early["rel_gap"].max()),
+                     "gap_T": float(g["rel_gap"].max()), "F_T": float(last["loss"]),
+                     "F_gd_end": float(last["F_gd"]),
                      "F_star": float(g["F_star"].dropna().iloc[0]) if "F_star" in g
                      and g["F_star"].notna().any() else math.nan})
-    gd = results[results["method"] == "gd"]
-    last = gd.loc[gd.groupby("point")["t"].idxmax(), ["point", "loss"]]
-    return pd.DataFrame(rows).merge(last.rename(columns={"loss": "F_gd_T"}), on="point")
+    return pd.DataFrame(rows)
+
+
+def _figure(pts: pd.DataFrame, path: Path) -> None:
+    """Sup gap up to T against δ (log–log), one colour per (c, ε/δ²), both steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, ((c, r), grp) in enumerate(pts.groupby(["tag.c", "eps_over_h2"], sort=True)):
+        for debias, style in ((False, "--"), (True, "-")):
+            g = grp[grp["debias"] == debias].sort_values("delta")
+            ax.loglog(g["delta"], 100 * g["gap_T"], style, marker="o", ms=3, color=f"C{i}",
+                      label=f"c = {c:g}, ε/δ² = {r:g}" if debias else None)
+    ax.set_xlabel("grid spacing δ")
+    ax.set_ylabel("sup gap to GD up to T (%)")
+    ax.set_title("standard (dashed) vs debiased (solid) entropic JKO")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(root: Path) -> None:
@@ -73,7 +100,7 @@ def main(root: Path) -> None:
             n = round(7 / delta) + 1
             print(f"| {n}³ | {delta:.4f} | {s.tau:.4f} | {s.eps:.4g} | {s.D:.4f} | "
                   f"{_pct(s.gap_4)} | {_pct(s.gap_T)} | {_pct(d.gap_4)} | {_pct(d.gap_T)} | "
-                  f"{d.gap_T / s.gap_T:.3f} | {s.F_gd_T - s.F_star:.4g} | "
+                  f"{d.gap_T / s.gap_T:.3f} | {s.F_gd_end - s.F_star:.4g} | "
                   f"{s.F_T - s.F_star:.4g} | {d.F_T - d.F_star:.4g} |")
         print()
         for debias in (False, True):
@@ -89,6 +116,47 @@ def main(root: Path) -> None:
                   + ("" if resolved else ": not resolved"))
             fits.append((c, r, label, f))
         print()
+    print("### Reading\n")
+    both = pts.pivot_table(index=["tag.c", "eps_over_h2", "delta"], columns="debias",
+                           values="gap_T").dropna()
+    both["ratio"] = both[True] / both[False]
+    wide = both[both.index.get_level_values("eps_over_h2") >= 1]
+    narrow = both[both.index.get_level_values("eps_over_h2") < 1]
+    early = pts[pts["eps_over_h2"] < 1]
+    e_std, e_deb = early[~early["debias"]]["gap_4"], early[early["debias"]]["gap_4"]
+    rho_loss = 1 - float(drift_ratio_closed_form(0.23, 0.5))
+    print(f"- At ε/δ² ≥ 1 ({len(wide)} grid pairs) the debiased sup gap up to T = {T:g} is "
+          f"{wide['ratio'].min():.3f}–{wide['ratio'].max():.3f} times the standard one. At "
+          f"ε/δ² = 0.5 ({len(narrow)} pairs) it is {narrow['ratio'].min():.2f}–"
+          f"{narrow['ratio'].max():.2f} times, and up to t = 4 the standard step is the closer "
+          f"({_pct(e_std.min())}–{_pct(e_std.max())} against {_pct(e_deb.min())}–"
+          f"{_pct(e_deb.max())}): there the lattice slows the mass by 1 − ρ(c, 0.5) = "
+          f"{_pct(rho_loss)} at c = 0.23 (closed form), an error the debiased step keeps and "
+          "the standard step's diffusion partly offsets early on. The correction needs "
+          "ε/δ² ≥ 1.")
+    deb = [f for f in fits if f[2] == "debiased" and f[1] >= 1 and f[3].ci_low > 0]
+    std = [f for f in fits if f[2] == "standard" and f[1] >= 1 and f[3].ci_low > 0]
+    if deb and std:
+        print(f"- Rates in δ at ε/δ² ≥ 1: debiased {min(f[3].rate for f in deb):.2f}–"
+              f"{max(f[3].rate for f in deb):.2f}, standard {min(f[3].rate for f in std):.2f}–"
+              f"{max(f[3].rate for f in std):.2f} (every 95 % interval excludes 0).")
+    for c, r, _, f in deb:
+        delta = math.exp((math.log(0.01) - f.intercept) / f.rate)
+        n = 7 / delta + 1
+        print(f"- c = {c:g}, ε/δ² = {r:g}: a 1 % sup gap up to T = {T:g} by extrapolation "
+              f"of the debiased fit at δ ≈ {delta:.3f}, a {n:.0f}³ grid ({n ** 3:.1g} points)")
+    last = pts[pts["debias"]].sort_values("delta").iloc[0]
+    twin = pts[(~pts["debias"]) & np.isclose(pts["delta"], last.delta)
+               & (pts["tag.c"] == last["tag.c"]) & (pts["eps_over_h2"] == last.eps_over_h2)]
+    print(f"- F − F* at T = {T:g} on the finest grid ({round(7 / last.delta) + 1}³, c = "
+          f"{last['tag.c']:g}, ε/δ² = {last.eps_over_h2:g}): GD "
+          f"{last.F_gd_end - last.F_star:.4g}, debiased {last.F_T - last.F_star:.4g}, "
+          f"standard {twin['F_T'].iloc[0] - last.F_star:.4g} (F* the continuous optimum).")
+    print()
+    dst = Path("docs/findings/debias_sweep_refinement.png")
+    _figure(pts, dst)
+    print(f"![sup gap to matched GD up to T = {T:g} against δ, standard (dashed) and "
+          f"debiased (solid)]({dst.name})\n")
     print("### Rates in brief\n")
     print("| c | ε/δ² | step | p | 95 % CI | grids |")
     print("| --- | --- | --- | --- | --- | --- |")
