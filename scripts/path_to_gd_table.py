@@ -52,6 +52,10 @@ def main(root: Path) -> None:
             print(f"- 1 % gap to GD by extrapolation of the fit: δ ≈ {delta:.2g}, a {n:.0f}³ "
                   f"grid ({n ** 3:.1g} points)")
         print()
+    fig = root / "study" / "refinement.png"
+    if fig.exists():
+        Path("docs/findings/path_to_gd_refinement.png").write_bytes(fig.read_bytes())
+        print("![Refinement paths](path_to_gd_refinement.png)")
 
 
 if __name__ == "__main__":

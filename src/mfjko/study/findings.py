@@ -165,7 +165,10 @@ def _brief(root: Path, boundary) -> str:
                             f"{r['metric']} ∝ δ^p with p = {num(r['rate'], 2)} ± "
                             f"{num(r['stderr'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
                             f"{num(r['ci_high'], 2)}]"
-                            + ("" if sig else ": not resolved") + ").")
+                            + ("" if sig else ": not resolved") + ")"
+                            + ("; two errors cancelling on these grids, not a path to GD "
+                               "(section \"What changed\")" if r["path"].startswith(
+                                   "to GD: ε/δ² = 0.5") else "") + ".")
     text.extend(_path_lines(root))
     return "\n".join(text) + "\n"
 
@@ -187,10 +190,11 @@ def _path_lines(root: Path) -> list[str]:
     deb, points = load_study(root, "debias")
     if deb is not None:
         for r in deb["rates"]:
-            if r["metric"] != "gap_gd" or "ε/δ² = 1," not in r["path"]:
+            if r["metric"] != "gap_gd" or not r["path"].startswith("c = 0.23, ε/δ² = 1,"):
                 continue
             vals = r["values"]
-            lines.append(f"- **Debiased step** ({r['path']}, T = 10, {r['n']} grids): sup gap "
+            step = "Debiased step" if r["path"].endswith("true") else "Standard step, T = 10"
+            lines.append(f"- **{step}** ({r['path']}, T = 10, {r['n']} grids): sup gap "
                          f"to GD {pct(vals[-1])} → {pct(vals[0])}, ∝ δ^p with p = "
                          f"{num(r['rate'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
                          f"{num(r['ci_high'], 2)}]" + ("" if r["ci_low"] > 0 else

@@ -61,6 +61,10 @@ def section(root: Path) -> str:
         runs = sum(before.values()) if summary is None else summary["points"]
         text.append(f"| {name} | {runs} | {_counts(before)} | {now} |")
     text.append("")
+    text.append("The WFR studies' GD is still sampled particles (balanced init, m = 1000): a "
+                "GD matched to the directional grid's own measure is not implemented, so "
+                "their rows change only with the rule; the teacher study's counts came out "
+                "the same under the new references and rule.\n")
     refine, points = load_study(root, "regression_refine")
     if refine is not None:
         for r in refine["rates"]:
