@@ -151,3 +151,22 @@ def test_theta_blocks_of_sphere_grids():
     (s_dir, d_dir), (s_b, _) = g3.theta_blocks()
     assert (s_dir, s_b) == (slice(0, 3), slice(3, 4))
     assert d_dir > g3.factors[0].spacing
+
+
+def test_factor_model_reduces_to_the_scalar_model_and_weights_factors_by_speed():
+    from mfjko.study.regime import factor_speeds, predicted_drift_ratio_factors
+
+    # one factor: ρ(c, r) itself
+    tau, delta, V, r = 0.1, 0.2, 0.3, 0.4
+    assert predicted_drift_ratio_factors([V], [delta], tau, r * delta**2) == pytest.approx(
+        float(predicted_drift_ratio(tau * V / delta, r)), rel=1e-12)
+    # a factor at rest does not count; a coarser factor (smaller r_k) lowers the ratio
+    assert predicted_drift_ratio_factors([V, 0.0], [delta, 0.5], tau, r * delta**2) == \
+        pytest.approx(predicted_drift_ratio_factors([V], [delta], tau, r * delta**2))
+    fine = predicted_drift_ratio_factors([V, V], [delta, delta], tau, r * delta**2)
+    coarse = predicted_drift_ratio_factors([V, V], [delta, 1.5 * delta], tau, r * delta**2)
+    assert coarse < fine
+    # RMS speeds per factor: ((0:2), (2:3)) of v = (3, 4, 12) for every particle
+    v = np.tile([3.0, 4.0, 12.0], (5, 1))
+    np.testing.assert_allclose(factor_speeds(v, ((slice(0, 2), 1.0), (slice(2, 3), 1.0))),
+                               [5.0, 12.0])

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["predicted_drift_ratio", "drift_ratio_closed_form", "predicted_drift_ratio_field",
-           "predicted_drift_ratio_blocks",
+           "predicted_drift_ratio_blocks", "factor_speeds", "predicted_drift_ratio_factors",
            "pinning_boundary", "Verdict", "classify", "sup_relative_gap", "run_verdict",
            "PIN_RATIO", "GAP_TOL",
            "REGIMES"]
@@ -134,6 +134,49 @@ def predicted_drift_ratio_blocks(velocity, blocks, tau: float, eps: float) -> fl
         moved2 += float(np.sum((step[keep] * rho) ** 2))
         speed2 += float(np.sum(step[keep] ** 2))
     return math.sqrt(moved2 / speed2) if speed2 > 0 else math.nan
+
+
+def factor_speeds(velocity, blocks) -> np.ndarray:
+    """RMS speed of a velocity field in each factor of a product grid.
+
+    Args:
+      velocity: (m, D) particle velocities in Θ.
+      blocks: ((slice of Θ's coordinates, δ_k), ...), as
+        :meth:`mfjko.geometry.ProductGeometry.theta_blocks` gives.
+
+    Returns:
+      (K,) the RMS over particles of |v_k|, the velocity's norm in factor k.
+    """
+    v = np.asarray(velocity, dtype=np.float64)
+    return np.array([math.sqrt(float(np.mean(np.sum(v[:, sl] ** 2, axis=1))))
+                     for sl, _ in blocks])
+
+
+def predicted_drift_ratio_factors(speeds, spacings, tau: float, eps: float) -> float:
+    """The scalar model ρ(c, r) applied per factor of an anisotropic product grid.
+
+    Factor k moves the mass with c_k = τV_k/δ_k cells per step at r_k = ε/δ_k² (V_k the
+    RMS speed in that factor, :func:`factor_speeds`): a distance δ_k·c_k·ρ(c_k, r_k)
+    against GD's τV_k. The ratio is their RMS over factors, √(Σ (τV_kρ_k)² / Σ (τV_k)²);
+    with one factor it is ρ(c, r) itself.
+
+    Args:
+      speeds: (K,) RMS speed per factor.
+      spacings: (K,) spacing δ_k per factor.
+      tau: JKO step τ.
+      eps: entropy ε.
+
+    Returns:
+      The predicted drift ratio (NaN when every speed is 0).
+    """
+    V = np.asarray(speeds, dtype=np.float64)
+    d = np.asarray(spacings, dtype=np.float64)
+    keep = V > 0
+    if not keep.any():
+        return math.nan
+    c = tau * V[keep] / d[keep]
+    rho = predicted_drift_ratio(c, eps / d[keep] ** 2)
+    return float(np.sqrt(np.sum((tau * V[keep] * rho) ** 2) / np.sum((tau * V[keep]) ** 2)))
 
 
 def pinning_boundary(c, level: float = PIN_RATIO, r_range=(1e-3, 1e2)) -> np.ndarray:
