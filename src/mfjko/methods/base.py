@@ -218,6 +218,10 @@ class GridMethodConfig(BaseModel):
         """Number of grid points for d inputs and the run's parametrization."""
         raise NotImplementedError
 
+    def grid_shape(self) -> str:
+        """How the grid is sized in the config, for messages (e.g. ``n_dirs = 512``)."""
+        return f"{self.grid_size()} points"
+
     def initial_speed(self, problem, theta0, law) -> float:
         """V₀ of the Courant number: by default the RMS GD speed :func:`rms_speed` of θ₀.
 

@@ -359,6 +359,10 @@ class _WFRBase(GridMethodConfig):
         """Number of grid points, 2N (two signs per direction)."""
         return 2 * self.n_dirs
 
+    def grid_shape(self) -> str:
+        """``n_dirs = N`` (for messages)."""
+        return f"n_dirs = {self.n_dirs}"
+
     def spacing(self, d: int, parametrization: str | None = None) -> float:
         """Angular spacing δ of the direction grid (:func:`direction_spacing`)."""
         return direction_spacing(self.stepper().directions(d))
