@@ -18,9 +18,11 @@ from mfjko.methods import (
     icnn_jko,
     implicit,
     jko,
+    jko_clone,
     langevin,
     sliced,
     w2,
+    wfr_clone,
     wfr_jko,
 )
 from mfjko.methods.base import Diagnostics, MethodInfo, ParticleState, Stepper
@@ -42,6 +44,8 @@ REGISTRY: dict[str, MethodInfo] = {m.name: m for m in (
     wfr_jko.METHOD,
     icnn_jko.METHOD,
     classic.METHOD,
+    jko_clone.METHOD,
+    wfr_clone.METHOD,
 )}
 
 
