@@ -18,11 +18,9 @@ from mfjko.methods import (
     icnn_jko,
     implicit,
     jko,
-    jko_clone,
     langevin,
     sliced,
     w2,
-    wfr_clone,
     wfr_jko,
 )
 from mfjko.methods.base import Diagnostics, MethodInfo, ParticleState, Stepper
@@ -44,8 +42,6 @@ REGISTRY: dict[str, MethodInfo] = {m.name: m for m in (
     wfr_jko.METHOD,
     icnn_jko.METHOD,
     classic.METHOD,
-    jko_clone.METHOD,
-    wfr_clone.METHOD,
 )}
 
 
