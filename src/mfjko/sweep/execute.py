@@ -70,20 +70,20 @@ def _member_record(rec: Record, i: int) -> Record:
 def _jko_batch(setups: list[Setup], recorders: list[Recorder]) -> tuple[list, list]:
     """Rows and per-step drift ratios of every member, advanced as one batch."""
     cfg0 = setups[0].cfg
-    mc = cfg0.methods.jko
+    mc = getattr(cfg0.methods, BATCHED)
     stepper = EntropicJKOBatch(tau=mc.tau, eps=mc.eps, options=mc.solver_options(),
-                               eps_batch=tuple(s.cfg.methods.jko.eps for s in setups))
+                               eps_batch=tuple(getattr(s.cfg.methods, BATCHED).eps for s in setups))
     rows = [[] for _ in setups]
     drift = [[] for _ in setups]
 
     def hook(rec: Record) -> None:
         for i, recorder in enumerate(recorders):
             member = _member_record(rec, i)
-            rows[i].append(recorder.record("jko", "grid", rec.index, member))
+            rows[i].append(recorder.record(BATCHED, "grid", rec.index, member))
             drift[i].extend(np.asarray(member.steps.get("drift_ratio", ())).tolist())
 
     drive(stepper, setups[0].grid, setups[0].p0, T=cfg0.n_segments * cfg0.record_every,
-          record_every=cfg0.steps_per_record("jko"), on_record=hook, keep_frames=False,
+          record_every=cfg0.steps_per_record(BATCHED), on_record=hook, keep_frames=False,
           objective=False)
     return rows, drift
 
@@ -217,13 +217,13 @@ def _run_jko(setups, recorders, out, vmap: bool) -> None:
     if vmap and len(setups) > 1:
         rows, drift = _jko_batch(setups, recorders)
     else:
-        pairs = [_drive_rows("jko", s, r) for s, r in zip(setups, recorders, strict=True)]
+        pairs = [_drive_rows(BATCHED, s, r) for s, r in zip(setups, recorders, strict=True)]
         rows, drift = [p[0] for p in pairs], [p[1] for p in pairs]
     seconds = (time.perf_counter() - tic) / len(setups)
     for o, rr, dd in zip(out, rows, drift, strict=True):
         o["rows"] += rr
         o["drift"] = dd
-        o["seconds"]["jko"] = seconds
+        o["seconds"][BATCHED] = seconds
 
 
 def _matched(cfg) -> bool:
