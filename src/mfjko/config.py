@@ -29,6 +29,8 @@ from mfjko import data as _data
 from mfjko import methods as _methods
 from mfjko import parametrizations as _params
 from mfjko.errors import ConfigError  # re-exported: its historical home
+from mfjko.geometry.spec import GridSpec  # re-exported: its historical home
+from mfjko.methods.base import GridMethodConfig
 
 __all__ = [
     "ConfigError",
@@ -44,6 +46,7 @@ __all__ = [
     "parse_config",
     "apply_overrides",
     "check_grid",
+    "grid_range_key",
     "is_multiple",
     "MAX_MASS_OUTSIDE",
     "EPS_SAFETY",
@@ -146,13 +149,26 @@ class _MethodsBase(_Strict):
         """Names of the configured methods, in the registry's run order (GD first)."""
         return [name for name in METHOD_ORDER if getattr(self, name) is not None]
 
+    def grid_methods(self) -> list[str]:
+        """The configured grid methods (config a :class:`GridMethodConfig`), in run order."""
+        return [name for name in self.enabled()
+                if isinstance(getattr(self, name), GridMethodConfig)]
+
+    def theta_grid(self) -> str | None:
+        """The grid method whose ``grid`` over Θ the run builds (kind "grid", e.g. jko).
+
+        The first in run order; None without one. Every such method runs on that one grid
+        (:meth:`RunConfig._grid_matches_parametrization` checks that their grids agree).
+        """
+        names = [n for n in self.grid_methods() if _methods.get(n).kind == "grid"]
+        return names[0] if names else None
+
     @model_validator(mode="after")
     def _gd_required(self):
         if self.gd is None:
             raise ValueError("methods.gd is required: GD is the reference every method is "
                              "compared with (add `gd: {h: 0.01}`)")
-        if (self.langevin is not None and self.langevin.match_jko and self.jko is None
-                and getattr(self, "wfr_jko", None) is None):
+        if self.langevin is not None and self.langevin.match_jko and not self.grid_methods():
             raise ValueError("methods.langevin.match_jko needs a jko or wfr_jko method (its ε "
                              "and τ give D = ε/(4τ)); or set methods.langevin.D")
         return self
@@ -163,7 +179,6 @@ MethodsConfig = create_model(
     "MethodsConfig", __base__=_MethodsBase,
     __doc__="The methods of a run: one optional section per registered method.",
     **{m.name: (m.config | None, None) for m in _methods.runnable()})
-GridSpec = _methods.jko.GridSpec
 JKOConfig = _methods.jko.JKOConfig
 
 
@@ -222,13 +237,20 @@ class RunConfig(_Strict):
             if allowed is not None and self.model.parametrization not in allowed:
                 raise ValueError(f"methods.{name} runs on model.parametrization in "
                                  f"{list(allowed)}, not {self.model.parametrization}")
-        jc = self.methods.jko
         want = _params.get(self.model.parametrization).grid_kind
-        if jc is not None and jc.grid.kind != want:
-            raise ValueError(
-                f"methods.jko.grid.kind = {jc.grid.kind} does not fit model.parametrization = "
-                f"{self.model.parametrization}: use kind {want}"
-            )
+        first = self.methods.theta_grid()
+        for name in self.methods.grid_methods():
+            if _methods.get(name).kind != "grid":
+                continue
+            jc = getattr(self.methods, name)
+            if jc.grid.kind != want:
+                raise ValueError(
+                    f"methods.{name}.grid.kind = {jc.grid.kind} does not fit "
+                    f"model.parametrization = {self.model.parametrization}: use kind {want}"
+                )
+            if jc.grid != getattr(self.methods, first).grid:
+                raise ValueError(f"methods.{name}.grid differs from methods.{first}.grid: the "
+                                 "grid methods of a run share one grid; give them the same")
         return self
 
     @model_validator(mode="after")
@@ -265,13 +287,13 @@ class RunConfig(_Strict):
     def langevin_D(self) -> float | None:
         """The Langevin diffusion D, or None without Langevin.
 
-        When matched: ε/(4τ) of jko, else of wfr_jko.
+        When matched: ε/(4τ) of the first grid method in run order (jko before wfr_jko).
         """
         lc = self.methods.langevin
         if lc is None:
             return None
         if lc.match_jko:
-            mc = self.methods.jko if self.methods.jko is not None else self.methods.wfr_jko
+            mc = getattr(self.methods, self.methods.grid_methods()[0])
             return mc.eps / (4.0 * mc.tau)
         return lc.D
 
@@ -450,11 +472,12 @@ def check_grid(cfg: RunConfig, spacing: float, mass_outside: float) -> None:
     outside it, or if ε < EPS_SAFETY · spacing²
     (the Gibbs kernel exp(−C/ε) would be the identity to float64: no transport at all).
     """
-    jc = cfg.methods.jko
-    if jc is None:
+    name = cfg.methods.theta_grid()
+    if name is None:
         return
+    jc = getattr(cfg.methods, name)
     if mass_outside > MAX_MASS_OUTSIDE:
-        key = "jko.grid.beta_range" if jc.grid.kind == "sphere_line" else "jko.grid.ranges"
+        key = grid_range_key(cfg)
         raise ConfigError(
             f"methods.{key}: the grid misses {100 * mass_outside:.1f} % of the initial law "
             f"(init.{cfg.init.law}, scale {cfg.init.scale}); at most "
@@ -462,10 +485,19 @@ def check_grid(cfg: RunConfig, spacing: float, mass_outside: float) -> None:
             "init.scale"
         )
     safe = EPS_SAFETY * spacing**2
-    if jc.eps < safe:
-        raise ConfigError(
-            f"methods.jko.eps = {jc.eps:g} is too small for the grid spacing h = {spacing:.4g}: "
-            f"a neighbour's kernel entry exp(-h²/ε) is below float64 resolution, no mass "
-            f"can move. Use methods.jko.eps ≥ {safe:.3g} "
-            f"(= {EPS_SAFETY:g}·h²), or refine the grid"
-        )
+    for name in cfg.methods.grid_methods():  # every method on the run's grid
+        jc = getattr(cfg.methods, name)
+        if _methods.get(name).kind == "grid" and jc.eps < safe:
+            raise ConfigError(
+                f"methods.{name}.eps = {jc.eps:g} is too small for the grid spacing h = "
+                f"{spacing:.4g}: a neighbour's kernel entry exp(-h²/ε) is below float64 "
+                f"resolution, no mass can move. Use methods.{name}.eps ≥ {safe:.3g} "
+                f"(= {EPS_SAFETY:g}·h²), or refine the grid"
+            )
+
+
+def grid_range_key(cfg: RunConfig) -> str:
+    """The key of the run's grid extent: ``<method>.grid.ranges`` (or ``.beta_range``)."""
+    name = cfg.methods.theta_grid()
+    kind = getattr(cfg.methods, name).grid.kind
+    return f"{name}.grid.beta_range" if kind == "sphere_line" else f"{name}.grid.ranges"

@@ -16,6 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from mfjko import methods as _methods
 from mfjko.config import ConfigError, RunConfig
 from mfjko.runner.setup import _make_dataset
 
@@ -79,8 +80,14 @@ def grid_costs(cfg: RunConfig, cache: dict | None = None) -> list[GridCost]:
     cache = {} if cache is None else cache
     out = []
     steps = lambda mc: max(1, round(cfg.T / mc.tau))  # noqa: E731
-    mc = cfg.methods.jko
-    if mc is not None:
+    for name in cfg.methods.grid_methods():
+        mc = getattr(cfg.methods, name)
+        if _methods.get(name).kind != "grid":  # a grid of its own, a dense N × N kernel
+            n = int(mc.grid_size())
+            per = 8.0 * 4 * n  # C and K (N × N float64) and two temporaries
+            out.append(GridCost(name, n, per * n, n * n * steps(mc) * 1e-9, per, True,
+                                mc.grid_shape()))
+            continue
         g = mc.grid
         if g.kind == "sphere_line":
             n = g.n_dirs * g.n_beta
@@ -91,14 +98,8 @@ def grid_costs(cfg: RunConfig, cache: dict | None = None) -> list[GridCost]:
         n *= len(g.scales) if g.scales else 1
         per = BYTES_PER_POINT + BYTES_PER_POINT_SAMPLE * _n_train(cfg, cache)
         extra = 16.0 * g.n_dirs**2 if g.kind == "sphere_line" else 0.0
-        out.append(GridCost("jko", n, n * per + extra, n * steps(mc) * SECONDS_PER_POINT_STEP,
+        out.append(GridCost(name, n, n * per + extra, n * steps(mc) * SECONDS_PER_POINT_STEP,
                             per, False, shape))
-    mc = getattr(cfg.methods, "wfr_jko", None)
-    if mc is not None:
-        n = int(mc.grid_size())
-        per = 8.0 * 4 * n  # C and K (N × N float64) and two temporaries
-        out.append(GridCost("wfr_jko", n, per * n, n * n * steps(mc) * 1e-9, per, True,
-                            f"n_dirs = {mc.n_dirs}"))
     return out
 
 

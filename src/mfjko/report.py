@@ -215,12 +215,22 @@ def _heatmap(ax, param, support, weights, particles, t):
            ylim=(ey[0], ey[-1]))
 
 
+def _grid_method(store: RunStore) -> str | None:
+    """The run's grid method over Θ (kind "grid", first in run order) with frames, or None."""
+    for name, info in _methods.REGISTRY.items():
+        if info.kind == "grid" and _has_all(store, *(f"{name}/{k}"
+                                                     for k in ("weights", "t", "support"))):
+            return name
+    return None
+
+
 def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str]) -> None:
-    if not (store.has("jko/weights") and store.has("jko/t") and store.has("jko/support")):
+    name = _grid_method(store)
+    if name is None:
         return
-    support = store.get("jko/support")
-    W = store.get("jko/weights")
-    t = store.get("jko/t")
+    support = store.get(f"{name}/support")
+    W = store.get(f"{name}/weights")
+    t = store.get(f"{name}/t")
     gd_particles = store.get("gd/particles") if store.has("gd/particles") else None
     n = min(len(W), len(t))
     idx = _record_indices(n)
@@ -230,7 +240,8 @@ def _measure_figures(store: RunStore, param: str, figdir: Path, made: list[str])
     for ax, i in zip(axes[0], idx, strict=True):
         gp = gd_particles[i] if gd_particles is not None and i < len(gd_particles) else None
         _heatmap(ax, param, support, W[i], gp, t[i])
-    fig.suptitle("JKO grid measure (heatmap) and GD particles (dots)")
+    label = "JKO" if name == "jko" else name
+    fig.suptitle(f"{label} grid measure (heatmap) and GD particles (dots)")
     _save(fig, figdir / "measure.png")
     made.append("measure.png")
 
@@ -286,10 +297,12 @@ def _data_space_figure(store: RunStore, param: str, figdir: Path, made: list[str
                else np.full(pts.shape[:2], 1.0 / pts.shape[1]))
         rows.append(("gd particles", "gd", lambda i, pts=pts, wts=wts: (pts[i], wts[i]),
                      min(len(pts), len(store.get("gd/t")))))
-    if all(store.has(f"jko/{k}") for k in ("weights", "support", "pred_test", "t")):
-        W, sup = store.get("jko/weights"), store.get("jko/support")
-        rows.append(("JKO grid measure", "jko", lambda i, W=W, sup=sup: (sup, W[i]),
-                     min(len(W), len(store.get("jko/t")))))
+    grid = _grid_method(store)
+    if grid is not None and store.has(f"{grid}/pred_test"):
+        W, sup = store.get(f"{grid}/weights"), store.get(f"{grid}/support")
+        label = "JKO" if grid == "jko" else grid
+        rows.append((f"{label} grid measure", grid, lambda i, W=W, sup=sup: (sup, W[i]),
+                     min(len(W), len(store.get(f"{grid}/t")))))
     rows = [r for r in rows if r[3] > 0]
     if not rows:
         return

@@ -7,7 +7,8 @@ A geometry is an immutable pytree (``equinox.Module``; sizes are static) with ``
 ``boundary_mask()`` and ``locate(theta)``. Modules, one concept each: :mod:`.costs`,
 :mod:`.sphere` (directions), :mod:`.pointset` (dense / chunked), :mod:`.product`
 (separable factors), :mod:`.embeddings`, :mod:`.components` (sign components),
-:mod:`.multiscale`. The maths is in docs/MATH.md ("Grid discretization").
+:mod:`.multiscale`, :mod:`.spec` (:class:`GridSpec`, the config model of a grid). The
+maths is in docs/MATH.md ("Grid discretization").
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ from mfjko.geometry.product import (
     sphere_factor,
     sphere_line_grid,
 )
+from mfjko.geometry.spec import GridSpec
 from mfjko.geometry.sphere import circle_directions, sphere_directions, spread_directions
 
 Array = jax.Array
 
 __all__ = [
     "Geometry",
+    "GridSpec",
     "squared_euclidean",
     "squared_geodesic_sphere",
     "squared_periodic",

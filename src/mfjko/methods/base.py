@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Diagnostics", "Stepper", "ParticleState", "WeightedParticles", "MethodInfo",
-           "check_positive", "check_int", "merge_steps", "particle_masses"]
+           "GridMethodConfig", "rms_speed", "check_positive", "check_int", "merge_steps",
+           "particle_masses"]
 
 
 @dataclass
@@ -178,6 +180,62 @@ class MethodInfo:
     def kind(self) -> str:
         """"particles" or "grid"."""
         return self.stepper.kind
+
+
+def rms_speed(problem, theta) -> float:
+    """(mean_i ‖v_i‖²)^{1/2}: the RMS mean-field GD speed of particles θ (m, D) at t = 0.
+
+    v_i = −∇F′(μ₀)(θ_i) (:meth:`mfjko.problem.MeanFieldProblem.particle_velocity`); in Θ
+    units per unit of mean-field time.
+    """
+    v = np.asarray(problem.particle_velocity(theta))
+    return float(np.sqrt(np.mean(np.sum(v * v, axis=1))))
+
+
+class GridMethodConfig(BaseModel):
+    r"""The config section of a grid method: JKO steps τ, entropy ε, a grid of spacing δ.
+
+    What sweeps, the runner and the report read off any grid method (``jko``, ``wfr_jko``):
+    τ, ε, :meth:`spacing` δ, :meth:`grid_size`, the initial speed V₀ its Courant number
+    c = τV₀/δ is measured with (:meth:`initial_speed`) and the dimensionless
+    :meth:`facts`. A subclass may redeclare ``tau`` and ``eps`` with its own defaults
+    (their place among the fields stays first).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tau: float = Field(0.05, gt=0, allow_inf_nan=False)
+    eps: float = Field(0.01, gt=0, allow_inf_nan=False)
+
+    def step_size(self) -> float:
+        """The JKO step τ (mean-field time)."""
+        return self.tau
+
+    def spacing(self, d: int, parametrization: str | None = None) -> float:
+        """δ of the grid for d inputs (bias included) and the run's parametrization."""
+        raise NotImplementedError
+
+    def grid_size(self, d: int | None = None, parametrization: str | None = None) -> int:
+        """Number of grid points for d inputs and the run's parametrization."""
+        raise NotImplementedError
+
+    def grid_shape(self) -> str:
+        """How the grid is sized in the config, for messages (e.g. ``n_dirs = 512``)."""
+        return f"{self.grid_size()} points"
+
+    def initial_speed(self, problem, theta0, law) -> float:
+        """V₀ of the Courant number: by default the RMS GD speed :func:`rms_speed` of θ₀.
+
+        ``problem``: the run's MeanFieldProblem; ``theta0`` (m, D): its initial particles;
+        ``law``: its initial law (methods that lift the law, e.g. wfr_jko, use it).
+        """
+        return rms_speed(problem, theta0)
+
+    def facts(self, delta: float, speed: float, grid_size: int) -> dict:
+        """δ, τ, ε, D = ε/(4τ), ε/δ², V₀, c = τV₀/δ and N: a sweep point's facts."""
+        tau, eps = self.tau, self.eps
+        return dict(delta=delta, tau=tau, eps=eps, D=eps / (4 * tau),
+                    eps_over_h2=eps / delta**2, speed0=speed, courant=tau * speed / delta,
+                    grid_size=grid_size)
 
 
 def check_positive(value, name: str) -> float:

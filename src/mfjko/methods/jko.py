@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import create_model, model_validator
 
+from mfjko.geometry.spec import GridSpec  # re-exported: its historical home
 from mfjko.jko.solver import (
     JKODiagnostics,
     JKOSolverOptions,
@@ -27,7 +28,15 @@ from mfjko.jko.solver import (
     solve_step,
     solve_step_batch,
 )
-from mfjko.methods.base import Diagnostics, MethodInfo, Stepper, check_positive, merge_steps
+from mfjko.methods.base import (
+    Diagnostics,
+    GridMethodConfig,
+    MethodInfo,
+    Stepper,
+    check_positive,
+    merge_steps,
+)
+from mfjko.parametrizations import get as get_param
 from mfjko.problem import GridProblem
 
 __all__ = ["EntropicJKO", "EntropicJKOBatch", "JKOStepperState", "JKOConfig", "GridSpec",
@@ -189,69 +198,14 @@ class EntropicJKOBatch(EntropicJKO):
         return EntropicJKO(tau=self.tau, eps=self.eps_batch[i], options=self.options)
 
 
-class GridSpec(BaseModel):
-    r"""Support of the JKO grid measure, in Θ of the parametrization.
-
-    Built by :meth:`mfjko.parametrizations.Parametrization.build_grid`:
-
-    - ``cartesian`` (neuron): box ``ranges`` [[lo, hi], ...] × ``sizes`` over all D = d + 1
-      coordinates (w_1..w_d, α);
-    - ``signed`` / ``pm``: box over w (d coordinates), two components (positive/negative);
-    - ``sphere_line`` (sphere): ``n_dirs`` directions on S^{d−1} × ``n_beta`` values of β in
-      ``beta_range``;
-    - ``scales``: optional multi-scale copies of the grid's points (research note §2.3.1);
-      ``separable_scales``: the separable surrogate cost (a product with a scale axis,
-      O(N) memory; :func:`mfjko.geometry.multiscale`) instead of the exact point-set cost.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: typing.Literal["cartesian", "signed", "pm", "sphere_line"] = "cartesian"
-    ranges: list[tuple[float, float]] | None = None
-    sizes: list[typing.Annotated[int, Field(ge=2)]] | None = None
-    n_dirs: typing.Annotated[int, Field(ge=3)] | None = None
-    beta_range: tuple[float, float] | None = None
-    n_beta: typing.Annotated[int, Field(ge=2)] | None = None
-    scales: list[typing.Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
-    separable_scales: bool = False
-    discretize_samples: typing.Annotated[int, Field(ge=1000)] = 200_000
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.kind == "sphere_line":
-            for key in ("n_dirs", "beta_range", "n_beta"):
-                if getattr(self, key) is None:
-                    raise ValueError(f"grid kind sphere_line needs grid.{key}")
-            if self.ranges is not None or self.sizes is not None:
-                raise ValueError("grid kind sphere_line takes n_dirs/beta_range/n_beta, "
-                                 "not ranges/sizes")
-            lo, hi = self.beta_range
-            if not lo < hi:
-                raise ValueError(f"grid.beta_range must have lo < hi, got {self.beta_range}")
-            return self
-        if self.ranges is None or self.sizes is None:
-            raise ValueError(f"grid kind {self.kind} needs grid.ranges and grid.sizes")
-        if len(self.ranges) != len(self.sizes):
-            raise ValueError(f"grid.ranges has {len(self.ranges)} axes but grid.sizes has "
-                             f"{len(self.sizes)}")
-        for i, (lo, hi) in enumerate(self.ranges):
-            if not lo < hi:
-                raise ValueError(f"grid.ranges[{i}] must have lo < hi, got {(lo, hi)}")
-        for key in ("n_dirs", "beta_range", "n_beta"):
-            if getattr(self, key) is not None:
-                raise ValueError(f"grid.{key} is only used with kind sphere_line")
-        return self
-
-
 def _solver_fields() -> dict:
     """The pydantic fields of every :class:`JKOSolverOptions` field, with its default."""
     hints = typing.get_type_hints(JKOSolverOptions)
     return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(JKOSolverOptions)}
 
 
-class _JKOBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    tau: float = Field(0.05, gt=0, allow_inf_nan=False)
-    eps: float = Field(0.01, gt=0, allow_inf_nan=False)
+class _JKOBase(GridMethodConfig):
+    # tau, eps (defaults 0.05, 0.01): GridMethodConfig's
     grid: GridSpec
 
     @model_validator(mode="after")
@@ -262,8 +216,19 @@ class _JKOBase(BaseModel):
     def solver_options(self) -> JKOSolverOptions:
         return JKOSolverOptions(**{k: getattr(self, k) for k in _solver_fields()})
 
-    def step_size(self) -> float:
-        return self.tau
+    def spacing(self, d: int, parametrization: str | None = None) -> float:
+        """δ of the grid the parametrization builds from ``grid`` for d inputs."""
+        return float(self._geometry(d, parametrization).spacing)
+
+    def grid_size(self, d: int | None = None, parametrization: str | None = None) -> int:
+        """Number of points of the grid the parametrization builds from ``grid``."""
+        return int(self._geometry(d, parametrization).size)
+
+    def _geometry(self, d, parametrization):
+        if d is None or parametrization is None:
+            raise ValueError("the grid of methods.jko needs the input dimension d and the "
+                             "parametrization")
+        return get_param(parametrization).build_grid(self.grid, d)
 
 
 #: ``methods.jko``: τ, ε, the grid, and the solver options (JKOSolverOptions' fields)

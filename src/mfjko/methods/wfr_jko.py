@@ -19,12 +19,19 @@ from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import Field, create_model, model_validator
 
 from mfjko.errors import ConfigError
 from mfjko.geometry.costs import squared_geodesic_sphere
 from mfjko.initial import BalancedLaw, FileLaw, GaussianLaw
-from mfjko.methods.base import Diagnostics, MethodInfo, Stepper, check_positive, merge_steps
+from mfjko.methods.base import (
+    Diagnostics,
+    GridMethodConfig,
+    MethodInfo,
+    Stepper,
+    check_positive,
+    merge_steps,
+)
 from mfjko.parametrizations import get as get_param
 from mfjko.problem import MeanFieldProblem
 from mfjko.wfr import solver as _wfr
@@ -316,8 +323,7 @@ def _solver_fields() -> dict:
     return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(_wfr.WFRSolverOptions)}
 
 
-class _WFRBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _WFRBase(GridMethodConfig):
     #: parametrizations this method runs on (checked against model.parametrization)
     parametrizations: typing.ClassVar[tuple[str, ...]] = WFR_PARAMETRIZATIONS
     tau: float = Field(0.1, gt=0, allow_inf_nan=False)
@@ -342,10 +348,6 @@ class _WFRBase(BaseModel):
         """The :class:`~mfjko.wfr.WFRSolverOptions` of this section."""
         return _wfr.WFRSolverOptions(**{k: getattr(self, k) for k in _solver_fields()})
 
-    def step_size(self) -> float:
-        """The step τ."""
-        return self.tau
-
     def stepper(self, law=None) -> WFRJKO:
         """The :class:`WFRJKO` of these settings (``law``: the run's initial law)."""
         return WFRJKO(tau=self.tau, eps=self.eps, n_dirs=self.n_dirs, rho=self.rho,
@@ -353,11 +355,15 @@ class _WFRBase(BaseModel):
                       initial=self.initial, law=law, seed=self.seed,
                       repulsion_steps=self.repulsion_steps, options=self.solver_options())
 
-    def grid_size(self) -> int:
+    def grid_size(self, d: int | None = None, parametrization: str | None = None) -> int:
         """Number of grid points, 2N (two signs per direction)."""
         return 2 * self.n_dirs
 
-    def spacing(self, d: int) -> float:
+    def grid_shape(self) -> str:
+        """``n_dirs = N`` (for messages)."""
+        return f"n_dirs = {self.n_dirs}"
+
+    def spacing(self, d: int, parametrization: str | None = None) -> float:
         """Angular spacing δ of the direction grid (:func:`direction_spacing`)."""
         return direction_spacing(self.stepper().directions(d))
 

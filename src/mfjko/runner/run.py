@@ -493,6 +493,8 @@ def write_initial(store: RunStore, setup: Setup) -> None:
     store.put("init/particles", setup.theta0)
     if setup.geom is not None:
         store.put("init/p0", setup.p0)
-        store.put("jko/support", setup.geom.points)
+        for name in setup.cfg.methods.grid_methods():  # each method on the grid over Θ
+            if methods.get(name).kind == "grid":
+                store.put(f"{name}/support", setup.geom.points)
     g = store.group()
     g.attrs.update({"parametrization": setup.param.name, "mass_outside": setup.mass_outside})

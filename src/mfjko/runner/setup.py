@@ -21,7 +21,7 @@ import numpy as np
 from mfjko import data as data_mod
 from mfjko import initial, optimum
 from mfjko import methods as _methods
-from mfjko.config import ConfigError, RunConfig, check_grid
+from mfjko.config import ConfigError, RunConfig, check_grid, grid_range_key
 from mfjko.methods.base import WeightedParticles
 from mfjko.problem import GridProblem, MeanFieldProblem
 
@@ -94,7 +94,8 @@ class Setup:
             grid's F(p0) (a grid whose points are not neurons of Θ with the same F).
         """
         if self.grid is None:
-            raise ConfigError("a grid-matched reference (init: grid) needs a jko method")
+            raise ConfigError("a grid-matched reference (init: grid) needs a jko method (a grid "
+                              "method over Θ)")
         if self._grid_particles is None:
             pts, p0 = np.asarray(self.geom.points, np.float64), np.asarray(self.p0)
             keep = _above_cut(p0)
@@ -229,20 +230,15 @@ def _make_law(cfg: RunConfig):
 
 
 def build_geometry(cfg: RunConfig, param, d: int):
-    """The JKO grid of ``methods.jko.grid`` for input dimension d.
+    """The run's grid over Θ (``methods.jko.grid``: :meth:`MethodsConfig.theta_grid`'s).
 
     d counts the bias column; a grid that does not fit the parametrization raises
     :class:`ConfigError` naming the key.
     """
     try:
-        return param.build_grid(cfg.methods.jko.grid, d)
+        return param.build_grid(getattr(cfg.methods, cfg.methods.theta_grid()).grid, d)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-
-
-def _grid_key(cfg: RunConfig) -> str:
-    return ("jko.grid.beta_range" if cfg.methods.jko.grid.kind == "sphere_line"
-            else "jko.grid.ranges")
 
 
 def prepare(cfg: RunConfig) -> Setup:
@@ -269,13 +265,15 @@ def prepare(cfg: RunConfig) -> Setup:
     setup = Setup(cfg=cfg, dataset=dataset, problem=problem, law=law, theta0=theta0,
                   keys={"langevin": k_langevin, "peers": k_peers,
                         "langevin_init": jax.random.fold_in(k_langevin, 1 << 20)})
-    if cfg.methods.jko is not None:
+    grid_method = cfg.methods.theta_grid()
+    if grid_method is not None:
         geom = build_geometry(cfg, problem.param, problem.d)
+        spec = getattr(cfg.methods, grid_method).grid
         try:
             p0, outside = initial.discretize(law, problem.param, geom, k_grid,
-                                             n_samples=cfg.methods.jko.grid.discretize_samples)
+                                             n_samples=spec.discretize_samples)
         except ValueError as e:
-            raise ConfigError(f"methods.{_grid_key(cfg)}: {e}") from None
+            raise ConfigError(f"methods.{grid_range_key(cfg)}: {e}") from None
         check_grid(cfg, float(geom.spacing), float(outside))
         # p0 sums to 1, except for `signed` where the grid points carry |α| = 1 and p0
         # sums to E|α| (initial.discretize); the JKO step preserves that mass.

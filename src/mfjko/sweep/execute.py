@@ -31,9 +31,14 @@ from mfjko.runner.compile_cache import enable_compile_cache
 from mfjko.runner.recorder import MemoryFrames, Recorder
 from mfjko.runner.setup import Setup, prepare
 from mfjko.study.regime import predicted_drift_ratio_field
+from mfjko.sweep.results import fact_prefix
 from mfjko.sweep.spec import grid_spacing, initial_speed
 
-__all__ = ["run_group", "point_facts"]
+__all__ = ["run_group", "point_facts", "BATCHED"]
+
+#: the grid method whose runs in a group may advance as one vmapped batch over ε
+#: (:class:`EntropicJKOBatch`); every other grid method runs one point at a time
+BATCHED = "jko"
 
 
 def _drive_rows(name: str, setup: Setup, recorder: Recorder) -> tuple[list[dict], list]:
@@ -65,20 +70,20 @@ def _member_record(rec: Record, i: int) -> Record:
 def _jko_batch(setups: list[Setup], recorders: list[Recorder]) -> tuple[list, list]:
     """Rows and per-step drift ratios of every member, advanced as one batch."""
     cfg0 = setups[0].cfg
-    mc = cfg0.methods.jko
+    mc = getattr(cfg0.methods, BATCHED)
     stepper = EntropicJKOBatch(tau=mc.tau, eps=mc.eps, options=mc.solver_options(),
-                               eps_batch=tuple(s.cfg.methods.jko.eps for s in setups))
+                               eps_batch=tuple(getattr(s.cfg.methods, BATCHED).eps for s in setups))
     rows = [[] for _ in setups]
     drift = [[] for _ in setups]
 
     def hook(rec: Record) -> None:
         for i, recorder in enumerate(recorders):
             member = _member_record(rec, i)
-            rows[i].append(recorder.record("jko", "grid", rec.index, member))
+            rows[i].append(recorder.record(BATCHED, "grid", rec.index, member))
             drift[i].extend(np.asarray(member.steps.get("drift_ratio", ())).tolist())
 
     drive(stepper, setups[0].grid, setups[0].p0, T=cfg0.n_segments * cfg0.record_every,
-          record_every=cfg0.steps_per_record("jko"), on_record=hook, keep_frames=False,
+          record_every=cfg0.steps_per_record(BATCHED), on_record=hook, keep_frames=False,
           objective=False)
     return rows, drift
 
@@ -86,28 +91,28 @@ def _jko_batch(setups: list[Setup], recorders: list[Recorder]) -> tuple[list, li
 def point_facts(setup: Setup) -> dict:
     """The dimensionless numbers of a point (docs/STUDY.md), as a dict.
 
-    Grid spacing δ, τ, ε, D = ε/(4τ), ε/δ², the initial RMS GD speed V₀ and c = τV₀/δ
-    (only V₀, T and record_every without a JKO method); the same for every other grid
-    method with a spacing (wfr_jko), named ``<method>_<fact>``.
+    V₀ (the initial RMS GD speed), T and record_every; then for every grid method its
+    :meth:`~mfjko.methods.base.GridMethodConfig.facts` (spacing δ, τ, ε, D = ε/(4τ),
+    ε/δ², its V₀, c = τV₀/δ, grid size), named ``<method>_<fact>`` (jko's unprefixed:
+    :func:`~mfjko.sweep.results.fact_prefix`); a method on the run's grid over Θ (kind
+    "grid") adds ``drift_predicted_field``, the lattice drift ratio predicted from the
+    initial particles' velocities.
     """
     cfg = setup.cfg
     facts = {"speed0": initial_speed(cfg), "T": cfg.T, "record_every": cfg.record_every}
-    if cfg.methods.jko is not None:
-        delta, tau, eps = float(setup.geom.spacing), cfg.methods.jko.tau, cfg.methods.jko.eps
-        facts.update(delta=delta, tau=tau, eps=eps, D=eps / (4 * tau), eps_over_h2=eps / delta**2,
-                     courant=tau * facts["speed0"] / delta, grid_size=int(setup.geom.size))
-        v = np.asarray(setup.problem.particle_velocity(setup.theta0))
-        facts["drift_predicted_field"] = predicted_drift_ratio_field(tau * v / delta,
-                                                                     eps / delta**2)
-    for name in cfg.methods.enabled():
+    for name in cfg.methods.grid_methods():
         mc = getattr(cfg.methods, name)
-        if name == "jko" or not hasattr(mc, "spacing"):
-            continue
-        delta, speed = grid_spacing(cfg, name, setup.d), initial_speed(cfg, name)
-        facts.update({f"{name}_{k}": v for k, v in dict(
-            delta=delta, tau=mc.tau, eps=mc.eps, D=mc.eps / (4 * mc.tau),
-            eps_over_h2=mc.eps / delta**2, speed0=speed, courant=mc.tau * speed / delta,
-            grid_size=mc.grid_size()).items()})
+        on_setup_grid = methods.get(name).kind == "grid"  # the grid setup built: no rebuild
+        delta = float(setup.geom.spacing) if on_setup_grid else grid_spacing(cfg, name, setup.d)
+        size = int(setup.geom.size) if on_setup_grid else mc.grid_size(setup.d,
+                                                                        cfg.model.parametrization)
+        prefix = fact_prefix(name)
+        facts.update({prefix + k: v for k, v in mc.facts(delta, initial_speed(cfg, name),
+                                                         size).items()})
+        if on_setup_grid:
+            v = np.asarray(setup.problem.particle_velocity(setup.theta0))
+            facts[prefix + "drift_predicted_field"] = predicted_drift_ratio_field(
+                mc.tau * v / delta, mc.eps / delta**2)
     return facts
 
 
@@ -169,7 +174,7 @@ def _run_group(cfgs, out, vmap: bool) -> list[dict]:
     shared_store = MemoryFrames()
     shared = Recorder(base, shared_store)
     per_point = {"langevin"} if _matched(cfgs[0]) else set()
-    per_point |= {"jko", "wfr_jko"}
+    per_point |= set(cfgs[0].methods.grid_methods())
     shared_rows, shared_seconds, shared_drift = {}, {}, {}
     for name in cfgs[0].methods.enabled():
         if name in per_point:
@@ -194,13 +199,15 @@ def _run_group(cfgs, out, vmap: bool) -> list[dict]:
             tic = time.perf_counter()
             o["rows"] += _drive_rows("langevin", s, r)[0]
             o["seconds"]["langevin"] = time.perf_counter() - tic
-        if s.cfg.methods.wfr_jko is not None:  # not batched: one point at a time
+        for name in s.cfg.methods.grid_methods():  # not batched: one point at a time
+            if name == BATCHED:
+                continue
             tic = time.perf_counter()
-            rows, drift = _drive_rows("wfr_jko", s, r)
+            rows, drift = _drive_rows(name, s, r)
             o["rows"] += rows
-            o["drift_methods"]["wfr_jko"] = drift
-            o["seconds"]["wfr_jko"] = time.perf_counter() - tic
-    if cfgs[0].methods.jko is not None:
+            o["drift_methods"][name] = drift
+            o["seconds"][name] = time.perf_counter() - tic
+    if BATCHED in cfgs[0].methods.grid_methods():
         _run_jko(setups, recorders, out, vmap)
     return out
 
@@ -210,13 +217,13 @@ def _run_jko(setups, recorders, out, vmap: bool) -> None:
     if vmap and len(setups) > 1:
         rows, drift = _jko_batch(setups, recorders)
     else:
-        pairs = [_drive_rows("jko", s, r) for s, r in zip(setups, recorders, strict=True)]
+        pairs = [_drive_rows(BATCHED, s, r) for s, r in zip(setups, recorders, strict=True)]
         rows, drift = [p[0] for p in pairs], [p[1] for p in pairs]
     seconds = (time.perf_counter() - tic) / len(setups)
     for o, rr, dd in zip(out, rows, drift, strict=True):
         o["rows"] += rr
         o["drift"] = dd
-        o["seconds"]["jko"] = seconds
+        o["seconds"][BATCHED] = seconds
 
 
 def _matched(cfg) -> bool:

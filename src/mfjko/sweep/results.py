@@ -19,7 +19,15 @@ import pandas as pd
 
 from mfjko.io import read_metrics
 
-__all__ = ["collect", "load_table", "axis_columns", "write_zarr"]
+__all__ = ["collect", "load_table", "axis_columns", "write_zarr", "fact_prefix"]
+
+
+def fact_prefix(method: str) -> str:
+    """The prefix of a grid method's facts and resolved keys: none for jko, else ``<method>_``.
+
+    (jko's names predate the other grid methods and stay unprefixed.)
+    """
+    return "" if method == "jko" else f"{method}_"
 
 
 def _cell(value):
@@ -54,7 +62,7 @@ def _point_rows(folder: Path, spec, index_of: dict) -> list[dict]:
         if drift.size and r["t"] > 0:
             # steps (k0, k1] of the interval ending at t: K = T/τ steps in all
             facts = doc["facts"]
-            tau = facts["tau"] if r["method"] == "jko" else facts[f"{r['method']}_tau"]
+            tau = facts[fact_prefix(r["method"]) + "tau"]
             k1 = int(round(r["t"] / tau))
             k0 = int(round((r["t"] - facts["record_every"]) / tau))
             window = drift[max(0, k0): k1]

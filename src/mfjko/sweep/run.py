@@ -28,9 +28,11 @@ from mfjko.errors import (  # SweepExistsError, SchedulerError: re-exported, the
 )
 from mfjko.io import _TMP, atomic_write_text, durable_delete
 from mfjko.memory import check_memory
+from mfjko.methods import REGISTRY
+from mfjko.methods.base import GridMethodConfig
 from mfjko.progress import progress_bar
 from mfjko.runner.run import check_not_precious, probe_writable
-from mfjko.sweep.execute import run_group
+from mfjko.sweep.execute import BATCHED, run_group
 from mfjko.sweep.results import collect
 from mfjko.sweep.spec import (
     Point,
@@ -60,11 +62,15 @@ SCHEDULER_TIMEOUT_ENV = "MFJKO_SCHEDULER_TIMEOUT"
 
 def _group_key(cfg_doc: dict) -> str:
     doc = json.loads(json.dumps(cfg_doc))
-    jko = doc.get("methods", {}).get("jko")
-    if jko is not None:
+    sections = doc.get("methods", {})
+    jko = sections.get(BATCHED)
+    if jko is not None:  # batched over ε (mfjko.sweep.execute)
         jko.pop("eps", None)
-    # wfr_jko runs per point inside a group (mfjko.sweep.execute): any settings
-    doc.get("methods", {}).pop("wfr_jko", None)
+    # the other grid methods run per point inside a group (mfjko.sweep.execute): any settings
+    for name, info in REGISTRY.items():
+        if name != BATCHED and info.config is not None and issubclass(info.config,
+                                                                      GridMethodConfig):
+            sections.pop(name, None)
     return json.dumps(doc, sort_keys=True)
 
 

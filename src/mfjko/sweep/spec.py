@@ -35,11 +35,12 @@ from mfjko.config import (
     parse_config,
 )
 from mfjko.methods import REGISTRY
-from mfjko.parametrizations import get as get_param
+from mfjko.methods.base import GridMethodConfig, rms_speed
 from mfjko.problem import MeanFieldProblem
 
 # private helpers of the runner's setup (issue 19: to become its public API)
 from mfjko.runner.setup import _make_dataset, _make_law
+from mfjko.sweep.results import fact_prefix
 
 __all__ = ["SweepSpec", "Point", "load_sweep", "expand", "DERIVED", "derived_key", "resolve_point",
            "grid_spacing", "initial_speed", "check_keys", "stored_spec"]
@@ -302,26 +303,24 @@ def resolve_point(spec: SweepSpec, point: Point) -> RunConfig:
     return parse_config(raw, f"point {point.id}")
 
 
-def _grid_method(cfg: RunConfig, method: str):
-    """The config section of a grid method with τ and ε, else ConfigError."""
+def _grid_method(cfg: RunConfig, method: str) -> GridMethodConfig:
+    """The config section of a grid method (a :class:`GridMethodConfig`), else ConfigError."""
     mc = getattr(cfg.methods, method, None)
-    if mc is None or not {"tau", "eps"} <= set(type(mc).model_fields):
+    if not isinstance(mc, GridMethodConfig):
         raise ConfigError(f"derived keys {method}.*: methods.{method} must be configured and "
                           "have tau and eps")
     return mc
 
 
 def grid_spacing(cfg: RunConfig, method: str = "jko", d: int | None = None) -> float:
-    """δ of a grid method.
+    """δ of a grid method: its config's :meth:`~GridMethodConfig.spacing`.
 
-    Its config's ``spacing(d)`` (the angular spacing of wfr_jko's directions), else the
-    spacing of its grid built by the parametrization (jko).
+    jko: the spacing of its grid built by the parametrization; wfr_jko: the angular
+    spacing of its directions.
     """
     mc = _grid_method(cfg, method)
     d = _input_dim(cfg) if d is None else d
-    if hasattr(mc, "spacing"):
-        return float(mc.spacing(d))
-    return float(get_param(cfg.model.parametrization).build_grid(mc.grid, d).spacing)
+    return float(mc.spacing(d, cfg.model.parametrization))
 
 
 def _input_dim(cfg: RunConfig) -> int:
@@ -331,9 +330,10 @@ def _input_dim(cfg: RunConfig) -> int:
 def initial_speed(cfg: RunConfig, method: str = "jko") -> float:
     """V₀, the initial RMS speed a grid method's Courant number is measured with.
 
-    (mean_i ‖v_i‖²)^{1/2}, the RMS GD speed of the initial particles (mean-field velocity
-    −∇F′(μ₀)(θ_i), the run's seed and law); for a method whose config defines
-    ``initial_speed(problem, theta0, law)`` (wfr_jko: the angular speed), that one.
+    The method's :meth:`GridMethodConfig.initial_speed` of the initial particles (the
+    run's seed and law): by default (jko, or ``method`` not configured) the RMS GD speed
+    (mean_i ‖v_i‖²)^{1/2} of the mean-field velocity −∇F′(μ₀)(θ_i); wfr_jko: the angular
+    speed.
     """
     ds = _make_dataset(cfg)
     problem = MeanFieldProblem.create(cfg.model.parametrization, ds.X, ds.y, cfg.model.lam)
@@ -341,10 +341,9 @@ def initial_speed(cfg: RunConfig, method: str = "jko") -> float:
     law = _make_law(cfg)
     theta = initial.sample_particles(law, problem.param, key, cfg.init.m, problem.d)
     mc = getattr(cfg.methods, method, None)
-    if mc is not None and hasattr(mc, "initial_speed"):
+    if isinstance(mc, GridMethodConfig):
         return float(mc.initial_speed(problem, np.asarray(theta), law))
-    v = np.asarray(problem.particle_velocity(theta))
-    return float(np.sqrt(np.mean(np.sum(v * v, axis=1))))
+    return rms_speed(problem, theta)
 
 
 def _as_bool(key: str, value) -> bool:
@@ -358,7 +357,7 @@ def _as_bool(key: str, value) -> bool:
 
 
 def _apply_derived(method: str, name: str, value, raw: dict, point: Point) -> dict:
-    prefix = "" if method == "jko" else f"{method}_"  # jko's resolved names stay unprefixed
+    prefix = fact_prefix(method)
     section = f"methods.{method}"
     if name == "debias":
         if method not in raw.get("methods", {}):
