@@ -279,16 +279,8 @@ def _kinks(param: str, points: np.ndarray, weights: np.ndarray, j: int, b: int, 
     return x, mass[keep], np.sign(alpha[keep])
 
 
-def _data_space_figure(store: RunStore, param: str, figdir: Path, made: list[str]) -> None:
-    """GD's particles and the JKO measure in data space (module docstring), over time."""
-    if not _has_all(store, *_DATA):
-        return
-    X, y, Xt = store.get("data/X"), store.get("data/y"), store.get("data/X_test")
-    const = [k for k in range(X.shape[1]) if np.ptp(X[:, k]) == 0 and X[0, k] != 0]
-    if not (_is_1d(X) and X.shape[1] == 2 and const):
-        return
-    j, b = 1 - const[0], const[0]
-    c = float(X[0, b])
+def _data_space_rows(store: RunStore) -> list[tuple]:
+    """The data-space figure's rows: (label, method, i ↦ (points, masses), records)."""
     rows = []
     if store.has("gd/support_full") and store.has("gd/pred_test") and store.has("gd/t"):
         pts = store.get("gd/support_full")
@@ -303,7 +295,20 @@ def _data_space_figure(store: RunStore, param: str, figdir: Path, made: list[str
         label = "JKO" if grid == "jko" else grid
         rows.append((f"{label} grid measure", grid, lambda i, W=W, sup=sup: (sup, W[i]),
                      min(len(W), len(store.get(f"{grid}/t")))))
-    rows = [r for r in rows if r[3] > 0]
+    return [r for r in rows if r[3] > 0]
+
+
+def _data_space_figure(store: RunStore, param: str, figdir: Path, made: list[str]) -> None:
+    """GD's particles and the JKO measure in data space (module docstring), over time."""
+    if not _has_all(store, *_DATA):
+        return
+    X, y, Xt = store.get("data/X"), store.get("data/y"), store.get("data/X_test")
+    const = [k for k in range(X.shape[1]) if np.ptp(X[:, k]) == 0 and X[0, k] != 0]
+    if not (_is_1d(X) and X.shape[1] == 2 and const):
+        return
+    j, b = 1 - const[0], const[0]
+    c = float(X[0, b])
+    rows = _data_space_rows(store)
     if not rows:
         return
     n_cols = max(len(_record_indices(r[3])) for r in rows)

@@ -55,16 +55,31 @@ def section(root: Path) -> str:
             "references must be resolvably apart).\n",
             "| study | runs | regimes before (sampled refs, 5 % rule) | regimes now |",
             "| --- | --- | --- | --- |"]
-    for name, before in PUBLISHED_BEFORE.items():
-        summary, _ = load_study(root, name)
-        now = "(not rerun)" if summary is None else _counts(summary["regimes"])
-        runs = sum(before.values()) if summary is None else summary["points"]
-        text.append(f"| {name} | {runs} | {_counts(before)} | {now} |")
+    text.extend(_regime_rows(root))
     text.append("")
     text.append("The WFR studies' GD is still sampled particles (balanced init, m = 1000): a "
                 "GD matched to the directional grid's own measure is not implemented, so "
                 "their rows change only with the rule; the teacher study's counts came out "
                 "the same under the new references and rule.\n")
+    text.extend(_refinement_lines(root))
+    text.extend(_later_lines(root))
+    return "\n".join(text) + "\n\n"
+
+
+def _regime_rows(root: Path) -> list[str]:
+    """One table row per phase study: its regimes as published before and now."""
+    text: list[str] = []
+    for name, before in PUBLISHED_BEFORE.items():
+        summary, _ = load_study(root, name)
+        now = "(not rerun)" if summary is None else _counts(summary["regimes"])
+        runs = sum(before.values()) if summary is None else summary["points"]
+        text.append(f"| {name} | {runs} | {_counts(before)} | {now} |")
+    return text
+
+
+def _refinement_lines(root: Path) -> list[str]:
+    """The CPU refinement paths of regression_refine, then and now."""
+    text: list[str] = []
     refine, points = load_study(root, "regression_refine")
     if refine is not None:
         for r in refine["rates"]:
@@ -97,6 +112,12 @@ def section(root: Path) -> str:
                         f"{int(best['grid_size'])} points at ε/δ² = "
                         f"{num(best['eps_over_h2'], 2)}, near the lattice's slow-down: the "
                         "same cancellation.")
+    return text
+
+
+def _later_lines(root: Path) -> list[str]:
+    """Parametrizations, the GPU sweeps and the new path to GD."""
+    text: list[str] = []
     par, ppts = load_study(root, "parametrizations")
     if par is not None:
         gd_like = ppts[ppts["regime"] == "GD-like"]
@@ -120,4 +141,4 @@ def section(root: Path) -> str:
                     f"falls at rates {', '.join(num(r['rate'], 2) for r in gd)} in δ, "
                     f"{res} of {len(gd)} resolved (95 % intervals above 0); section "
                     "\"Path to GD\" below.")
-    return "\n".join(text) + "\n\n"
+    return text
