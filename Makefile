@@ -42,7 +42,7 @@ test-all: $(STAMP)
 # The shipped studies (studies/*.yaml) on 2 local Dask workers, their pages, and
 # docs/FINDINGS.md; a second `make study` resumes (finished points are kept).
 STUDIES ?= regression regression_refine path_to_gd sphere teacher parametrizations gridscale orthogonal \
-  wfr wfr_headtohead wfr_gridscale debias pinning_sphere pinning_teacher
+  wfr wfr_headtohead wfr_gridscale debias pinning_sphere pinning_teacher path_to_gd_fast
 STUDY_WORKERS ?= 2
 study: $(STAMP)
 	@for s in $(STUDIES); do \
@@ -51,7 +51,8 @@ study: $(STAMP)
 	    || exit 1; \
 	  $(BIN)/mfjko study runs/studies/$$s || exit 1; \
 	done
-	$(BIN)/python scripts/path_to_gd_table.py runs/studies/path_to_gd > docs/findings/path_to_gd.md
+	$(BIN)/python scripts/path_to_gd_table.py runs/studies/path_to_gd runs/studies/path_to_gd_fast \
+	  > docs/findings/path_to_gd.md
 	$(BIN)/python scripts/debias_table.py runs/studies/debias > docs/findings/debias_sweep.md
 	$(BIN)/python scripts/anisotropic_pinning.py runs/studies > docs/findings/pinning.md
 	$(BIN)/python -m mfjko.study.findings runs/studies docs/FINDINGS.md

@@ -176,14 +176,16 @@ def _brief(root: Path, boundary) -> str:
 def _path_lines(root: Path) -> list[str]:
     """The brief's lines on the two routes to GD: D → 0, and the debiased step."""
     lines = []
-    path, _ = load_study(root, "path_to_gd")
-    if path is not None:
+    for name in ("path_to_gd", "path_to_gd_fast"):
+        path, _ = load_study(root, name)
+        if path is None:
+            continue
         for r in path["rates"]:
             if r["metric"] != "gap_gd":
                 continue
             vals = r["values"]
-            lines.append(f"- **Path to GD** ({r['path']}, τ ∝ δ, {r['n']} grids): sup gap to "
-                         f"GD {pct(vals[-1])} → {pct(vals[0])}, ∝ δ^p with p = "
+            lines.append(f"- **Path to GD** ({r['path']}, τ ∝ δ, {r['n']} grids): sup gap "
+                         f"to GD {pct(vals[-1])} → {pct(vals[0])}, ∝ δ^p with p = "
                          f"{num(r['rate'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
                          f"{num(r['ci_high'], 2)}]" + ("" if r["ci_low"] > 0 else
                                                         ": not resolved") + ").")
