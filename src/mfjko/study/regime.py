@@ -169,14 +169,10 @@ def predicted_drift_ratio_factors(speeds, spacings, tau: float, eps: float) -> f
     Returns:
       The predicted drift ratio (NaN when every speed is 0).
     """
-    V = np.asarray(speeds, dtype=np.float64)
-    d = np.asarray(spacings, dtype=np.float64)
-    keep = V > 0
-    if not keep.any():
-        return math.nan
-    c = tau * V[keep] / d[keep]
-    rho = predicted_drift_ratio(c, eps / d[keep] ** 2)
-    return float(np.sqrt(np.sum((tau * V[keep] * rho) ** 2) / np.sum((tau * V[keep]) ** 2)))
+    # each factor as one "particle" moving at its RMS speed in its own coordinate
+    V = np.asarray(speeds, dtype=np.float64)[None, :]
+    blocks = tuple((slice(k, k + 1), float(d)) for k, d in enumerate(spacings))
+    return predicted_drift_ratio_blocks(V, blocks, tau, eps)
 
 
 def pinning_boundary(c, level: float = PIN_RATIO, r_range=(1e-3, 1e2)) -> np.ndarray:
