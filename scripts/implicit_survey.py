@@ -27,7 +27,7 @@ import numpy as np
 from mfjko import initial
 from mfjko.config import load_config
 from mfjko.problem import MeanFieldProblem
-from mfjko.runner.setup import _make_dataset, _make_law
+from mfjko.runner.setup import dataset_for, law_for
 
 #: h for configs that ship without an implicit method (about record_every / 10)
 DEFAULT_H = {"signed": 0.05, "sphere": 0.05, "orthogonal": 0.25, "digits": 0.05}
@@ -47,10 +47,10 @@ def _solver(path):
 def survey(path_cfg, mod, tol=1e-10, max_iter=50):
     """One config's table row (dict)."""
     cfg = load_config(path_cfg)
-    ds = _make_dataset(cfg)
+    ds = dataset_for(cfg)
     prob = MeanFieldProblem.create(cfg.model.parametrization, ds.X, ds.y, cfg.model.lam)
     k_particles = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)[0]
-    theta = jnp.asarray(initial.sample_particles(_make_law(cfg), prob.param, k_particles,
+    theta = jnp.asarray(initial.sample_particles(law_for(cfg), prob.param, k_particles,
                                                  cfg.init.m, prob.d))
     mc = cfg.methods.implicit
     h = mc.h if mc is not None else DEFAULT_H[cfg.name]

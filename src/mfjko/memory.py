@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from mfjko import methods as _methods
 from mfjko.config import ConfigError, RunConfig
-from mfjko.runner.setup import _make_dataset
+from mfjko.runner.setup import dataset_for
 
 __all__ = ["BYTES_PER_POINT", "BYTES_PER_POINT_SAMPLE", "BASE_BYTES", "MEMORY_ENV",
            "MEMORY_FRACTION", "GridCost",
@@ -66,7 +66,7 @@ def _n_train(cfg: RunConfig, cache: dict) -> int:
     key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
     if key not in cache:
         try:
-            cache[key] = int(_make_dataset(cfg).X.shape[0])
+            cache[key] = int(dataset_for(cfg).X.shape[0])
         except Exception:  # noqa: BLE001 — data errors are reported by the run itself
             cache[key] = int(cfg.data.kwargs.get("n_train", 100))
     return cache[key]

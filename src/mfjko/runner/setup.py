@@ -25,7 +25,8 @@ from mfjko.config import ConfigError, RunConfig, check_grid, grid_range_key
 from mfjko.methods.base import WeightedParticles
 from mfjko.problem import GridProblem, MeanFieldProblem
 
-__all__ = ["Setup", "prepare", "build_geometry", "FSTAR_PARAMS", "GRID_PARTICLE_CUT"]
+__all__ = ["Setup", "prepare", "build_geometry", "dataset_for", "law_for", "FSTAR_PARAMS",
+           "GRID_PARTICLE_CUT"]
 
 #: parametrizations whose global optimum is the TV-regularized problem of mfjko.optimum
 FSTAR_PARAMS = ("neuron", "pm", "sphere")
@@ -195,7 +196,7 @@ def _above_cut(p0: np.ndarray) -> np.ndarray:
     return p0 > GRID_PARTICLE_CUT * p0.max()
 
 
-def _make_dataset(cfg: RunConfig):
+def dataset_for(cfg: RunConfig):
     """The data set of ``cfg.data``.
 
     A bad file raises :class:`~mfjko.data.DataError`
@@ -220,7 +221,8 @@ def _data_error(e: Exception) -> type:
             else data_mod.DataError)
 
 
-def _make_law(cfg: RunConfig):
+def law_for(cfg: RunConfig):
+    """The initial law of ``cfg.init`` (a Gaussian, balanced or file law)."""
     ic = cfg.init
     if ic.law == "gaussian":
         return initial.GaussianLaw(ic.scale)
@@ -247,10 +249,10 @@ def prepare(cfg: RunConfig) -> Setup:
     Build data, problem, law, particles, grid and p0, and run every check that needs
     them (grid mass, ε vs spacing). Raises :class:`ConfigError` before any dynamics run.
     """
-    dataset = _make_dataset(cfg)
+    dataset = dataset_for(cfg)
     problem = MeanFieldProblem.create(cfg.model.parametrization, dataset.X, dataset.y,
                                       cfg.model.lam)
-    law = _make_law(cfg)
+    law = law_for(cfg)
     root = jax.random.PRNGKey(cfg.seed)
     k_particles, k_grid, k_langevin, k_peers = jax.random.split(root, 4)
     try:

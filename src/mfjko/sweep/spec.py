@@ -39,7 +39,7 @@ from mfjko.methods.base import GridMethodConfig, rms_speed
 from mfjko.problem import MeanFieldProblem
 
 # private helpers of the runner's setup (issue 19: to become its public API)
-from mfjko.runner.setup import _make_dataset, _make_law
+from mfjko.runner.setup import dataset_for, law_for
 from mfjko.sweep.results import fact_prefix
 
 __all__ = ["SweepSpec", "Point", "load_sweep", "expand", "DERIVED", "derived_key", "resolve_point",
@@ -324,7 +324,7 @@ def grid_spacing(cfg: RunConfig, method: str = "jko", d: int | None = None) -> f
 
 
 def _input_dim(cfg: RunConfig) -> int:
-    return int(_make_dataset(cfg).X.shape[1])
+    return int(dataset_for(cfg).X.shape[1])
 
 
 def initial_speed(cfg: RunConfig, method: str = "jko") -> float:
@@ -335,10 +335,10 @@ def initial_speed(cfg: RunConfig, method: str = "jko") -> float:
     (mean_i ‖v_i‖²)^{1/2} of the mean-field velocity −∇F′(μ₀)(θ_i); wfr_jko: the angular
     speed.
     """
-    ds = _make_dataset(cfg)
+    ds = dataset_for(cfg)
     problem = MeanFieldProblem.create(cfg.model.parametrization, ds.X, ds.y, cfg.model.lam)
     key = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)[0]
-    law = _make_law(cfg)
+    law = law_for(cfg)
     theta = initial.sample_particles(law, problem.param, key, cfg.init.m, problem.d)
     mc = getattr(cfg.methods, method, None)
     if isinstance(mc, GridMethodConfig):
