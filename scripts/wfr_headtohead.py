@@ -28,12 +28,9 @@ import numpy as np
 import mfjko  # noqa: F401  (float64)
 from mfjko import data, initial, particles
 from mfjko import parametrizations as P
-from mfjko.wfr import (
-    balanced_to_conic,
-    circle_directions,
-    conic_gradient_descent,
-    run_wfr_jko,
-)
+from mfjko.grid_runs import run_wfr_jko
+from mfjko.particles import conic_gradient_descent
+from mfjko.wfr import balanced_to_conic, circle_directions
 
 LAM, T, M, H_GD = 0.01, 10.0, 1000, 0.01
 BALANCED_JKO = {"points": 31**3, "gap": 0.47}  # configs/default.yaml, README/brief

@@ -33,6 +33,7 @@ _API = {
     # the stable functional API (POT-style)
     "gradient_descent": "mfjko.particles", "langevin": "mfjko.particles",
     "implicit_steps": "mfjko.particles", "gradient_flow": "mfjko.particles",
+    "conic_gradient_descent": "mfjko.particles", "run_wfr_jko": "mfjko.grid_runs",
     "jko_step": "mfjko.jko", "entropic_jko_step": "mfjko.jko",
     "JKOSolverOptions": "mfjko.jko", "run_jko": "mfjko.grid_runs",
     "cartesian_grid": "mfjko.grids", "sphere_line_grid": "mfjko.grids",

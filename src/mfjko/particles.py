@@ -19,6 +19,7 @@ import numpy as np
 from mfjko.driver import drive
 from mfjko.methods.base import ParticleState, check_positive
 from mfjko.methods.classic import ClassicGD
+from mfjko.methods.conic import ConicGD
 from mfjko.methods.flow import GradientFlow
 from mfjko.methods.gd import GradientDescent
 from mfjko.methods.gd import particle_velocity as _velocity
@@ -27,6 +28,7 @@ from mfjko.methods.langevin import Langevin
 from mfjko.parametrizations import Parametrization
 from mfjko.problem import MeanFieldProblem, as_data
 from mfjko.trajectory import Trajectory
+from mfjko.wfr.conic import check_conic_inputs, conic_objective
 
 __all__ = [
     "gradient_descent",
@@ -34,6 +36,7 @@ __all__ = [
     "gradient_flow",
     "langevin",
     "classic_gd",
+    "conic_gradient_descent",
     "particle_velocity",
     "run_particles",
 ]
@@ -262,3 +265,46 @@ def classic_gd(W, alpha, X, y, lam, lr, steps: int, record_every: int = 1,
     traj = run_particles(stepper, "neuron", theta, X, y, lam, int(steps) * stepper.lr,
                          record_every, t0)
     return traj
+
+
+def conic_gradient_descent(theta0, X, y, lam, h, T, record_every: int = 1,
+                           t0: float = 0.0) -> Trajectory:
+    r"""Explicit Euler of the conic flow: s ← (s − h∇_S G')/‖·‖, β ← β(1 − 2hG').
+
+    One step advances mean-field time by h (:class:`mfjko.methods.conic.ConicGD` under
+    :func:`mfjko.driver.drive`, on the ``sphere`` problem). As GD on the particle objective
+    Ĝ(s, r) = G(ν): ∇_{s_i}Ĝ = (r_i/m)∇_S G'_i and ∂Ĝ/∂r_i = G'_i/m, so this is GD with
+    the per-particle learning rates m h / r_i (position) and 2 m h r_i (mass): the WFR
+    metric's mass–position time scaling (docs/MATH.md "WFR §2").
+
+    Args:
+      theta0: (m, d + 1) particles (s, β) (e.g. :func:`mfjko.wfr.balanced_to_conic`).
+      X: (n, d) data with bias column.
+      y: (n,) targets.
+      lam: λ ≥ 0.
+      h: step of mean-field time.
+      T: duration (a multiple of h).
+      record_every: steps between records.
+      t0: start time.
+
+    Returns:
+      Trajectory(method="conic_gd", param="sphere", support (T_rec, m, d + 1),
+      weights 1/m, diagnostics["objective"] = G (:func:`mfjko.wfr.conic_objective`)).
+      ValueError if a mass factor 1 − 2hG' is ≤ 0 at some step (h too large: a sign
+      would flip).
+    """
+    theta, X, y, lam = check_conic_inputs(theta0, X, y, lam)
+    problem = MeanFieldProblem.create("sphere", X, y, lam)
+    records = []
+    drive(ConicGD(h=h), problem, T=T, record_every=record_every, t0=t0,
+          state=ParticleState(problem, theta, 0), on_record=records.append, keep_frames=False,
+          objective=False)
+    frames = [np.asarray(r.state.theta) for r in records]
+    obj = np.array([float(conic_objective(jnp.asarray(f), X, y, lam)) for f in frames])
+    m = theta.shape[0]
+    return Trajectory(
+        method="conic_gd", param="sphere", t=np.asarray([r.t for r in records]),
+        support=np.stack(frames), weights=np.full(m, 1.0 / m),
+        diagnostics={"objective": obj},
+        meta={"h": float(h), "lam": lam, "m": m, "n_steps": records[-1].steps_done, "t0": t0},
+    )

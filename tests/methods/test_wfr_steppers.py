@@ -1,5 +1,6 @@
-"""The WFR steppers (methods/wfr_jko.py, methods/conic.py) against the functional API of
-mfjko.wfr, independent references (dense plan, autodiff, Monte Carlo) and the runner.
+"""The WFR steppers (methods/wfr_jko.py, methods/conic.py) against the functional API
+(mfjko.grid_runs.run_wfr_jko, mfjko.particles.conic_gradient_descent), independent
+references (dense plan, autodiff, Monte Carlo) and the runner.
 
 - drive(WFRJKO) = run_wfr_jko and drive(ConicGD) = conic_gradient_descent, bit for bit;
 - the conic view (the reported measure) has F = G(ν), the grid predictor, weights 1/(2N);
@@ -24,21 +25,21 @@ from mfjko import data, initial
 from mfjko import parametrizations as P
 from mfjko.config import ConfigError, parse_config
 from mfjko.driver import drive
+from mfjko.grid_runs import run_wfr_jko
 from mfjko.methods.conic import ConicGD
 from mfjko.methods.wfr_jko import WFRJKO, conic_view, direction_spacing, initial_masses
 from mfjko.metrics import direction_measure
+from mfjko.particles import conic_gradient_descent
 from mfjko.problem import MeanFieldProblem
 from mfjko.runner import INTERRUPT_ENV, RunInterrupted, run
 from mfjko.wfr import (
     circle_directions,
     cone_cost,
-    conic_gradient_descent,
     conic_objective,
     direction_features,
     direction_speed,
     drift_ratio,
     lifted_objective,
-    run_wfr_jko,
     sphere_directions,
     wfr_jko_step,
     wfr_kernel,

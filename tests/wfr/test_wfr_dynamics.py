@@ -20,19 +20,19 @@ import mfjko  # noqa: F401
 from mfjko import data, initial, particles
 from mfjko import objective as O
 from mfjko import parametrizations as P
+from mfjko.grid_runs import run_wfr_jko
+from mfjko.particles import conic_gradient_descent
 from mfjko.wfr import (
     as_neuron_measure,
     balanced_to_conic,
     bin_particles,
     circle_directions,
     conic_flow,
-    conic_gradient_descent,
     conic_objective,
     conic_to_balanced,
     conic_velocity,
     direction_features,
     lifted_objective,
-    run_wfr_jko,
     sphere_directions,
     wfr_kernel,
 )

@@ -53,7 +53,7 @@ class ConicGD(Stepper):
         theta, factor = conic_steps(state.theta, p.X, p.y, p.lam, self.h, n_steps)
         if not factor > 0:
             raise ValueError(f"conic: a mass factor 1 − 2hG′ = {factor:.3g} ≤ 0 within steps "
-                             f"{state.k + 1}..{state.k + n_steps}; reduce methods.conic.h")
+                             f"{state.k + 1}..{state.k + n_steps}; reduce h (methods.conic.h)")
         return ParticleState(p, theta, state.k + n_steps), \
             Diagnostics({"min_mass_factor": factor})
 

@@ -170,7 +170,8 @@ class WFRStepperState:
       problem: the :class:`~mfjko.problem.MeanFieldProblem`.  nu: (2, N) masses (ν₊, ν₋).
       solver: warm start (:class:`~mfjko.wfr.WFRState`, None before the first step).
       k: steps since t = 0.  directions: (N, d).  kernel: the
-      :class:`~mfjko.wfr.WFRKernel`.  phi: (n, N) direction features.
+      :class:`~mfjko.wfr.WFRKernel`.  phi: (n, N) direction features.  potential: optional
+      (2, N) linear potential added to G (:func:`~mfjko.wfr.wfr_jko_step`; None in runs).
     """
 
     problem: MeanFieldProblem
@@ -180,6 +181,7 @@ class WFRStepperState:
     directions: np.ndarray
     kernel: _wfr.WFRKernel
     phi: object
+    potential: object = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,9 @@ class WFRJKO(Stepper):
         the run's particles) or "law" (:func:`initial_masses`).  law: the initial law
         (``initial="law"``).  seed, repulsion_steps: direction set for d > 3
         (:func:`~mfjko.wfr.sphere_directions`).  options: :class:`~mfjko.wfr.WFRSolverOptions`.
-      on_step: optional ``on_step(k, t, nu, diag_dict)`` after every step.
+      on_step: optional ``on_step(k, t, nu, diag_dict)`` after every step (k counted from
+        t = 0, t = kτ; diag_dict: all :class:`~mfjko.wfr.WFRDiagnostics` fields).
+      drift: compute each step's drift ratio (False: not reported; saves its cost).
 
     Interval diagnostics: the last step's solver figures and drift ratio (NaN at the
     initial record); per-step: all of them; record diagnostics: mass_plus, mass_minus.
@@ -214,6 +218,7 @@ class WFRJKO(Stepper):
     repulsion_steps: int = 50
     options: _wfr.WFRSolverOptions = field(default_factory=_wfr.WFRSolverOptions)
     on_step: Callable | None = field(default=None, repr=False, compare=False)
+    drift: bool = field(default=True, repr=False)
 
     def __post_init__(self):
         check_positive(self.tau, "tau")
@@ -269,12 +274,13 @@ class WFRJKO(Stepper):
         for i in range(n_steps):
             q = nu
             nu, solver, diag = _wfr.wfr_jko_step(state.kernel, q, state.phi, p.y, float(p.lam),
-                                                 self.tau, solver, self.options, None,
-                                                 self.rho_prime)
+                                                 self.tau, solver, self.options,
+                                                 state.potential, self.rho_prime)
             d = diag.as_dict()
             rep = {k: float(d[k]) for k in _STEP_FIELDS}
-            rep["drift_ratio"] = float(_wfr.drift_ratio(state.kernel, state.directions, q,
-                                                        solver.log_a, p.X, p.y, self.tau))
+            if self.drift:
+                rep["drift_ratio"] = float(_wfr.drift_ratio(state.kernel, state.directions, q,
+                                                            solver.log_a, p.X, p.y, self.tau))
             reports.append(rep)
             if self.on_step is not None:
                 k = state.k + i + 1

@@ -5,15 +5,18 @@ The maths: docs/MATH.md "Unbalanced JKO" (sections WFR §1–§6).
 - :mod:`mfjko.wfr.directions` — direction grids, cone cost, signed features, the
   neuron-measure view of a WFR grid measure, the lifted objective G;
 - :func:`wfr_jko_step_dense` — dense NumPy reference for one step;
-- :func:`wfr_kernel`, :func:`wfr_jko_step`, :func:`run_wfr_jko` — the production JAX
-  solver (log domain, warm start, Anderson acceleration) and its time loop;
-- :mod:`mfjko.wfr.conic` — conic particle GD / the WFR particle flow of balanced neurons.
+- :func:`wfr_kernel`, :func:`wfr_jko_step` — the production JAX solver (log domain, warm
+  start, Anderson acceleration);
+- :mod:`mfjko.wfr.conic` — conic particle GD steps / the WFR particle flow of balanced
+  neurons.
+
+The time loops are :func:`mfjko.driver.drive`'s: :func:`mfjko.grid_runs.run_wfr_jko` and
+:func:`mfjko.particles.conic_gradient_descent` (the steppers live in :mod:`mfjko.methods`).
 """
 
 from mfjko.wfr.conic import (
     balanced_to_conic,
     conic_flow,
-    conic_gradient_descent,
     conic_objective,
     conic_steps,
     conic_to_balanced,
@@ -38,7 +41,6 @@ from mfjko.wfr.solver import (
     WFRState,
     direction_speed,
     drift_ratio,
-    run_wfr_jko,
     wfr_jko_step,
     wfr_kernel,
 )
@@ -46,7 +48,6 @@ from mfjko.wfr.solver import (
 __all__ = [
     "balanced_to_conic",
     "conic_flow",
-    "conic_gradient_descent",
     "conic_objective",
     "conic_steps",
     "conic_to_balanced",
@@ -69,7 +70,6 @@ __all__ = [
     "WFRState",
     "direction_speed",
     "drift_ratio",
-    "run_wfr_jko",
     "wfr_jko_step",
     "wfr_kernel",
 ]

@@ -8,9 +8,9 @@ the WFR gradient flow on mean-field time is (docs/MATH.md "WFR §1")
     ds_i/dt = −∇_S G'_i,    dr_i/dt = −2 r_i G'_i,
 
 which is exactly GD's flow on balanced neurons (w, α) = (√r s, ε√r) under the projection
-s = w/‖w‖, r = |α|‖w‖ (β = α‖w‖, ``Sphere.from_classic``). :func:`conic_gradient_descent`
-is its explicit Euler scheme (step h of mean-field time, retraction of s);
-:func:`conic_flow` its tight ODE solve (diffrax Tsit5), the reference.
+s = w/‖w‖, r = |α|‖w‖ (β = α‖w‖, ``Sphere.from_classic``). :func:`conic_steps` is its
+explicit Euler scheme (step h of mean-field time, retraction of s; the time loop is
+:func:`mfjko.particles.conic_gradient_descent`); :func:`conic_flow` its tight ODE solve.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = [
     "conic_to_balanced",
     "conic_velocity",
     "conic_objective",
-    "conic_gradient_descent",
+    "check_conic_inputs",
     "conic_flow",
 ]
 
@@ -95,7 +95,11 @@ def conic_objective(theta, X, y, lam) -> Array:
     return 0.5 * jnp.mean(res * res) + lam * jnp.mean(jnp.abs(theta[:, -1]))
 
 
-def _check(theta0, X, y, lam):
+def check_conic_inputs(theta0, X, y, lam):
+    """(θ, X, y, λ) as float64 arrays and a float, checked (ValueError naming the fix).
+
+    θ (m, d + 1) with unit directions, X (n, d), y (n,), all finite; λ finite ≥ 0.
+    """
     theta = jnp.asarray(theta0, jnp.float64)
     X = jnp.asarray(X, jnp.float64)
     y = jnp.asarray(y, jnp.float64)
@@ -135,8 +139,8 @@ def _advance(theta, X, y, lam, h, n):
 def conic_steps(theta, X, y, lam, h, n: int) -> tuple[Array, float]:
     """Make n explicit conic steps s ← (s − h∇_S G')/‖·‖, β ← β(1 − 2hG').
 
-    One compiled program serves every n; no input checks (:func:`conic_gradient_descent`
-    and the ``conic`` stepper check).
+    One compiled program serves every n; no input checks (the ``conic`` stepper's callers
+    check: :func:`check_conic_inputs`).
 
     Args:
       theta: (m, d + 1) particles (s, β).
@@ -151,67 +155,6 @@ def conic_steps(theta, X, y, lam, h, n: int) -> tuple[Array, float]:
     """
     theta, min_factor = _advance(theta, X, y, jnp.float64(lam), jnp.float64(h), jnp.int32(n))
     return theta, float(min_factor)
-
-
-_objective_jit = conic_objective
-
-
-def conic_gradient_descent(theta0, X, y, lam, h, T, record_every: int = 1,
-                           t0: float = 0.0) -> Trajectory:
-    r"""Explicit Euler of the conic flow: s ← (s − h∇_S G')/‖·‖, β ← β(1 − 2hG').
-
-    One step advances mean-field time by h. As GD on the particle objective
-    Ĝ(s, r) = G(ν): ∇_{s_i}Ĝ = (r_i/m)∇_S G'_i and ∂Ĝ/∂r_i = G'_i/m, so this is GD with
-    the per-particle learning rates m h / r_i (position) and 2 m h r_i (mass): the WFR
-    metric's mass–position time scaling (docs/MATH.md "WFR §2").
-
-    Args:
-      theta0: (m, d + 1) particles (s, β) (e.g. :func:`balanced_to_conic`).
-      X: (n, d) data with bias column.
-      y: (n,) targets.
-      lam: λ ≥ 0.
-      h: step of mean-field time.
-      T: duration (a multiple of h).
-      record_every: steps between records.
-      t0: start time.
-
-    Returns:
-      Trajectory(method="conic_gd", param="sphere", support (T_rec, m, d + 1),
-      weights 1/m, diagnostics["objective"] = G). ValueError if a mass factor
-      1 − 2hG' is ≤ 0 at some step (h too large: a sign would flip).
-    """
-    theta, X, y, lam = _check(theta0, X, y, lam)
-    h = float(h)
-    if not (math.isfinite(h) and h > 0):
-        raise ValueError(f"h must be positive and finite, got {h}")
-    T = float(T)
-    if not (math.isfinite(T) and T >= 0):
-        raise ValueError(f"T must be finite and >= 0, got {T}")
-    K = round(T / h)
-    if abs(K * h - T) > 1e-9 * max(T, h):
-        raise ValueError(f"T = {T} is not a multiple of h = {h}")
-    if int(record_every) != record_every or record_every < 1:
-        raise ValueError(f"record_every must be an integer >= 1, got {record_every}")
-    frames, steps, done = [np.asarray(theta)], [0], 0
-    while done < K:
-        n = min(int(record_every), K - done)
-        theta, min_factor = conic_steps(theta, X, y, lam, h, n)
-        if not min_factor > 0:
-            raise ValueError(
-                f"conic GD: a mass factor 1 − 2hG' = {min_factor:.3g} ≤ 0 before "
-                f"t = {t0 + (done + n) * h}; reduce h"
-            )
-        done += n
-        frames.append(np.asarray(theta))
-        steps.append(done)
-    obj = np.array([float(_objective_jit(jnp.asarray(f), X, y, lam)) for f in frames])
-    m = theta.shape[0]
-    return Trajectory(
-        method="conic_gd", param="sphere", t=t0 + h * np.asarray(steps, float),
-        support=np.stack(frames), weights=np.full(m, 1.0 / m),
-        diagnostics={"objective": obj},
-        meta={"h": h, "lam": lam, "m": m, "n_steps": K, "t0": t0},
-    )
 
 
 @partial(jax.jit, static_argnames=("max_steps",))
@@ -238,7 +181,7 @@ def conic_flow(theta0, X, y, lam, T, n_records: int = 11, rtol: float = 1e-10,
       Trajectory(method="conic_flow", param="sphere", support (n_records, m, d + 1),
       diagnostics["objective"] = G, meta["solver_steps"]).
     """
-    theta, X, y, lam = _check(theta0, X, y, lam)
+    theta, X, y, lam = check_conic_inputs(theta0, X, y, lam)
     if int(n_records) != n_records or n_records < 2:
         raise ValueError(f"n_records must be an integer >= 2, got {n_records}")
     T = float(T)
@@ -252,7 +195,7 @@ def conic_flow(theta0, X, y, lam, T, n_records: int = 11, rtol: float = 1e-10,
                            "(raise max_steps or loosen rtol/atol)")
     ys = np.array(ys)  # writable copy
     ys[:, :, :-1] /= np.linalg.norm(ys[:, :, :-1], axis=2, keepdims=True)
-    obj = np.array([float(_objective_jit(jnp.asarray(f), X, y, lam)) for f in ys])
+    obj = np.array([float(conic_objective(jnp.asarray(f), X, y, lam)) for f in ys])
     m = ys.shape[1]
     return Trajectory(
         method="conic_flow", param="sphere", t=ts, support=ys, weights=np.full(m, 1.0 / m),

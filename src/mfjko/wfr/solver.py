@@ -1,4 +1,4 @@
-r"""Production entropic WFR JKO on a direction grid (JAX, log domain), and its time loop.
+r"""Production entropic WFR JKO on a direction grid (JAX, log domain).
 
 One step (docs/MATH.md "WFR §4") maps masses q (2, N) of the ± components to
 ν = argmin_ν min_γ Σ_± [εKL(γ_± | R_±) + ρKL(γ_±1 | ν_±) + ρ'KL(γ_±ᵀ1 | q_±)] + 2τG(ν),
@@ -17,7 +17,6 @@ entries below 1e-16 of the largest, so we keep the dense product.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
@@ -33,7 +32,6 @@ from mfjko import anderson
 from mfjko.jko.dense import report_failure
 from mfjko.jko.solver import JKOSolverOptions
 from mfjko.newton import DualPenalty, damped_newton
-from mfjko.trajectory import Trajectory
 from mfjko.wfr import directions as _dirs
 from mfjko.wfr.dense import check_wfr_data
 
@@ -46,7 +44,6 @@ __all__ = [
     "WFRState",
     "WFRDiagnostics",
     "wfr_jko_step",
-    "run_wfr_jko",
     "direction_speed",
     "drift_ratio",
     "UNDERFLOW",
@@ -550,120 +547,3 @@ def drift_ratio(kernel: WFRKernel, S, q, log_a, X, y, tau) -> Array:
     disp2 = jnp.sum((bary - S.T[:, None, :]) ** 2, axis=0)
     drift2 = jnp.sum(jnp.where(q > 0, q * disp2, 0.0)) / jnp.sum(q)
     return jnp.sqrt(drift2) / (tau * direction_speed(S, q, X, y))
-
-
-def _number_of_steps(param: str, T: float, tau: float, record_every) -> int:
-    """Validate :func:`run_wfr_jko`'s time arguments; the number of steps T/τ."""
-    if param not in ("neuron", "sphere"):
-        raise ValueError(f"param must be 'neuron' or 'sphere', got {param!r}")
-    if not (math.isfinite(T) and T >= 0):
-        raise ValueError(f"T must be a finite time ≥ 0, got {T}")
-    if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be positive, got {tau}")
-    n_steps = round(T / tau)
-    if abs(n_steps * tau - T) > 1e-9 * max(1.0, T):
-        raise ValueError(f"T = {T} is not a multiple of tau = {tau} (T/tau = {T / tau})")
-    if int(record_every) != record_every or record_every < 1:
-        raise ValueError(f"record_every must be an integer ≥ 1, got {record_every}")
-    return n_steps
-
-
-def _initial_records(q, phi, y, lam, potential) -> dict[str, list]:
-    """The diagnostics' first frame: objective and masses of q (2, N), solver fields NaN."""
-    records: dict[str, list] = {f.name: [np.nan] for f in fields(WFRDiagnostics)}
-    records["objective"][0] = _dirs.lifted_objective(q, phi, y, lam, potential)
-    records["mass_plus"][0], records["mass_minus"][0] = q[0].sum(), q[1].sum()
-    records["mass_change"][0] = 0.0
-    return records
-
-
-def _march(step, nu, state, n_steps, t0, tau, record_every, callback, records):
-    """The time loop of :func:`run_wfr_jko`: ``step(nu, state)`` n_steps times from t0.
-
-    Appends each recorded step's diagnostics to ``records``; returns (times, frames (2N,)
-    each, final state).
-    """
-    times, frames = [t0], [np.asarray(nu).reshape(-1)]
-    for k in range(1, n_steps + 1):
-        nu, state, diag = step(nu, state)
-        t = t0 + k * tau
-        d = diag.as_dict()
-        if callback is not None:
-            callback(k, t, nu, d)
-        if k % record_every == 0 or k == n_steps:
-            times.append(t)
-            frames.append(np.asarray(nu).reshape(-1))
-            for key in records:
-                records[key].append(d[key])
-    return times, frames, state
-
-
-def _run_kernel(kernel: WFRKernel | None, S, eps, rho, omega) -> WFRKernel:
-    """The given kernel, checked against (directions, ε, ρ), or a new one built for them."""
-    if kernel is None:
-        return wfr_kernel(S, eps, rho, omega=omega)
-    if not (np.isclose(float(kernel.eps), eps) and np.isclose(float(kernel.rho), rho)):
-        raise ValueError("the given kernel was built for another (eps, rho)")
-    if kernel.size != S.shape[0]:
-        raise ValueError(f"kernel has N = {kernel.size}, directions have {S.shape[0]}")
-    return kernel
-
-
-def run_wfr_jko(directions, q0, X, y, lam: float, tau: float, eps: float, T: float,
-                rho: float = 2.0, *, rho_old: float | None = None, record_every: int = 1,
-                options: WFRSolverOptions | None = None, omega=None, potential=None,
-                kernel: WFRKernel | None = None, callback: Callable | None = None,
-                state: WFRState | None = None, t0: float = 0.0,
-                param: str = "neuron") -> Trajectory:
-    r"""Entropic WFR JKO from masses q0 for mean-field time T in K = T/τ steps.
-
-    Args:
-      directions: (N, d) unit directions (d includes the bias coordinate).
-      q0: (2, N) initial masses (ν₊, ν₋).
-      X: (n, d) data (bias column included).
-      y: (n,) targets.
-      lam: λ ≥ 0.
-      tau: JKO step τ (mean-field time).
-      eps: entropic ε.
-      T: duration, a multiple of τ.
-      rho: marginal weight ρ (2: GD on balanced neurons).
-      rho_old: weight of the old-marginal KL term (default ρ; see :func:`wfr_jko_step`).
-      record_every: steps between records (the last step is always recorded).
-      options: :class:`WFRSolverOptions`.
-      omega: (N,) cell weights.
-      potential: optional (2, N) linear potential.
-      kernel: a prebuilt :func:`wfr_kernel` for these (directions, ε, ρ, ω) (reuse
-        across runs), else built here.
-      callback: ``callback(k, t, nu, diag_dict)`` after each step.
-      state: resume from a previous run's final :class:`WFRState`.
-      t0: start time (resuming).
-      param: "neuron" or "sphere": the parametrization the support is read in (the
-        point set (s_k, ±1) is the same for both).
-
-    Returns:
-      Trajectory(method="wfr_jko", support (2N, d + 1) = (s_k, +1) then (s_k, −1),
-      weights (T_rec, 2N)). Diagnostics: the :class:`WFRDiagnostics` fields per record;
-      at the initial frame objective and masses are those of q0, solver fields NaN.
-      meta["state"] is the final :class:`WFRState`.
-    """
-    options = WFRSolverOptions() if options is None else options
-    n_steps = _number_of_steps(param, T, tau, record_every)
-    S = np.asarray(directions, np.float64)
-    kernel = _run_kernel(kernel, S, eps, rho, omega)
-    phi = _dirs.direction_features(S, np.asarray(X, np.float64))
-    nu = _as_masses(q0, S.shape[0])
-    pts, _ = _dirs.as_neuron_measure(S, np.asarray(nu))
-    records = _initial_records(np.asarray(nu), phi, y, lam, potential)
-
-    def step(nu, state):
-        return wfr_jko_step(kernel, nu, phi, y, lam, tau, state, options, potential, rho_old)
-
-    times, frames, state = _march(step, nu, state, n_steps, t0, tau, record_every, callback,
-                                  records)
-    return Trajectory(
-        method="wfr_jko", param=param, t=np.asarray(times), support=pts,
-        weights=np.stack(frames),
-        diagnostics={k: np.asarray(v, dtype=float) for k, v in records.items()},
-        meta={"lam": lam, "tau": tau, "eps": eps, "rho": rho, "rho_old": rho_old, "state": state,
-              "options": options, "directions": S},
-    )
