@@ -562,8 +562,11 @@ def _measure_gap(ctx: RowContext) -> dict:
         gap, dropped = grid_sinkhorn_divergence(ctx.geom, ctx.weights, gd_pts, gd_w,
                                                 mc.sinkhorn_eps, **solver)
         return {"measure_gap": gap, "measure_gap_grid_tv": dropped, **out}
+    w = np.asarray(ctx.weights)
     if grid:
-        pts, w, dropped = compress_measure(ctx.points, ctx.weights, mc.max_grid_support)
+        pts, w, dropped = compress_measure(ctx.points, w, mc.max_grid_support)
+    elif w.size and not np.all(w == w.flat[0]):  # weighted particles: as GD's, compressed
+        (pts, w, _), dropped = compress_measure(ctx.points, w, mc.max_support), None
     else:  # uniform particles: the first max_support are an iid subsample
         pts, dropped = ctx.points[: mc.max_support], None
         w = np.full(len(pts), 1.0 / len(pts))

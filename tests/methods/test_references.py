@@ -1,5 +1,6 @@
 """Matched mean-field references: GD of weighted particles (the grid's own initial measure)
-and Langevin as S seeds with their standard error (docs/STUDY.md "References")."""
+and Langevin as S seeds with their standard error (docs/STUDY.md "References"); implicit
+(and frobenius) and conic steps of weighted particles; w2 and sliced refuse them."""
 
 import math
 
@@ -8,13 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mfjko import data, methods
+from mfjko import data, methods, metrics
 from mfjko import parametrizations as P
 from mfjko.config import ConfigError, parse_config
 from mfjko.driver import drive
 from mfjko.methods.base import WeightedParticles
+from mfjko.methods.conic import ConicGD
 from mfjko.methods.gd import GradientDescent
+from mfjko.methods.implicit import ImplicitSteps
 from mfjko.methods.langevin import Langevin, seed_statistics
+from mfjko.objective import velocity
 from mfjko.problem import MeanFieldProblem
 from mfjko.runner.setup import prepare
 from support import tiny_raw
@@ -53,9 +57,49 @@ def test_uniform_weights_reproduce_plain_gd_exactly(problem):
 
 
 def test_methods_without_weights_refuse_weighted_particles(problem):
-    stepper = methods.get("implicit").stepper(h=0.05)
-    with pytest.raises(ValueError, match="uniform particles"):
-        stepper.init(problem, WeightedParticles(np.zeros((2, 3)), np.array([0.5, 0.5])))
+    for name in ("w2", "sliced"):
+        stepper = methods.get(name).stepper(h=0.05)
+        with pytest.raises(ValueError, match="uniform particles"):
+            stepper.init(problem, WeightedParticles(np.zeros((2, 3)), np.array([0.5, 0.5])))
+
+
+def test_weighted_implicit_steps_solve_the_measures_backward_euler_equation(problem):
+    """Weights 2/5, 1/5, 1/5, 1/5, 0 on (a, b, c, d, e) = uniform 1/5 on (a, a, b, c, d): the
+    same measure (e, of mass 0, is a test particle), so the same implicit steps; and every
+    particle meets (θ − θ_k)/h = −∇F′(μ)(θ) with μ = Σ p_i δ_{θ_i} the measure after the
+    step. m·D = 15 > n = 12: the Woodbury path of the Newton solve (the grids' one)."""
+    theta = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (5, 3)))
+    w = np.array([0.4, 0.2, 0.2, 0.2, 0.0])
+    step = ImplicitSteps(h=0.05)
+    a, w_out = _final(step, problem, WeightedParticles(theta, w), T=0.2)
+    b, _ = _final(step, problem, WeightedParticles(theta[[0, 0, 1, 2, 3]], np.full(5, 0.2)),
+                  T=0.2)
+    np.testing.assert_allclose(a[:4], b[[0, 2, 3, 4]], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(w_out, w)
+    one, _ = _final(step, problem, WeightedParticles(theta, w), T=0.05)
+    v = velocity(problem.param, jnp.asarray(one), jnp.asarray(w), problem.X, problem.y,
+                 problem.lam)
+    np.testing.assert_allclose((one - theta) / 0.05, np.asarray(v), rtol=0, atol=1e-9)
+    assert np.abs(one - theta).max() > 1e-3  # the particles moved
+
+
+def test_weighted_conic_gd_is_conic_gd_of_the_duplicated_particles(problem):
+    # a weighted particle of mass p is a conic particle with β scaled by m·p: weights 2/5,
+    # 1/5, 2/5 and five uniform particles with the first and last doubled give one measure
+    theta = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (3, 3)))
+    w = np.array([0.4, 0.2, 0.4])
+    conic = ConicGD(h=0.02)
+    a = drive(conic, problem, WeightedParticles(theta, w), T=0.2, record_every=5)
+    b = drive(conic, problem, theta[[0, 0, 1, 2, 2]], T=0.2, record_every=5)
+    np.testing.assert_allclose(a.diagnostics["objective"], b.diagnostics["objective"],
+                               rtol=1e-12)
+    for k in range(len(a.t)):
+        fa = problem.predict(jnp.asarray(a.support[k]), jnp.asarray(a.weights))
+        fb = problem.predict(jnp.asarray(b.support[k]), jnp.asarray(b.weights))
+        np.testing.assert_allclose(np.asarray(fa), np.asarray(fb), rtol=0, atol=1e-13)
+    s_a = a.support[-1][:, :-1] / np.linalg.norm(a.support[-1][:, :-1], axis=1, keepdims=True)
+    s_b = b.support[-1][:, :-1] / np.linalg.norm(b.support[-1][:, :-1], axis=1, keepdims=True)
+    np.testing.assert_allclose(s_a, s_b[[0, 2, 3]], rtol=0, atol=1e-13)
 
 
 def test_langevin_seeds_are_independent_copies_with_their_standard_error(problem):
@@ -85,9 +129,10 @@ def test_langevin_refuses_particles_that_do_not_split_into_seeds(problem):
         Langevin(h=0.01, seeds=3).init(problem, np.zeros((10, 3)))
 
 
-def _setup(**methods_cfg):
+def _setup(f_star=True, **methods_cfg):
     raw = tiny_raw()
     raw["methods"].update(methods_cfg)
+    raw["metrics"]["f_star"] = f_star
     return prepare(parse_config(raw))
 
 
@@ -120,7 +165,7 @@ def test_reference_init_resolution():
     grid_pts = {tuple(p) for p in np.asarray(s.geom.points)}
     assert all(tuple(p) in grid_pts for p in lang[:50])
     with pytest.raises(ConfigError, match="uniform particles only"):
-        s.reference_init("implicit", "grid")
+        s.reference_init("w2", "grid")
     raw = tiny_raw()
     del raw["methods"]["jko"]
     raw["methods"]["langevin"] = {"h": 0.05, "D": 0.01, "m": 100, "seeds": 2}
@@ -152,3 +197,77 @@ def test_setup_doc_states_where_every_reference_starts():
     raw["methods"]["langevin"]["init"] = "particles"
     doc = setup_doc(prepare(parse_config(raw)))
     assert doc["reference_init"] == "gd: particles, langevin: particles (sampled)"
+
+
+def _sphere_setup(**methods_cfg):
+    raw = tiny_raw()
+    raw["model"]["parametrization"] = "sphere"
+    raw["methods"]["jko"]["grid"] = {"kind": "sphere_line", "n_dirs": 12,
+                                     "beta_range": [-2.0, 2.0], "n_beta": 9}
+    raw["methods"].update(methods_cfg)
+    raw["metrics"]["f_star"] = False
+    return prepare(parse_config(raw))
+
+
+def _start_F(setup, name):
+    """F of the measure method ``name`` starts from (its stepper's own view of it)."""
+    stepper = methods.get(name).build(getattr(setup.cfg.methods, name), setup)
+    state = stepper.init(setup.problem, setup.initial_of(name))
+    pts, w = stepper.measure(state)
+    return float(setup.problem.measure_objective(pts, w)), pts, w
+
+
+def test_weighted_particle_measure_gap_compresses_the_measure_as_gds(monkeypatch):
+    """A weighted particle method's measure gap compares its measure compressed as GD's is
+    (not its first max_support particles): at t = 0 implicit's measure is GD's, so the two
+    measures handed to the Sinkhorn divergence are the same."""
+    s = _setup(f_star=False, implicit={"h": 0.05})
+    wp = s.grid_particles()
+    pts, w = np.asarray(wp.points), np.asarray(wp.weights)
+    assert len(w) > s.cfg.metrics.max_support
+    seen = []
+    monkeypatch.setattr(metrics, "sinkhorn_divergence", lambda *a, **k: seen.append(a) or 0.0)
+    ctx = metrics.RowContext("implicit", "particles", 0, 0.0, pts, w, {},
+                             {"support": pts, "weights": w}, s.cfg.metrics, s.param.cost_kind)
+    metrics._measure_gap(ctx)
+    x, a, y, b = seen[-1][:4]
+    assert len(a) <= s.cfg.metrics.max_support
+    np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_implicit_frobenius_and_conic_start_from_the_grids_measure():
+    """init: auto → grid for implicit, frobenius and conic: F(0) is the grid's F(p0) (conic on
+    ``neuron``: its balanced projection, same predictor, F(0) lower by the imbalance); w2
+    and sliced stay on sampled particles and ``init: grid`` is a ConfigError for them."""
+    peers = {"implicit": {"h": 0.05}, "frobenius": {"h": 0.05}, "w2": {"h": 0.05},
+             "sliced": {"h": 0.05}}
+    s = _setup(f_star=False, **peers, conic={"h": 0.05})
+    F_grid = float(s.grid.objective(s.p0))
+    for name in ("implicit", "frobenius"):
+        assert s.reference_init(name, "auto") == "grid" and s.starts_on_grid(name)
+        assert _start_F(s, name)[0] == pytest.approx(F_grid, rel=1e-12)
+    for name in ("w2", "sliced"):
+        assert s.reference_init(name, "auto") == "particles"
+        with pytest.raises(ConfigError, match=f"methods.{name}.init: grid: .*init: particles"):
+            s.reference_init(name, "grid")
+    F_conic, pts, w = _start_F(s, "conic")
+    f_grid = np.asarray(s.grid.phi @ jnp.asarray(s.p0))
+    f_conic = np.asarray(s.problem.predict(jnp.asarray(pts), jnp.asarray(w)))
+    np.testing.assert_allclose(f_conic, f_grid, rtol=0, atol=1e-14)
+    # F(0) lower by the imbalance (λ/2) Σ p_i (‖w_i‖ − |α_i|)² the projection removes
+    wp = s.grid_particles()
+    pts0 = np.asarray(wp.points)
+    gap = 0.5 * s.cfg.model.lam * np.sum(
+        wp.weights * (np.linalg.norm(pts0[:, :-1], axis=1) - np.abs(pts0[:, -1])) ** 2)
+    assert gap > 0 and F_grid - F_conic == pytest.approx(gap, rel=1e-9)
+    sphere = _sphere_setup(conic={"h": 0.05}, implicit={"h": 0.05})
+    F_sphere = float(sphere.grid.objective(sphere.p0))
+    for name in ("conic", "implicit"):
+        assert sphere.reference_init(name, "auto") == "grid"
+        F0, pts, w = _start_F(sphere, name)
+        assert F0 == pytest.approx(F_sphere, rel=1e-12)
+        # ``sphere``: the weighted particles themselves (conic: β′/(m p) = β to rounding)
+        wp = sphere.grid_particles()
+        np.testing.assert_allclose(pts, wp.points, rtol=1e-14, atol=0)
+        np.testing.assert_array_equal(w, wp.weights)

@@ -29,8 +29,8 @@ from mfjko.methods.base import (
     check_int,
     check_positive,
 )
-from mfjko.methods.gd import particle_velocity
-from mfjko.objective import residual
+from mfjko.methods.gd import ReferenceInit, particle_velocity
+from mfjko.objective import residual, velocity
 from mfjko.parametrizations import relu
 
 __all__ = ["ImplicitSteps", "ImplicitConfig", "METHOD"]
@@ -49,7 +49,9 @@ __all__ = ["ImplicitSteps", "ImplicitConfig", "METHOD"]
 #   ∇²Ψ = blockdiag(∇²ψ_i) + (1/(n m)) Jᵀ J,   J[j, (i, :)] = ∇_{z_i} m(θ(z_i); x_j).
 # The Newton system is solved by the Woodbury identity (an n×n system) when n < m·D,
 # densely otherwise. At a Euclidean solution ∇Ψ = (θ − θ^k)/h − v(θ): the backward
-# Euler residual; on the sphere it is its tangent part.
+# Euler residual; on the sphere it is its tangent part. Weighted particles (masses p_i):
+# the rows of ∇ of F(μ_θ) + Σ p_i‖θ_i − θ_i^k‖²/(2h) divided by p_i are the same ∇ψ_i, with
+# r = f_μ − y of μ = Σ p_i δ_{θ_i}, and the coupling term is (1/n) Jᵀ J diag(p).
 #
 # Kinks. With r frozen, every non-smooth term of ψ_i is c_k(z) σ(a_kᵀz) with a FIXED
 # normal a_k of z-space (so a kink is a hyperplane through 0) and a smooth coefficient:
@@ -163,20 +165,22 @@ def _local_merit(param, z, theta_prev, r, X, lam, h, act=None):
     return val
 
 
-def _merit_grad(param, z, theta_prev, X, y, lam, h, act=None):
+def _merit_grad(param, z, theta_prev, X, y, lam, h, act=None, weights=None):
     thetas = jax.vmap(lambda zi: _embed(param, zi))(z)
     m = z.shape[0]
-    r = residual(param, thetas, jnp.full((m,), 1.0 / m), X, y)
+    r = residual(param, thetas, jnp.full((m,), 1.0 / m) if weights is None else weights, X, y)
     return _local_grads(param, z, theta_prev, r, X, lam, h, act), r
 
 
-def _newton_direction(param, z, theta_prev, r, g, X, lam, h, free, act=None):
+def _newton_direction(param, z, theta_prev, r, g, X, lam, h, free, act=None, weights=None):
     """Newton direction of the coupled system restricted to each particle's face.
 
     Also returns the per-particle Hessian blocks B (m, D, D). ``free``: (m,) bool (a
     frozen particle gets Δ_i = 0) or (m, D, D) orthogonal projectors P_i onto the
     particles' faces (Δ_i ∈ range P_i: the system is (P B P + I − P) per block, the
-    Jacobian J P); ``act`` (m, K) the kinks held on their σ = 0 branch.
+    Jacobian J P); ``act`` (m, K) the kinks held on their σ = 0 branch. ``weights`` (m,):
+    masses p_i (None: 1/m); the Jacobian of the scaled residuals is then
+    blockdiag(B) + (1/n) Jᵀ J diag(p), solved by the same Woodbury identity.
     """
     m, D = z.shape
     n = X.shape[0]
@@ -197,12 +201,17 @@ def _newton_direction(param, z, theta_prev, r, g, X, lam, h, free, act=None):
         # one batched solve for both right-hand sides [g, Jᵀ]
         sol = jnp.linalg.solve(Bf, jnp.concatenate([gf[..., None], jnp.swapaxes(J3, 1, 2)], 2))
         Bi_g, Bi_Jt = sol[..., 0], sol[..., 1:]  # (m, D), (m, D, n)
-        cap = n * m * jnp.eye(n) + jnp.einsum("ijd,idk->jk", J3, Bi_Jt)
-        JBg = jnp.einsum("ijd,id->j", J3, Bi_g)
+        if weights is None:
+            cap = n * m * jnp.eye(n) + jnp.einsum("ijd,idk->jk", J3, Bi_Jt)
+            JBg = jnp.einsum("ijd,id->j", J3, Bi_g)
+        else:  # the masses scale J's column blocks
+            cap = n * jnp.eye(n) + jnp.einsum("i,ijd,idk->jk", weights, J3, Bi_Jt)
+            JBg = jnp.einsum("i,ijd,id->j", weights, J3, Bi_g)
         return Bi_g - jnp.einsum("idk,k->id", Bi_Jt, jnp.linalg.solve(cap, JBg)), B
     J = jnp.transpose(J3, (1, 0, 2)).reshape(n, m * D)
     eye_m = jnp.eye(m)
-    H = (Bf[:, :, None, :] * eye_m[:, None, :, None]).reshape(m * D, m * D) + J.T @ J / (n * m)
+    coupling = J.T @ J / (n * m) if weights is None else J.T @ (J * jnp.repeat(weights, D)) / n
+    H = (Bf[:, :, None, :] * eye_m[:, None, :, None]).reshape(m * D, m * D) + coupling
     return jnp.linalg.solve(H, gf.reshape(-1)).reshape(m, D), B
 
 
@@ -222,8 +231,8 @@ def _local_grads(param, z, theta_prev, r, X, lam, h, act=None):
 # addable, add, evaluate, the loop body) share the kink tables A, blk, group and caps and
 # the traced step data; lifting them to module level would thread ~10 arguments through
 # each without making a piece testable on its own. The loop body is under 60 lines.
-def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
-    """One backward Euler step from theta_prev.
+def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter, weights=None):
+    """One backward Euler step from theta_prev (particle masses ``weights``; None: 1/m).
 
     Returns (θ, iterations, residual ∞-norm, fraction of particles with residual ≤ tol).
     Active-face Newton for the piecewise-smooth merit (kinks: block comment above). Each
@@ -290,7 +299,7 @@ def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
 
     def evaluate(z, idx, fc):
         on, N, NG, Pm, act = fc
-        g, r = _merit_grad(param, z, theta_prev, X, y, lam, h, act)
+        g, r = _merit_grad(param, z, theta_prev, X, y, lam, h, act, weights)
         c = _kink_coefficients(param, z, r, X, lam)
         Pg = jnp.einsum("ide,ie->id", Pm, g)
         mu = -jnp.einsum("isd,id->is", NG, g)  # ∇ψ^A = P∇ψ^A − Σ μ_k a_k
@@ -307,7 +316,9 @@ def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
     # Predictor: the explicit Euler step, O(h²) from the solution. (Starting it on the
     # kinks θ_prev sits on saves 0.4 iterations per step on the default config, and
     # costs 2 s of compilation: not worth it.)
-    z0 = param.project(theta_prev + h * particle_velocity(param, theta_prev, X, y, lam))
+    v0 = particle_velocity(param, theta_prev, X, y, lam) if weights is None else \
+        velocity(param, theta_prev, weights, X, y, lam)
+    z0 = param.project(theta_prev + h * v0)
     idx0 = jnp.full((m, S), -1, jnp.int32)
     delta0 = 1e-12 * (1.0 + jnp.linalg.norm(theta_prev, axis=1))
 
@@ -335,7 +346,7 @@ def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
         ev1 = dict(ev, g=ev["g"] + jump)
         # (2) Newton step on the faces
         d, B = _newton_direction(param, z1, theta_prev, ev1["r"], ev1["g"], X, lam, h, P1,
-                                 act1)
+                                 act1, weights)
         # (3) the first kink crossed along z1 − s d, s ∈ [0, 1], that holds the particle
         v0, v1 = z1 @ A.T, (z1 - d) @ A.T
         cross = ((v0 > 0) != (v1 > 0)) & ~act1 & (a2 > 0)
@@ -367,10 +378,11 @@ def _implicit_solve(param, theta_prev, X, y, lam, h, tol, max_iter):
 
 
 @partial(jax.jit, static_argnames=("param",))
-def _implicit_advance(param, theta, X, y, lam, h, tol, n, max_iter):
+def _implicit_advance(param, theta, X, y, lam, h, tol, n, max_iter, weights=None):
     def body(i, state):
         th, it_max, it_sum, res_max, frac_min = state
-        th_new, it, res, frac = _implicit_solve(param, th, X, y, lam, h, tol, max_iter)
+        th_new, it, res, frac = _implicit_solve(param, th, X, y, lam, h, tol, max_iter,
+                                                weights)
         return (th_new, jnp.maximum(it_max, it), it_sum + it, jnp.maximum(res_max, res),
                 jnp.minimum(frac_min, frac))
 
@@ -399,10 +411,13 @@ class ImplicitSteps(Stepper):
     Interval diagnostics: ``inner_iterations_max``, ``inner_iterations_total``,
     ``inner_residual`` (max final residual), ``converged`` (1.0 if every step met tol),
     ``particles_converged`` (smallest fraction of particles meeting tol). An interval
-    with a step that misses tol warns (RuntimeWarning).
+    with a step that misses tol warns (RuntimeWarning). Particles may carry fixed masses
+    p_i (μ = Σ p_i δ_{θ_i}): the step is then argmin F(μ_θ) + Σ p_i‖θ_i − θ_i^k‖²/(2h),
+    whose backward Euler equation is (θ_i − θ_i^k)/h = −∇F′(μ_{k+1})(θ_i) as before.
     """
 
     name = "implicit"
+    weighted = True
     diagnostics = _DIAGNOSTICS
     h: float = 0.01
     tol: float = 1e-10
@@ -416,15 +431,16 @@ class ImplicitSteps(Stepper):
     def advance(self, state: ParticleState, n_steps: int):
         """Make ``n_steps`` backward Euler steps of h; warns if a step misses ``tol``."""
         p = state.problem
+        w = None if state.weights is None else jnp.asarray(state.weights, jnp.float64)
         theta, it_max, it_sum, res, ok, frac = _implicit_advance(
             p.param, state.theta, p.X, p.y, p.lam, jnp.float64(self.h), jnp.float64(self.tol),
-            jnp.int32(n_steps), jnp.int32(self.max_iter))
+            jnp.int32(n_steps), jnp.int32(self.max_iter), w)
         diag = dict(inner_iterations_max=float(it_max), inner_iterations_total=float(it_sum),
                     inner_residual=float(res), converged=float(bool(ok)),
                     particles_converged=float(frac))
         if not ok:
             warn_unconverged(self.name, self.tol, state.k, n_steps, self.h, diag)
-        return ParticleState(p, theta, state.k + n_steps), Diagnostics(diag)
+        return ParticleState(p, theta, state.k + n_steps, state.weights), Diagnostics(diag)
 
 
 def warn_unconverged(name, tol, k, n_steps, h, diag) -> None:
@@ -443,6 +459,7 @@ class ImplicitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     h: float = Field(0.01, gt=0, allow_inf_nan=False)
     tol: float = Field(1e-10, gt=0, allow_inf_nan=False)
+    init: ReferenceInit = "auto"
 
     def step_size(self) -> float:
         """The time step h (mean-field time), to check it divides ``record_every``."""

@@ -25,7 +25,7 @@ from mfjko.methods.base import (
     check_int,
     check_positive,
 )
-from mfjko.methods.gd import particle_velocity
+from mfjko.methods.gd import ReferenceInit, particle_velocity
 from mfjko.methods.implicit import warn_unconverged
 from mfjko.objective import particle_objective
 
@@ -160,12 +160,17 @@ class SlicedProx(Stepper):
 
 
 class SlicedConfig(BaseModel):
-    """``methods.sliced``: sliced-W₂ proximal steps with ``n_projections`` directions."""
+    """``methods.sliced``: sliced-W₂ proximal steps with ``n_projections`` directions.
+
+    ``init`` resolves to ``particles`` only: the step's SW² sorts equal-mass projections
+    (``init: grid`` is a ConfigError).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     h: float = Field(0.01, gt=0, allow_inf_nan=False)
     n_projections: int = Field(50, ge=1)
     tol: float = Field(1e-8, gt=0, allow_inf_nan=False)
+    init: ReferenceInit = "auto"
 
     def step_size(self) -> float:
         """The time step h (mean-field time), to check it divides ``record_every``."""

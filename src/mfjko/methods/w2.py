@@ -121,7 +121,11 @@ class W2Prox(Stepper):
 
 
 class W2Config(ImplicitConfig):
-    """``methods.w2``: exact-W₂ proximal steps of length h, inner Newton to ``tol``."""
+    """``methods.w2``: exact-W₂ proximal steps of length h, inner Newton to ``tol``.
+
+    ``init`` resolves to ``particles`` only: the step couples equal masses by a permutation
+    (``init: grid`` is a ConfigError).
+    """
 
 
 def _build(mc: W2Config, setup) -> W2Prox:
