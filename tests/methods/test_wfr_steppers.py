@@ -275,6 +275,7 @@ def test_config_checks():
         parse_config(raw)
 
 
+@pytest.mark.slow
 def test_runner_rows_and_resume_inside_wfr(tmp_path, monkeypatch):
     """A tiny run (balanced init) with gd, Langevin at the WFR's D, conic and wfr_jko: rows
     for every record, exact t = 0 predictors (conic: the projection; wfr_jko: up to the

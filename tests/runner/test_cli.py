@@ -72,31 +72,39 @@ def test_examples_lists_shipped_configs():
         assert f"configs/{name}.yaml:" in res.output
 
 
-def test_compile_cache_folder_and_switches(tmp_path):
+def test_compile_cache_folder_and_switches(tmp_path, monkeypatch):
     """The CLI keeps XLA programs in MFJKO_XLA_CACHE (or ~/.cache); 0 or JAX's own var: off.
 
-    Each case in a fresh interpreter: JAX's cache is configured once per process.
+    In this process (a fresh interpreter per case cost 5 s of imports each): JAX opens its
+    cache at the first compilation, so switching the folder here compiles nothing into
+    it; the test's own session cache (tests/conftest.py) is restored afterwards.
     """
-    import os
-    import subprocess
-    import sys
+    import jax
 
-    code = ("import jax, mfjko.runner.compile_cache as c; f = c.enable_compile_cache(); "
-            "print(f, jax.config.jax_compilation_cache_dir)")
+    from mfjko.runner.compile_cache import enable_compile_cache
+
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    saved = {k: getattr(jax.config, k) for k in keys}
 
     def probe(**env):
-        full = {k: v for k, v in os.environ.items()
-                if k not in ("MFJKO_XLA_CACHE", "JAX_COMPILATION_CACHE_DIR")}
-        out = subprocess.run([sys.executable, "-c", code], env={**full, **env},
-                             capture_output=True, text=True, check=True)
-        return out.stdout.split()
+        for k in ("MFJKO_XLA_CACHE", "JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME"):
+            monkeypatch.delenv(k, raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        jax.config.update("jax_compilation_cache_dir", None)
+        folder = enable_compile_cache()
+        return [str(folder), str(jax.config.jax_compilation_cache_dir)]
 
-    folder = tmp_path / "xla"
-    assert probe(MFJKO_XLA_CACHE=str(folder)) == [str(folder), str(folder)]
-    assert folder.is_dir()
-    assert probe(XDG_CACHE_HOME=str(tmp_path / "c")) == [str(tmp_path / "c/mfjko/xla")] * 2
-    assert probe(MFJKO_XLA_CACHE="0")[0] == "None"
-    assert probe(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "j"))[0] == "None"
+    try:
+        folder = tmp_path / "xla"
+        assert probe(MFJKO_XLA_CACHE=str(folder)) == [str(folder), str(folder)]
+        assert folder.is_dir()
+        assert probe(XDG_CACHE_HOME=str(tmp_path / "c")) == [str(tmp_path / "c/mfjko/xla")] * 2
+        assert probe(MFJKO_XLA_CACHE="0") == ["None", "None"]
+        assert probe(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "j")) == ["None", "None"]
+    finally:
+        for k, v in saved.items():
+            jax.config.update(k, v)
 
 
 def test_debug_keeps_the_exit_status_of_a_config_error(tmp_path):

@@ -89,7 +89,8 @@ def test_end_to_end_outputs(full_run):
 
 
 @pytest.mark.parametrize("after, done", [(3, ["gd"] * 3 + ["langevin"] * 2),
-                                         (5, ["gd"] * 3 + ["langevin"] * 3 + ["jko"] * 2)])
+                                         pytest.param(5, ["gd"] * 3 + ["langevin"] * 3
+                                                      + ["jko"] * 2, marks=pytest.mark.slow)])
 def test_resume_after_interruption_gives_identical_metrics(full_run, tmp_path, monkeypatch,
                                                            after, done):
     """Interrupted inside Langevin (noise keyed by global step) or inside JKO (warm-started

@@ -34,6 +34,7 @@ def _wait_for(path, proc, timeout=600.0):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_sigint_stops_at_a_record_and_resume_completes(crash_reference, tmp_path):
     ref, _ = crash_reference
     config, folder = write_config(tmp_path, crash_raw()), tmp_path / "run"

@@ -33,16 +33,6 @@ BASE = {
 }
 
 
-@pytest.fixture
-def worker_xla_cache(tmp_path_factory, monkeypatch):
-    """The sweep's worker processes share one persistent XLA cache across these tests.
-
-    Only the workers read it (they inherit the variable; this process runs no group under
-    it): each test's fresh workers would otherwise compile the same programs again.
-    """
-    monkeypatch.setenv("MFJKO_XLA_CACHE", str(tmp_path_factory.getbasetemp() / "worker-xla"))
-
-
 def _in_process_cluster():
     """A Dask cluster of one worker thread in this process: its programs compile once per
     test session (no worker process to start, import and compile in)."""
@@ -137,7 +127,7 @@ def test_batched_group_equals_one_by_one(tmp_path, methods):
 
 
 @pytest.mark.slow
-def test_local_cluster_resume_failure_and_study(tmp_path, worker_xla_cache):
+def test_local_cluster_resume_failure_and_study(tmp_path):
     path = _write(tmp_path)
     out = tmp_path / "out"
     run_sweep(path, out, workers=1, progress=False)
@@ -173,7 +163,7 @@ def test_local_cluster_resume_failure_and_study(tmp_path, worker_xla_cache):
 
 @pytest.mark.parametrize("processes", [False, pytest.param(True, marks=pytest.mark.slow)],
                          ids=["in-process", "worker-process"])
-def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path, worker_xla_cache,
+def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path,
                                                           processes):
     """On a worker process (`workers=1`, slow: it imports and compiles everything) and,
     in `make test`, on the in-process cluster."""
@@ -222,7 +212,7 @@ def test_sweep_on_a_scheduler_address_and_resume_recomputes_only_the_missing_poi
 
 
 @pytest.mark.slow
-def test_scheduler_address_path(tmp_path, worker_xla_cache):
+def test_scheduler_address_path(tmp_path):
     """A scheduler and a worker started by the `dask` CLI on 127.0.0.1."""
     port = _free_port()
     dask = str(Path(sys.executable).with_name("dask"))
