@@ -200,6 +200,60 @@ def _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, theta, k_a, c, eps_over
     )
 
 
+def _b_exponents(eps, rho_old, source):
+    """(θ_q, θ_ω) of the debiased b-update log b = θ_q log q + θ_ω log ω − (θ_q + θ_ω) log Rᵀa.
+
+    source: with the +(ε/2)H_ω(γᵀ1) term (docs/MATH.md "WFR §7"), else the target-only
+    variant (θ_ω = 0, the standard θ).
+    """
+    den = rho_old + eps + (0.5 * eps if source else 0.0)
+    return rho_old / den, (0.5 * eps / den if source else 0.0)
+
+
+def _dense_debiased(log_R, q, log_q, log_omega, phi_signed, y, lin, rho_old, eps, k_a, c, tol,
+                    max_iter, source=True) -> DenseWFRResult:
+    """The damped fixed point on log a of the debiased step (docs/MATH.md "WFR §7").
+
+    One map: log b from Rᵀa, z = Rb, g = argmin H(·; z²/ω) with exponent 2ρ/ε,
+    log a ← ½(log a + log z − log ω − (2ρ/ε) log u). Plain (no Anderson), from
+    log a = ½ log(q/ω). Raises ConvergenceError past ``max_iter``.
+    """
+    N = q.shape[1]
+    positive = q > 0
+    th_q, th_w = _b_exponents(eps, rho_old, source)
+    k2 = 2.0 * k_a
+
+    def log_rt(log_a):  # log (Rᵀa), (2, N)
+        return logsumexp(log_R + log_a[:, :, None], axis=1)
+
+    g = np.zeros(phi_signed.shape[0])
+    log_a = 0.5 * (np.maximum(log_q, -700.0) - log_omega)
+    err = np.inf
+    for it in range(1, max_iter + 1):
+        with np.errstate(invalid="ignore"):
+            log_b = np.where(positive, th_q * log_q + th_w * log_omega
+                             - (th_q + th_w) * log_rt(log_a), 0.0)
+        log_z = logsumexp(log_R + log_b[:, None, :], axis=2)
+        g, lu = _prox_newton((2 * log_z - log_omega).reshape(-1), phi_signed, y, lin, c, k2,
+                             1.0 / (c * k2), g)
+        log_u = lu.reshape(2, N)
+        log_t = log_z - log_omega - k2 * log_u  # T(log a)
+        log_rta = log_rt(log_t)
+        col = np.exp(log_b + log_rta)
+        with np.errstate(invalid="ignore"):
+            target = np.where(positive, np.exp(th_q * log_q + th_w * log_omega
+                                               + (1 - th_q - th_w) * log_rta), 0.0)
+        err = np.abs(col - target).sum() / q.sum()
+        if err <= tol:
+            p = np.exp(log_z + log_t)
+            return DenseWFRResult(p * np.exp(-log_u), p, col, g, it, float(err))
+        log_a = 0.5 * (log_a + log_t)
+    raise ConvergenceError(
+        f"wfr_jko_step_dense (debias): marginal error {err:.3e} > tol {tol:.1e} after "
+        f"{max_iter} iterations"
+    )
+
+
 def wfr_jko_step_dense(
     cost,
     q,
@@ -216,6 +270,8 @@ def wfr_jko_step_dense(
     tol: float = 1e-11,
     max_iter: int = 100_000,
     full: bool = False,
+    debias: bool = False,
+    debias_source: bool = True,
 ):
     r"""One entropic WFR JKO step ν = argmin (module docstring), dense and plain.
 
@@ -239,6 +295,12 @@ def wfr_jko_step_dense(
       tol: stop when ‖γᵀ1 − q^θ(Rᵀa)^{1−θ}‖₁ ≤ tol·|q| (second-marginal optimality).
       max_iter: Sinkhorn iteration cap.
       full: also return the plan's marginals and the dual (:class:`DenseWFRResult`).
+      debias: solve the debiased step J − (ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1), H_ω(p) =
+        Σ p(log(p/ω) − 1) (docs/MATH.md "WFR §7"): the direction blur removed, the mass
+        unbiased; by the damped fixed point on log a (no Anderson).
+      debias_source: with ``debias``, keep the +(ε/2)H_ω(γᵀ1) term; False: the
+        target-only variant J − (ε/2)H_ω(γ1), whose G = 0 step changes the mass by
+        O(ε log(q/ω)) (a comparison for the tests, not a method).
 
     Returns:
       ν (2, N), or a :class:`DenseWFRResult`. Raises ConvergenceError if ``tol`` is not
@@ -257,6 +319,11 @@ def wfr_jko_step_dense(
     with np.errstate(divide="ignore"):
         log_q = np.log(q)
     log_R = _log_reference_plan(cost, log_q, om, eps)
+    if debias:
+        log_omega = np.zeros(q.shape[1]) if om is None else np.log(om)
+        res = _dense_debiased(log_R, q, log_q, log_omega, phi_signed, y, lin, rho_old, eps, k_a,
+                              c, tol, max_iter, debias_source)
+        return res if full else res.nu
     res = _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, theta, k_a, c, eps / (2 * tau),
                           tol, max_iter)
     return res if full else res.nu
