@@ -11,6 +11,8 @@ b = (q / Rᵀa)^θ with θ = ρ'/(ρ' + ε) (ρ' = ρ by default), then (a, ν) 
 the first-marginal term, a = u^{−ρ/ε}, ν = a ⊙ Rb / u, u = 1 + (2τ/ρ)(λ + ψ + Φᵀg), where g ∈ ℝⁿ
 minimizes H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (ε/(2τ)) Σ a ⊙ Rb (damped Newton, domain u > 0).
 Plain loops, explicit N×N matrices, no acceleration: the yardstick for the JAX solver.
+``debias=True``: the debiased step J − (ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1) (docs/MATH.md "WFR §7"),
+a damped fixed point on log a with a = (z/ω)u^{−2ρ/ε}.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ One step (docs/MATH.md "WFR §4") maps masses q (2, N) of the ± components to
 by the generalized Sinkhorn iteration of :mod:`mfjko.wfr.dense`, written as a fixed
 point on the prox dual g ∈ ℝⁿ (n = data points), warm-started from the previous step
 and Anderson-accelerated; a mixed g is used only if it keeps u = 1 + (2τ/ρ)(λ + Φᵀg) > 0.
+The debiased step (``WFRSolverOptions.debias``, MATH.md "WFR §7") runs the same loop with
+another marginal update: a damped fixed point on log a ∈ ℝ^{2N}.
 
 Kernel: the direction grid has no product structure (the cone cost is a function of
 the geodesic distance only), so K = exp(−C/ε) is a dense N×N matrix, applied to both
