@@ -257,22 +257,9 @@ def _dense_debiased(log_R, q, log_q, log_omega, phi_signed, y, lin, rho_old, eps
 
 
 def wfr_jko_step_dense(
-    cost,
-    q,
-    phi,
-    y,
-    lam: float,
-    tau: float,
-    eps: float,
-    rho: float = 2.0,
-    *,
-    potential=None,
-    omega=None,
-    rho_old: float | None = None,
-    tol: float = 1e-11,
-    max_iter: int = 100_000,
-    full: bool = False,
-    debias: bool = False,
+    cost, q, phi, y, lam: float, tau: float, eps: float, rho: float = 2.0, *,
+    potential=None, omega=None, rho_old: float | None = None, tol: float = 1e-11,
+    max_iter: int = 100_000, full: bool = False, debias: bool = False,
     debias_source: bool = True,
 ):
     r"""One entropic WFR JKO step ν = argmin (module docstring), dense and plain.
@@ -289,20 +276,14 @@ def wfr_jko_step_dense(
       tau: JKO step (mean-field time).
       eps: entropic ε (units of C, i.e. angle²).
       rho: marginal weight ρ of the KL terms (ρ = 2: the flow of GD on balanced neurons).
-      rho_old: weight ρ' of the KL term of the old marginal (default ρ; ρ − ε removes
-        the O(ε) entropic bias of the reaction, docs/MATH.md "WFR §5").
+      rho_old: weight ρ' of the old marginal's KL (default ρ; ρ − ε: MATH.md "WFR §5").
       potential: optional (2, N) linear potential ψ added to G (tests: linear G).
-      omega: optional (N,) cell weights ω of the entropy's reference measure (uniform
-        if None; only ratios matter).
-      tol: stop when ‖γᵀ1 − q^θ(Rᵀa)^{1−θ}‖₁ ≤ tol·|q| (second-marginal optimality).
-      max_iter: Sinkhorn iteration cap.
+      omega: optional (N,) cell weights ω (None: uniform; only ratios matter).
+      tol: stop when ‖γᵀ1 − q^θ(Rᵀa)^{1−θ}‖₁ ≤ tol·|q|.
+      max_iter: iteration cap.
       full: also return the plan's marginals and the dual (:class:`DenseWFRResult`).
-      debias: solve the debiased step J − (ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1), H_ω(p) =
-        Σ p(log(p/ω) − 1) (docs/MATH.md "WFR §7"): the direction blur removed, the mass
-        unbiased; by the damped fixed point on log a (no Anderson).
-      debias_source: with ``debias``, keep the +(ε/2)H_ω(γᵀ1) term; False: the
-        target-only variant J − (ε/2)H_ω(γ1), whose G = 0 step changes the mass by
-        O(ε log(q/ω)) (a comparison for the tests, not a method).
+      debias: the debiased step J − (ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1) (MATH.md "WFR §7").
+      debias_source: False drops +(ε/2)H_ω(γᵀ1) (O(ε) mass leak; tests only).
 
     Returns:
       ν (2, N), or a :class:`DenseWFRResult`. Raises ConvergenceError if ``tol`` is not
@@ -313,19 +294,17 @@ def wfr_jko_step_dense(
     rho_old = rho if rho_old is None else float(rho_old)
     check_wfr_data(q, phi, y, lam, tau, eps, rho, psi, om, rho_old)
     _check_cost(cost, q.shape[1])
-    theta = rho_old / (rho_old + eps)
-    k_a = rho / eps  # a = u^{-ρ/ε}
-    c = 2.0 * tau / rho
+    k_a, c = rho / eps, 2.0 * tau / rho  # a = u^{-ρ/ε}, u = 1 + c(lin + Φᵀg)
     lin = (lam + (np.zeros(q.shape) if psi is None else psi)).reshape(-1)
     phi_signed = np.concatenate([phi, -phi], axis=1)  # (n, 2N)
     with np.errstate(divide="ignore"):
         log_q = np.log(q)
     log_R = _log_reference_plan(cost, log_q, om, eps)
     if debias:
-        log_omega = np.zeros(q.shape[1]) if om is None else np.log(om)
-        res = _dense_debiased(log_R, q, log_q, log_omega, phi_signed, y, lin, rho_old, eps, k_a,
-                              c, tol, max_iter, debias_source)
-        return res if full else res.nu
-    res = _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, theta, k_a, c, eps / (2 * tau),
-                          tol, max_iter)
+        res = _dense_debiased(log_R, q, log_q, np.log(np.ones(q.shape[1]) if om is None else om),
+                              phi_signed, y, lin, rho_old, eps, k_a, c, tol, max_iter,
+                              debias_source)
+    else:
+        res = _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, rho_old / (rho_old + eps),
+                              k_a, c, eps / (2 * tau), tol, max_iter)
     return res if full else res.nu

@@ -5,8 +5,7 @@ One step (docs/MATH.md "WFR §4") maps masses q (2, N) of the ± components to
 by the generalized Sinkhorn iteration of :mod:`mfjko.wfr.dense`, written as a fixed
 point on the prox dual g ∈ ℝⁿ (n = data points), warm-started from the previous step
 and Anderson-accelerated; a mixed g is used only if it keeps u = 1 + (2τ/ρ)(λ + Φᵀg) > 0.
-The debiased step (``WFRSolverOptions.debias``, MATH.md "WFR §7") runs the same loop with
-another marginal update: a damped fixed point on log a ∈ ℝ^{2N}.
+The debiased step (``WFRSolverOptions.debias``, MATH.md "WFR §7"): the same loop, on log a.
 
 Kernel: the direction grid has no product structure (the cone cost is a function of
 the geodesic distance only), so K = exp(−C/ε) is a dense N×N matrix, applied to both
@@ -539,6 +538,11 @@ def _numeric(options: WFRSolverOptions) -> dict:
     }
 
 
+def _depth(options: WFRSolverOptions) -> int:
+    """The Anderson depth of the step's fixed point (standard or debiased)."""
+    return options.debias_anderson_depth if options.debias else options.anderson_depth
+
+
 def _as_masses(q, N: int) -> Array:
     q = jnp.asarray(q, jnp.float64)
     if q.shape == (2 * N,):
@@ -597,9 +601,8 @@ def wfr_jko_step(
     if g0.shape != (n,):
         raise ValueError(f"state.g has shape {g0.shape}, expected ({n},)")
     f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)
-    depth = options.debias_anderson_depth if options.debias else options.anderson_depth
     nu, new_state, diag = _solve(kernel, q, phi_signed, y, f64(lin), f64(tau), f64(rho_old), g0,
-                                 _numeric(options), depth, options.debias)
+                                 _numeric(options), _depth(options), options.debias)
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (
