@@ -61,7 +61,7 @@ def test_production_equals_dense(tau, eps, lam):
     assert bool(diag.converged)
     assert np.abs(np.asarray(nu) - ref).max() <= 1e-10 * ref.max()  # measured ≤ 3e-12
     std = wfr_jko_step_dense(cone_cost(S, RHO), q, phi, y, lam, tau, eps, RHO,
-                             rho_old=RHO - eps, tol=1e-13)
+                             rho_old=RHO - eps, tol=1e-7)  # (only their difference matters)
     assert np.abs(std - ref).max() > 1e-3 * ref.max()  # the two steps differ
 
 
@@ -285,6 +285,54 @@ def test_config_sweep_axis_and_report_label(tmp_path):
     assert _verdict(Store(), series, cfg_doc).startswith("wfr_jko (debiased step):")
 
 
+def test_lattice_cold_start_converges_in_few_iterations():
+    """ε = 1.5δ² (configs/wfr.yaml's regime), 40 % empty cells, a large residual and no
+    warm start: log a's solution is far from g = 0's (±(ρ/ε)·(2τ/ρ)Φᵀg); started from the
+    standard step (DEBIAS_START_TOL) the debiased step converges within 2× the standard's
+    iterations (measured 49 vs 35; from g = 0 and q it took 485)."""
+    S, _, q, phi, y = bump_instance()
+    q = np.where(np.random.default_rng(1).random(q.shape) < 0.4, 0.0, q)
+    eps = 1.5 * (2 * np.pi / N_) ** 2
+    kernel = wfr_kernel(S, eps, RHO)
+    its = []
+    for opts in (WFRSolverOptions(), WFRSolverOptions(debias=True)):
+        nu, _, diag = wfr_jko_step(kernel, q, phi, 10 * y, 0.01, 0.2, None, opts,
+                                   rho_old=RHO - eps)
+        assert bool(diag.converged) and np.all(np.isfinite(np.asarray(nu)))
+        its.append(int(diag.sinkhorn_iterations))
+    assert its[1] <= 2 * its[0], its
+
+
+def test_debiased_wfr_jko_tracks_gd_on_binned_particles():
+    """In process (the runner's version is the slow test below): ε = 1.5δ², N_ directions,
+    60 balanced particles binned (199 of 256 cells empty), 4 steps from a cold start: every
+    step converges and F stays within 0.5 % of GD's (balanced init: GD is the WFR flow;
+    measured 0.30 %)."""
+    import jax
+
+    from mfjko import data, initial
+    from mfjko.driver import drive
+    from mfjko.methods.gd import GradientDescent
+    from mfjko.methods.wfr_jko import WFRJKO
+    from mfjko.problem import MeanFieldProblem
+
+    ds = data.regression_1d(n_train=n_, n_test=10, seed=1)  # n_ points: the module's shapes
+    prob = MeanFieldProblem.create("neuron", ds.X, ds.y, 0.01)
+    theta0 = np.asarray(initial.sample_particles(initial.BalancedLaw(0.5), prob.param,
+                                                 jax.random.PRNGKey(0), 60, ds.d))
+    diags = []
+    st = WFRJKO(tau=0.1, eps=1.5 * (2 * np.pi / N_) ** 2, n_dirs=N_,
+                options=WFRSolverOptions(debias=True, on_failure="warn"),
+                on_step=lambda k, t, nu, d: diags.append(d))
+    tr = drive(st, prob, theta0, T=0.4, record_every=2)
+    gd = drive(GradientDescent(h=0.05), prob, theta0, T=0.4, record_every=4)
+    assert len(diags) == 4 and all(d["converged"] for d in diags)
+    f, f_gd = np.asarray(tr.diagnostics["objective"]), np.asarray(gd.diagnostics["objective"])
+    assert np.allclose(tr.t, gd.t) and np.all(np.isfinite(f))
+    assert np.abs(f / f_gd - 1).max() < 5e-3
+
+
+@pytest.mark.slow
 def test_tiny_run_with_the_debiased_wfr_jko(tmp_path):
     import csv
 
