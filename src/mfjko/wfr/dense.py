@@ -11,6 +11,8 @@ b = (q / Rᵀa)^θ with θ = ρ'/(ρ' + ε) (ρ' = ρ by default), then (a, ν) 
 the first-marginal term, a = u^{−ρ/ε}, ν = a ⊙ Rb / u, u = 1 + (2τ/ρ)(λ + ψ + Φᵀg), where g ∈ ℝⁿ
 minimizes H(g) = (n/2)‖g‖² + ⟨g, y⟩ + (ε/(2τ)) Σ a ⊙ Rb (damped Newton, domain u > 0).
 Plain loops, explicit N×N matrices, no acceleration: the yardstick for the JAX solver.
+``debias=True``: the debiased step J − (ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1) (docs/MATH.md "WFR §7"),
+a damped fixed point on log a with a = (z/ω)u^{−2ρ/ε}.
 """
 
 from __future__ import annotations
@@ -200,22 +202,65 @@ def _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, theta, k_a, c, eps_over
     )
 
 
+def _b_exponents(eps, rho_old, source):
+    """(θ_q, θ_ω) of the debiased b-update log b = θ_q log q + θ_ω log ω − (θ_q + θ_ω) log Rᵀa.
+
+    source: with the +(ε/2)H_ω(γᵀ1) term (docs/MATH.md "WFR §7"), else the target-only
+    variant (θ_ω = 0, the standard θ).
+    """
+    den = rho_old + eps + (0.5 * eps if source else 0.0)
+    return rho_old / den, (0.5 * eps / den if source else 0.0)
+
+
+def _dense_debiased(log_R, q, log_q, log_omega, phi_signed, y, lin, rho_old, eps, k_a, c, tol,
+                    max_iter, source=True) -> DenseWFRResult:
+    """The damped fixed point on log a of the debiased step (docs/MATH.md "WFR §7").
+
+    One map: log b from Rᵀa, z = Rb, g = argmin H(·; z²/ω) with exponent 2ρ/ε,
+    log a ← ½(log a + log z − log ω − (2ρ/ε) log u). Plain (no Anderson), from
+    log a = ½ log(q/ω). Raises ConvergenceError past ``max_iter``.
+    """
+    N = q.shape[1]
+    positive = q > 0
+    th_q, th_w = _b_exponents(eps, rho_old, source)
+    k2 = 2.0 * k_a
+
+    def log_rt(log_a):  # log (Rᵀa), (2, N)
+        return logsumexp(log_R + log_a[:, :, None], axis=1)
+
+    g = np.zeros(phi_signed.shape[0])
+    log_a = 0.5 * (np.maximum(log_q, -700.0) - log_omega)
+    err = np.inf
+    for it in range(1, max_iter + 1):
+        with np.errstate(invalid="ignore"):
+            log_b = np.where(positive, th_q * log_q + th_w * log_omega
+                             - (th_q + th_w) * log_rt(log_a), 0.0)
+        log_z = logsumexp(log_R + log_b[:, None, :], axis=2)
+        g, lu = _prox_newton((2 * log_z - log_omega).reshape(-1), phi_signed, y, lin, c, k2,
+                             1.0 / (c * k2), g)
+        log_u = lu.reshape(2, N)
+        log_t = log_z - log_omega - k2 * log_u  # T(log a)
+        log_rta = log_rt(log_t)
+        col = np.exp(log_b + log_rta)
+        with np.errstate(invalid="ignore"):
+            target = np.where(positive, np.exp(th_q * log_q + th_w * log_omega
+                                               + (1 - th_q - th_w) * log_rta), 0.0)
+        err = np.abs(col - target).sum() / q.sum()
+        if err <= tol:
+            p = np.exp(log_z + log_t)
+            return DenseWFRResult(p * np.exp(-log_u), p, col, g, it, float(err))
+        log_a = 0.5 * (log_a + log_t)
+    raise ConvergenceError(
+        f"wfr_jko_step_dense (debias): marginal error {err:.3e} > tol {tol:.1e} after "
+        f"{max_iter} iterations"
+    )
+
+
 def wfr_jko_step_dense(
-    cost,
-    q,
-    phi,
-    y,
-    lam: float,
-    tau: float,
-    eps: float,
-    rho: float = 2.0,
-    *,
-    potential=None,
-    omega=None,
-    rho_old: float | None = None,
-    tol: float = 1e-11,
-    max_iter: int = 100_000,
-    full: bool = False,
+    cost, q, phi, y, lam: float, tau: float, eps: float, rho: float = 2.0, *,
+    potential=None, omega=None, rho_old: float | None = None, tol: float = 1e-11,
+    max_iter: int = 100_000, full: bool = False, debias: bool = False,
+    debias_source: bool = True,
 ):
     r"""One entropic WFR JKO step ν = argmin (module docstring), dense and plain.
 
@@ -231,14 +276,14 @@ def wfr_jko_step_dense(
       tau: JKO step (mean-field time).
       eps: entropic ε (units of C, i.e. angle²).
       rho: marginal weight ρ of the KL terms (ρ = 2: the flow of GD on balanced neurons).
-      rho_old: weight ρ' of the KL term of the old marginal (default ρ; ρ − ε removes
-        the O(ε) entropic bias of the reaction, docs/MATH.md "WFR §5").
+      rho_old: weight ρ' of the old marginal's KL (default ρ; ρ − ε: MATH.md "WFR §5").
       potential: optional (2, N) linear potential ψ added to G (tests: linear G).
-      omega: optional (N,) cell weights ω of the entropy's reference measure (uniform
-        if None; only ratios matter).
-      tol: stop when ‖γᵀ1 − q^θ(Rᵀa)^{1−θ}‖₁ ≤ tol·|q| (second-marginal optimality).
-      max_iter: Sinkhorn iteration cap.
+      omega: optional (N,) cell weights ω (None: uniform; only ratios matter).
+      tol: stop when ‖γᵀ1 − q^θ(Rᵀa)^{1−θ}‖₁ ≤ tol·|q|.
+      max_iter: iteration cap.
       full: also return the plan's marginals and the dual (:class:`DenseWFRResult`).
+      debias: the debiased step J − (ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1) (MATH.md "WFR §7").
+      debias_source: False drops +(ε/2)H_ω(γᵀ1) (O(ε) mass leak; tests only).
 
     Returns:
       ν (2, N), or a :class:`DenseWFRResult`. Raises ConvergenceError if ``tol`` is not
@@ -249,14 +294,17 @@ def wfr_jko_step_dense(
     rho_old = rho if rho_old is None else float(rho_old)
     check_wfr_data(q, phi, y, lam, tau, eps, rho, psi, om, rho_old)
     _check_cost(cost, q.shape[1])
-    theta = rho_old / (rho_old + eps)
-    k_a = rho / eps  # a = u^{-ρ/ε}
-    c = 2.0 * tau / rho
+    k_a, c = rho / eps, 2.0 * tau / rho  # a = u^{-ρ/ε}, u = 1 + c(lin + Φᵀg)
     lin = (lam + (np.zeros(q.shape) if psi is None else psi)).reshape(-1)
     phi_signed = np.concatenate([phi, -phi], axis=1)  # (n, 2N)
     with np.errstate(divide="ignore"):
         log_q = np.log(q)
     log_R = _log_reference_plan(cost, log_q, om, eps)
-    res = _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, theta, k_a, c, eps / (2 * tau),
-                          tol, max_iter)
+    if debias:
+        res = _dense_debiased(log_R, q, log_q, np.log(np.ones(q.shape[1]) if om is None else om),
+                              phi_signed, y, lin, rho_old, eps, k_a, c, tol, max_iter,
+                              debias_source)
+    else:
+        res = _dense_sinkhorn(log_R, q, log_q, phi_signed, y, lin, rho_old / (rho_old + eps),
+                              k_a, c, eps / (2 * tau), tol, max_iter)
     return res if full else res.nu

@@ -5,6 +5,7 @@ One step (docs/MATH.md "WFR §4") maps masses q (2, N) of the ± components to
 by the generalized Sinkhorn iteration of :mod:`mfjko.wfr.dense`, written as a fixed
 point on the prox dual g ∈ ℝⁿ (n = data points), warm-started from the previous step
 and Anderson-accelerated; a mixed g is used only if it keeps u = 1 + (2τ/ρ)(λ + Φᵀg) > 0.
+The debiased step (``WFRSolverOptions.debias``, MATH.md "WFR §7"): the same loop, on log a.
 
 Kernel: the direction grid has no product structure (the cone cost is a function of
 the geodesic distance only), so K = exp(−C/ε) is a dense N×N matrix, applied to both
@@ -47,12 +48,17 @@ __all__ = [
     "direction_speed",
     "drift_ratio",
     "UNDERFLOW",
+    "DEBIAS_START_TOL",
 ]
 
 #: kernel-mode row sums below this are recomputed by an exact log-sum-exp: terms lost to
 #: underflow (< 1e-308 each) are then < N·1e-28 relative to the sum.
 UNDERFLOW = 1e-280
 _BLOCK = 256  # rows per block of the exact (fallback) log-sum-exp
+#: the debiased step starts from the standard step solved to this relative marginal error
+#: (configs/wfr.yaml at ε = 1.5δ², 50 steps: iterations per step 29.7 at 1e-1 but one step of
+#: 1272 at 1, 34.2 at 1e-2, 43.4 at 1e-6)
+DEBIAS_START_TOL = 1e-2
 
 
 class WFRKernel(eqx.Module):
@@ -163,6 +169,11 @@ class WFRSolverOptions:
     ‖∇H‖₂ ≤ newton_tol·max(1, ‖y‖₂).  newton_max_iter: Newton iteration cap per prox.
     anderson_depth: m ≥ 2 mixes the last m iterates of g; 0 or 1: plain iterations.
     on_failure: "raise" (ConvergenceError) or "warn" (warning + converged=False).
+    debias: solve the debiased step J − (ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1) (docs/MATH.md
+    "WFR §7"): the direction blur D = ε/(4τ) removed (O(ε²) left), the mass unbiased;
+    a damped fixed point on log a ∈ ℝ^{2N} with Anderson.
+    debias_anderson_depth: Anderson depth of that fixed point (``anderson_depth`` applies
+    to the standard step only).
     """
 
     tol: float = 1e-9
@@ -171,6 +182,8 @@ class WFRSolverOptions:
     newton_max_iter: int = 50
     anderson_depth: int = 6
     on_failure: str = "raise"
+    debias: bool = False
+    debias_anderson_depth: int = 10
 
     def __post_init__(self):
         # the balanced solver's options share these controls: one validation of them
@@ -254,7 +267,7 @@ class _Step(NamedTuple):
     """One WFR step's data and closed-form pieces (docs/MATH.md "WFR §4").
 
     theta = ρ'/(ρ' + ε) (b-update exponent); k_a = ρ/ε (a = u^{−k_a}); c = 2τ/ρ
-    (u = 1 + c(λ + ψ + Φᵀg)); positive: q > 0; log_q; log_qz = log q/Z (the column factor
+    (u = 1 + c(λ + ψ + Φᵀg)); positive: q > 0; q (2, N); log_q; log_qz = log q/Z (the column factor
     of R); q_mass = |q|.
     """
 
@@ -268,6 +281,7 @@ class _Step(NamedTuple):
     k_a: Array
     c: Array
     positive: Array
+    q: Array
     log_q: Array
     log_qz: Array
     q_mass: Array
@@ -290,54 +304,177 @@ def _step_data(kernel: WFRKernel, q, phi, y, lin, tau, rho_old) -> _Step:
     log_q = jnp.where(positive, jnp.log(jnp.where(positive, q, 1.0)), -jnp.inf)
     return _Step(kernel=kernel, phi=phi, y=y, lin=lin, tau=tau, rho_old=rho_old,
                  theta=rho_old / (rho_old + eps), k_a=rho / eps, c=2.0 * tau / rho,
-                 positive=positive, log_q=log_q, log_qz=log_q - kernel.log_zeta,
+                 positive=positive, q=q, log_q=log_q, log_qz=log_q - kernel.log_zeta,
                  q_mass=jnp.sum(q))
 
 
-def _evaluate(st: _Step, s: dict, numeric: dict) -> dict:
-    """One generalized Sinkhorn iteration from the iterate g = s["g"]: b, then (a, ν) by the prox.
+class _Evaluation(NamedTuple):
+    """One evaluation of a marginal update at the iterate x (z = Rb given)."""
 
-    Returns the evaluation's g_out, log_u, log_z, log_b, col, log_rta, the relative
-    second-marginal error, the Newton counts and the exact-path count.
+    g: Array  # (n,) the prox dual
+    log_u: Array  # (2, N)
+    log_a: Array  # (2, N) log a of the plan whose first marginal is the prox output
+    image: Array  # T(x), the shape of x
+    newton_iterations: Array
+    newton_residual: Array
+
+
+class _MarginalUpdate(NamedTuple):
+    """What distinguishes a WFR step's Sinkhorn loop: its fixed point, prox and b-update.
+
+    x0: the first iterate.  log_a: ``x -> log a (2, N)`` at the iterate x.
+    evaluate: ``(x, g, log z) -> _Evaluation``, g the last prox dual.
+    log_b: ``log Rᵀa -> log b``.  target: ``log Rᵀa -> the optimal γᵀ1 given a``.
+    weight: weights of Anderson's norm, or None.  admissible: ``x -> bool`` (Anderson
+    keeps a mixed x only if true), or None.  reuse: (static) an unmixed next iterate has
+    the evaluation's log a, so its Rᵀa is reused.
+    """
+
+    x0: Array
+    log_a: Callable
+    evaluate: Callable
+    log_b: Callable
+    target: Callable
+    weight: Array | None
+    admissible: Callable | None
+    reuse: bool
+
+
+def _standard_update(st: _Step, g0, numeric: dict) -> _MarginalUpdate:
+    """The entropic step of MATH.md "WFR §4": the fixed point on g, a = u(g)^{−ρ/ε}."""
+    eps = st.kernel.eps
+
+    def log_a_of(g):
+        return -st.k_a * st.log_u_of(g)[0]
+
+    def evaluate(x, g, log_z):
+        del g  # Newton starts from the iterate itself
+        g_out, lu_flat, nit, nres = _prox_newton(
+            log_z.reshape(-1), st.phi, st.y, st.lin, st.c, st.k_a, eps / (2.0 * st.tau), x,
+            numeric["newton_tol"], numeric["newton_max_iter"],
+        )
+        log_u = lu_flat.reshape(2, st.kernel.size)
+        return _Evaluation(g_out, log_u, -st.k_a * log_u, g_out, nit, nres)
+
+    def target(log_rta):
+        return jnp.where(st.positive,
+                         jnp.exp(st.theta * st.log_q + (1.0 - st.theta) * log_rta), 0.0)
+
+    return _MarginalUpdate(
+        x0=g0, log_a=log_a_of, evaluate=evaluate,
+        log_b=lambda log_rta: jnp.where(st.positive, st.theta * (st.log_q - log_rta), 0.0),
+        target=target, weight=None, admissible=lambda g: st.log_u_of(g)[1], reuse=True,
+    )
+
+
+def _debiased_update(st: _Step, g0, numeric: dict, start=None,
+                     damping: float = 0.5) -> _MarginalUpdate:
+    """The debiased step (MATH.md "WFR §7"): the damped fixed point on x = log a ∈ ℝ^{2N}.
+
+    a = (z/ω) u^{−2ρ/ε}, p = a z = prox of the dual with z²/ω and exponent 2ρ/ε;
+    log b = θ_q log q + θ_ω log ω − (θ_q + θ_ω) log Rᵀa, θ_q = ρ'/(ρ' + 3ε/2),
+    θ_ω = (ε/2)/(ρ' + 3ε/2); Anderson in the q^{1/2}-weighted norm. Start: a = (p/ω)^{1/2}
+    u^{−ρ/ε} (the solution's form when Rb ≈ (pω)^{1/2} u^{ρ/ε}) with (log p, log u) = ``start``,
+    the standard step's solution; without it, p = q (floored) and u = u(g₀).
     """
     kernel, N = st.kernel, st.kernel.size
-    eps = kernel.eps
-    log_b = jnp.where(st.positive, st.theta * (st.log_q - s["log_rta"]), 0.0)
+    eps, log_om = kernel.eps, kernel.log_omega
+    den = st.rho_old + 1.5 * eps
+    th_q, th_w = st.rho_old / den, 0.5 * eps / den
+    k2 = 2.0 * st.k_a
+
+    def evaluate(x, g, log_z):
+        z_pos = jnp.isfinite(log_z)
+        log_z2 = jnp.where(z_pos, 2.0 * log_z - log_om, -jnp.inf)
+        g_out, lu_flat, nit, nres = _prox_newton(
+            log_z2.reshape(-1), st.phi, st.y, st.lin, st.c, k2, eps / (4.0 * st.tau), g,
+            numeric["newton_tol"], numeric["newton_max_iter"],
+        )
+        log_u = lu_flat.reshape(2, N)
+        # where z = 0 the row of γ vanishes whatever a is: a = 1 there keeps x finite
+        log_a = jnp.where(z_pos, jnp.where(z_pos, log_z, 0.0) - log_om - k2 * log_u, 0.0)
+        image = (1.0 - damping) * x + damping * log_a.reshape(-1)
+        return _Evaluation(g_out, log_u, log_a, image, nit, nres)
+
+    def target(log_rta):
+        return jnp.where(st.positive, jnp.exp(th_q * st.log_q + th_w * log_om
+                                              + (1.0 - th_q - th_w) * log_rta), 0.0)
+
+    log_p, log_u0 = (st.log_q, st.log_u_of(g0)[0]) if start is None else start
+    tiny = jnp.log(jnp.finfo(st.log_q.dtype).tiny)
+    x0 = -st.k_a * log_u0 + 0.5 * (jnp.maximum(log_p, tiny) - log_om)
+    return _MarginalUpdate(
+        x0=x0.reshape(-1), log_a=lambda x: x.reshape(2, N), evaluate=evaluate,
+        log_b=lambda log_rta: jnp.where(
+            st.positive, th_q * st.log_q + th_w * log_om - (th_q + th_w) * log_rta, 0.0),
+        target=target, weight=jnp.sqrt(st.q / st.q_mass).reshape(-1), admissible=None,
+        reuse=False,
+    )
+
+
+def _evaluate(st: _Step, update: _MarginalUpdate, s: dict) -> dict:
+    """One generalized Sinkhorn iteration from the iterate x = s["x"]: b, then (a, ν) by the prox.
+
+    Returns the evaluation (:class:`_Evaluation`), log z, log b, col = γᵀ1, log Rᵀa, the
+    relative second-marginal error and the exact-path count.
+    """
+    kernel = st.kernel
+    log_b = update.log_b(s["log_rta"])
     lz, fb1 = kernel.lse(st.log_qz + log_b)
     log_z = kernel.log_omega + lz
-    g_out, lu_flat, nit, nres = _prox_newton(
-        log_z.reshape(-1), st.phi, st.y, st.lin, st.c, st.k_a, eps / (2.0 * st.tau), s["g"],
-        numeric["newton_tol"], numeric["newton_max_iter"],
-    )
-    log_u = lu_flat.reshape(2, N)
-    log_rta, fb2 = st.log_rta_of(-st.k_a * log_u)
+    ev = update.evaluate(s["x"], s["g_out"], log_z)
+    log_rta, fb2 = st.log_rta_of(ev.log_a)
     col = jnp.exp(log_b + log_rta)
-    target = jnp.where(st.positive,
-                       jnp.exp(st.theta * st.log_q + (1.0 - st.theta) * log_rta), 0.0)
-    err = jnp.sum(jnp.abs(col - target)) / st.q_mass
-    err = jnp.where(jnp.isfinite(err) & jnp.all(jnp.isfinite(g_out)), err, jnp.nan)
-    return dict(g_out=g_out, log_u=log_u, log_z=log_z, log_b=log_b, col=col,
-                log_rta=log_rta, err=err, nit=nit, nres=nres,
+    err = jnp.sum(jnp.abs(col - update.target(log_rta))) / st.q_mass
+    err = jnp.where(jnp.isfinite(err) & jnp.all(jnp.isfinite(ev.g)), err, jnp.nan)
+    return dict(ev=ev, log_z=log_z, log_b=log_b, col=col, log_rta=log_rta, err=err,
                 exact=fb1.astype(jnp.int32) + fb2)
 
 
-def _sinkhorn(st: _Step, g0, numeric: dict, depth: int) -> dict:
-    """The WFR generalized Sinkhorn loop on g, Anderson-accelerated; its final state."""
-    n, N = st.phi.shape[0], st.kernel.size
+def _initial_carry(st: _Step, g0, update: _MarginalUpdate, depth: int) -> dict:
+    """The loop's state before the first iteration: x₀, its log Rᵀa, no history."""
+    N = st.kernel.size
     dtype = st.log_q.dtype
-    # warm start: any g with u(g) > 0 is admissible (u does not depend on q)
-    lu0, feasible0 = st.log_u_of(g0)
-    g0 = jnp.where(feasible0, g0, jnp.zeros_like(g0))
-    lu0, _ = st.log_u_of(g0)
-    rta0, fb0 = st.log_rta_of(-st.k_a * lu0)
+    log_a0 = update.log_a(update.x0)
+    rta0, fb0 = st.log_rta_of(log_a0)
     zeros = jnp.zeros((2, N), dtype)
-    init = dict(
-        g=g0, log_rta=rta0, it=jnp.asarray(0), err=jnp.asarray(jnp.inf, dtype),
+    return dict(
+        x=update.x0, log_rta=rta0, it=jnp.asarray(0), err=jnp.asarray(jnp.inf, dtype),
         newton_total=jnp.asarray(0), newton_max=jnp.asarray(0),
         newton_res=jnp.asarray(0.0, dtype), exact=fb0.astype(jnp.int32),
-        g_out=g0, log_u=lu0, log_z=zeros, log_b=zeros, col=zeros,
-        hist=anderson.empty_history(max(int(depth), 1), n, dtype),
+        g_out=g0, log_u=st.log_u_of(g0)[0], log_a=log_a0, log_z=zeros, log_b=zeros,
+        col=zeros, hist=anderson.empty_history(max(int(depth), 1), update.x0.shape[0], dtype),
     )
+
+
+def _sinkhorn(st: _Step, g0, numeric: dict, depth: int, debias_depth: int = 0) -> dict:
+    """The WFR generalized Sinkhorn loop for the step (debias_depth > 0: the debiased one).
+
+    The debiased fixed point on log a starts from the standard step solved to the relative
+    marginal error :data:`DEBIAS_START_TOL` (Anderson depth ``depth``): from g₀ and q alone,
+    log a must travel O((ρ/ε)·c Φᵀg) (±670 on configs/wfr.yaml's first step) along a mode
+    the damped map moves by O(1) per iteration (docs/MATH.md "WFR §7"). The iteration
+    counts of both loops are added.
+    """
+    # warm start: any g with u(g) > 0 is admissible (u does not depend on q)
+    g0 = jnp.where(st.log_u_of(g0)[1], g0, jnp.zeros_like(g0))
+    if not debias_depth:
+        return _loop(st, _standard_update(st, g0, numeric), g0, numeric, depth)
+    pre = dict(numeric, tol=jnp.maximum(numeric["tol"], DEBIAS_START_TOL))
+    s = _loop(st, _standard_update(st, g0, pre), g0, pre, depth)
+    ok = jnp.isfinite(s["err"]) & jnp.all(jnp.isfinite(s["g_out"]))
+    g1 = jnp.where(ok, s["g_out"], g0)
+    start = (jnp.where(ok, s["log_z"] + s["log_a"], st.log_q), st.log_u_of(g1)[0])
+    d = _loop(st, _debiased_update(st, g1, numeric, start), g1, numeric, debias_depth)
+    for key in ("it", "newton_total", "exact"):
+        d[key] = d[key] + s[key]
+    d["newton_max"] = jnp.maximum(d["newton_max"], s["newton_max"])
+    d["newton_res"] = jnp.maximum(d["newton_res"], s["newton_res"])
+    return d
+
+
+def _loop(st: _Step, update: _MarginalUpdate, g0, numeric: dict, depth: int) -> dict:
+    """The generalized Sinkhorn iteration of a marginal update, Anderson-accelerated."""
 
     def cond(s):
         return (s["it"] < numeric["max_iter"]) & (s["err"] > numeric["tol"]) & ~jnp.isnan(
@@ -345,37 +482,49 @@ def _sinkhorn(st: _Step, g0, numeric: dict, depth: int) -> dict:
         )
 
     def body(s):
-        ev = _evaluate(st, s, numeric)
-        # Anderson on g (a mixed g only if it keeps u > 0)
-        hist, g_next, use_mix = anderson.step(s["hist"], s["g"], ev["g_out"],
-                                              admissible=lambda g: st.log_u_of(g)[1])
+        out = _evaluate(st, update, s)
+        ev = out["ev"]
+        hist, x_next, use_mix = anderson.step(s["hist"], s["x"], ev.image,
+                                              weight=update.weight,
+                                              admissible=update.admissible)
 
         def mixed_rta():
-            lu_m, _ = st.log_u_of(g_next)
-            return st.log_rta_of(-st.k_a * lu_m)
+            return st.log_rta_of(update.log_a(x_next))
 
-        rta_next, fb3 = lax.cond(use_mix, mixed_rta,
-                                 lambda: (ev["log_rta"], jnp.asarray(False)))
+        if update.reuse:
+            rta_next, fb3 = lax.cond(use_mix, mixed_rta,
+                                     lambda: (out["log_rta"], jnp.asarray(False)))
+        else:
+            rta_next, fb3 = mixed_rta()
         return dict(
-            g=g_next, log_rta=rta_next, it=s["it"] + 1, err=ev["err"],
-            newton_total=s["newton_total"] + ev["nit"],
-            newton_max=jnp.maximum(s["newton_max"], ev["nit"]),
-            newton_res=jnp.maximum(s["newton_res"], ev["nres"]),
-            exact=s["exact"] + ev["exact"] + fb3,
-            g_out=ev["g_out"], log_u=ev["log_u"], log_z=ev["log_z"], log_b=ev["log_b"],
-            col=ev["col"], hist=hist,
+            x=x_next, log_rta=rta_next, it=s["it"] + 1, err=out["err"],
+            newton_total=s["newton_total"] + ev.newton_iterations,
+            newton_max=jnp.maximum(s["newton_max"], ev.newton_iterations),
+            newton_res=jnp.maximum(s["newton_res"], ev.newton_residual),
+            exact=s["exact"] + out["exact"] + fb3,
+            g_out=ev.g, log_u=ev.log_u, log_a=ev.log_a, log_z=out["log_z"],
+            log_b=out["log_b"], col=out["col"], hist=hist,
         )
 
-    return lax.while_loop(cond, body, init)
+    return lax.while_loop(cond, body, _initial_carry(st, g0, update, depth))
 
 
-def _step_result(st: _Step, q, s: dict, tol):
-    """ν, the warm start and the diagnostics (G, the step objective J, masses) of the plan."""
+def _entropy(x, log_omega):
+    """H_ω(x) = Σ x(log(x/ω) − 1) (0 log 0 = 0), x (2, N)."""
+    log_x = jnp.log(jnp.where(x > 0, x, 1.0))
+    return jnp.sum(jnp.where(x > 0, x * (log_x - log_omega - 1.0), 0.0))
+
+
+def _step_result(st: _Step, q, s: dict, tol, debias: bool = False):
+    """ν, the warm start and the diagnostics (G, the step objective J, masses) of the plan.
+
+    With ``debias`` J includes −(ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1) (MATH.md "WFR §7").
+    """
     kernel = st.kernel
     eps, rho = kernel.eps, kernel.rho
     q_mass = st.q_mass
     log_u, log_z, log_b, col = s["log_u"], s["log_z"], s["log_b"], s["col"]
-    log_a = -st.k_a * log_u
+    log_a = s["log_a"] if debias else -st.k_a * log_u  # (the standard path's exact ops)
     p = jnp.exp(log_z + log_a)  # first marginal of the plan
     nu = p * jnp.exp(-log_u)
     G = _objective(nu, st.phi, st.y, st.lin)
@@ -386,6 +535,8 @@ def _step_result(st: _Step, q, s: dict, tol):
     kl_old = jnp.sum(jnp.where(col > 0, col * (jnp.log(jnp.where(col > 0, col, 1.0))
                                                - st.log_q), 0.0) - col + q)
     J = eps * kl_gamma + rho * kl_new + st.rho_old * kl_old + 2.0 * st.tau * G
+    if debias:
+        J = J + 0.5 * eps * (_entropy(col, kernel.log_omega) - _entropy(p, kernel.log_omega))
     finite = jnp.all(jnp.isfinite(nu)) & jnp.isfinite(J) & jnp.all(jnp.isfinite(s["g_out"]))
     converged = finite & (s["err"] <= tol)
     diag = WFRDiagnostics(
@@ -398,9 +549,11 @@ def _step_result(st: _Step, q, s: dict, tol):
 
 
 @eqx.filter_jit
-def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: int):
+def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: int,
+           debias_depth: int = 0):
     st = _step_data(kernel, q, phi, y, lin, tau, rho_old)
-    return _step_result(st, q, _sinkhorn(st, g0, numeric, depth), numeric["tol"])
+    return _step_result(st, q, _sinkhorn(st, g0, numeric, depth, debias_depth),
+                        numeric["tol"], debias_depth > 0)
 
 
 def _numeric(options: WFRSolverOptions) -> dict:
@@ -412,6 +565,11 @@ def _numeric(options: WFRSolverOptions) -> dict:
         "newton_tol": jnp.asarray(options.newton_tol, dtype=f),
         "newton_max_iter": jnp.asarray(options.newton_max_iter, dtype=i),
     }
+
+
+def _debias_depth(options: WFRSolverOptions) -> int:
+    """0 for the standard step, else the debiased fixed point's Anderson depth (≥ 1)."""
+    return max(int(options.debias_anderson_depth), 1) if options.debias else 0
 
 
 def _as_masses(q, N: int) -> Array:
@@ -473,7 +631,7 @@ def wfr_jko_step(
         raise ValueError(f"state.g has shape {g0.shape}, expected ({n},)")
     f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)
     nu, new_state, diag = _solve(kernel, q, phi_signed, y, f64(lin), f64(tau), f64(rho_old), g0,
-                                 _numeric(options), options.anderson_depth)
+                                 _numeric(options), options.anderson_depth, _debias_depth(options))
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (
