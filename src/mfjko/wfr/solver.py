@@ -18,6 +18,7 @@ entries below 1e-16 of the largest, so we keep the dense product.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
