@@ -1,7 +1,7 @@
 r"""Type-II Anderson acceleration of a fixed-point map x ← T(x), with a restart safeguard.
 
-The one implementation behind the balanced Sinkhorn loop (:mod:`mfjko.jko.sinkhorn`) and
-the WFR solver (:mod:`mfjko.wfr.solver`). A :class:`History` is a ring buffer of the last
+The one implementation behind the one Sinkhorn loop (:func:`mfjko.jko.sinkhorn.sinkhorn_loop`,
+balanced and WFR steps). A :class:`History` is a ring buffer of the last
 m evaluation points x_j and their images T(x_j), newest in row 0; :func:`step` records
 one evaluation, restarts the history when the residual ‖T(x) − x‖ more than doubles (or is
 not finite, or the caller asks), and returns the mixed point Σ_j c_j T(x_j), Σ c_j = 1,

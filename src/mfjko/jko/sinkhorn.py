@@ -9,8 +9,9 @@ across ε-scaling stages) and Anderson acceleration (type II) of T with a restar
 A plain iteration costs two kernel applications, an Anderson-mixed one a third.
 :func:`debiased_sinkhorn` solves the debiased step (− (ε/2)H(p), MATH.md "Debiased entropic
 JKO"), whose a depends on Kb as well: a damped fixed point on log a ∈ ℝᴺ with Anderson.
-Both run one loop (ε-scaling, stopping test, :mod:`mfjko.anderson`), differing only in
-their marginal update (which fixed point, which prox).
+:func:`sinkhorn_loop` is the one loop of every Sinkhorn problem here, the WFR steps of
+:mod:`mfjko.wfr.solver` included (ε-scaling, stopping test, :mod:`mfjko.anderson`); a
+:class:`MarginalUpdate` holds the differences (fixed point, prox, b-update, error).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from mfjko.jko.prox import kl_prox_newton
 
 Array = jax.Array
 
-__all__ = ["SinkhornResult", "StepData", "SinkhornControls", "generalized_sinkhorn",
-           "debiased_sinkhorn"]
+__all__ = ["SinkhornResult", "StepData", "SinkhornControls", "Evaluation", "MarginalUpdate",
+           "LoopState", "sinkhorn_loop", "generalized_sinkhorn", "debiased_sinkhorn"]
 
 
 class SinkhornResult(NamedTuple):
@@ -85,39 +86,71 @@ class SinkhornControls(NamedTuple):
 
 
 
-class _Evaluation(NamedTuple):
-    """One evaluation of the fixed-point map T at the iterate x."""
+class Evaluation(NamedTuple):
+    """One evaluation of a marginal update's fixed-point map T at the iterate x."""
 
-    log_p: Array  # (N,) prox output p
-    g: Array  # (n,) its KL-prox dual
-    log_a: Array  # (N,) log a of the plan whose first marginal is p
+    g: Array  # (n,) the prox dual
+    log_a: Array  # log a of the plan whose first marginal is the prox output
     image: Array  # T(x), the shape of x
     newton_iterations: Array
     newton_residual: Array
+    aux: Array  # the solver's own output (balanced: log p (N,); WFR: log u (2, N))
 
 
-class _MarginalUpdate(NamedTuple):
-    """What distinguishes a balanced step's Sinkhorn loop: its fixed point and its prox.
+class MarginalUpdate(NamedTuple):
+    """Everything that distinguishes one Sinkhorn problem in :func:`sinkhorn_loop`.
 
-    x0: the first iterate.  log_a: ``(x, ε) -> log a`` at the iterate x.
-    evaluate: ``(x, g, log z, ε) -> _Evaluation``, g the last prox dual (log z = LSE(log b)).
-    rescale: ``(x, ε, ε_next) -> x`` carried into the next ε stage.
-    weight: (dim x,) weights of Anderson's norm, or None.
-    reuse_lse: (static) an unmixed next iterate has the evaluation's log a, so its
-    LSE is reused within an ε stage.
+    x0: the first iterate.  out0: (g, log a, aux) reported before any evaluation.
+    log_a: ``(x, ε) -> log a``.  evaluate: ``(x, g, log z, ε) -> Evaluation``, g the last
+    prox dual.  log_b: ``log Kᵀa -> log b`` (balanced: the hard constraint
+    log q − log Kᵀa; WFR: the soft KL update).  error: ``(col, log Kᵀa, ev) -> err``
+    (non-finite: NaN).  lse_b, lse_a: ``(log b, ε) -> (log z, exact)`` and
+    ``(log a, ε) -> (log Kᵀa, exact)``, exact: whether the kernel took an exact path
+    (counted).  rescale: ``(x, ε, ε_next) -> x`` into the next ε stage.  weight: weights
+    of Anderson's norm, or None.  admissible: ``mixed -> bool`` (Anderson keeps a mixed x
+    only if true), or None.  reuse: (static) an unmixed next iterate has the evaluation's
+    log a, so its LSE is reused within an ε stage.
     """
 
     x0: Array
+    out0: tuple
     log_a: Callable
     evaluate: Callable
+    log_b: Callable
+    error: Callable
+    lse_b: Callable
+    lse_a: Callable
     rescale: Callable
     weight: Array | None
-    reuse_lse: bool
+    admissible: Callable | None
+    reuse: bool
 
 
-def _standard_update(data: StepData, tau, g0, controls: SinkhornControls) -> _MarginalUpdate:
+def _no_exact(apply_lse):
+    """A kernel without an exact path: ``(u, ε) -> (LSE, False)``."""
+    return lambda u, e: (apply_lse(u, e), jnp.asarray(False))
+
+
+def _balanced(apply_lse, data: StepData, x0, out0, log_a, evaluate, rescale, weight,
+              reuse: bool) -> MarginalUpdate:
+    """A balanced step's update: log b = log q − LSE(log a), err = ‖b ⊙ Kᵀa − q‖₁."""
+
+    def error(col, log_kta, ev):
+        err = jnp.sum(jnp.abs(col - data.q))
+        return jnp.where(jnp.isfinite(err), err, jnp.nan)
+
+    lse = _no_exact(apply_lse)
+    return MarginalUpdate(x0=x0, out0=out0, log_a=log_a, evaluate=evaluate,
+                          log_b=lambda log_kta: data.log_q - log_kta, error=error,
+                          lse_b=lse, lse_a=lse, rescale=rescale, weight=weight,
+                          admissible=None, reuse=reuse)
+
+
+def _standard_update(apply_lse, data: StepData, tau, g0,
+                     controls: SinkhornControls) -> MarginalUpdate:
     """Peyré's step: the fixed point on g, a = exp(−(2τ/ε)(λv/2 + Φᵀg)), p = prox_{σF}(Kb)."""
     phi, y, shift = data.phi, data.y, data.shift
+    zeros_N = jnp.zeros_like(data.log_q)
 
     def log_a_of(g, e):
         return -(2.0 * tau / e) * (shift + g @ phi)
@@ -128,14 +161,14 @@ def _standard_update(data: StepData, tau, g0, controls: SinkhornControls) -> _Ma
         log_p, g_out, nit, nres = kl_prox_newton(
             log_z, phi, y, shift, sigma, x, controls.newton_tol, controls.newton_max_iter
         )
-        return _Evaluation(log_p, g_out, log_a_of(g_out, e), g_out, nit, nres)
+        return Evaluation(g_out, log_a_of(g_out, e), g_out, nit, nres, log_p)
 
-    return _MarginalUpdate(x0=g0, log_a=log_a_of, evaluate=evaluate,
-                           rescale=lambda x, e, e_next: x, weight=None, reuse_lse=True)
+    return _balanced(apply_lse, data, g0, (g0, zeros_N, zeros_N), log_a_of, evaluate,
+                     lambda x, e, e_next: x, None, True)
 
 
-def _debiased_update(data: StepData, tau, g0, controls: SinkhornControls,
-                     damping: float) -> _MarginalUpdate:
+def _debiased_update(apply_lse, data: StepData, tau, g0, controls: SinkhornControls,
+                     damping: float) -> MarginalUpdate:
     """The debiased step: the damped fixed point on x = log a, p = prox_{σ′F}((Kb)²).
 
     σ′ = 4τ/ε; Anderson's norm is weighted by q^{1/2} (see :func:`debiased_sinkhorn`).
@@ -144,6 +177,7 @@ def _debiased_update(data: StepData, tau, g0, controls: SinkhornControls,
     dtype = log_q.dtype
     eps_start = jnp.asarray(controls.eps_start, dtype)
     log_q_floor = jnp.maximum(log_q, jnp.log(jnp.finfo(dtype).tiny))  # q = 0: b = 0 there
+    zeros_N = jnp.zeros_like(log_q)
 
     def evaluate(x, g, log_z, e):
         sigma = 4.0 * tau / e
@@ -155,22 +189,26 @@ def _debiased_update(data: StepData, tau, g0, controls: SinkhornControls,
         # where z = 0 the row of π vanishes whatever a is: a = 1 there keeps x finite
         log_a = jnp.where(z_pos, log_p - jnp.where(z_pos, log_z, 0.0), 0.0)
         image = (1.0 - damping) * x + damping * log_a  # damped map
-        return _Evaluation(log_p, g_out, log_a, image, nit, nres)
+        return Evaluation(g_out, log_a, image, nit, nres, log_p)
 
-    return _MarginalUpdate(
+    return _balanced(
+        apply_lse, data,
         x0=0.5 * log_q_floor - (2.0 * tau / eps_start) * (shift + g0 @ phi),
+        out0=(g0, zeros_N, zeros_N),
         log_a=lambda x, e: x,
         evaluate=evaluate,
         rescale=lambda x, e, e_next: x * (e / e_next),  # keep the potential ε·log a
         # Anderson's least squares and the restart test in the q^{1/2}-weighted norm: log a
         # where q is negligible (the tails) would otherwise dominate them
         weight=jnp.sqrt(q / jnp.sum(q)),
-        reuse_lse=False,
+        reuse=False,
     )
 
 
-class _Carry(NamedTuple):
-    x: Array  # the fixed point's iterate (g, or log a for the debiased step)
+class LoopState(NamedTuple):
+    """State of :func:`sinkhorn_loop` (its output at exit)."""
+
+    x: Array  # the fixed point's iterate (g, or log a for a debiased step)
     log_kta: Array  # LSE(log a(x)) at the current ε
     eps: Array
     it: Array
@@ -178,42 +216,95 @@ class _Carry(NamedTuple):
     newton_total: Array
     newton_max: Array
     newton_res: Array
+    exact: Array  # kernel applications that took the exact path
     # output of the last evaluation of T
-    log_p: Array
     g: Array
     log_a: Array
+    aux: Array
+    log_z: Array
     log_b: Array
     col: Array
     hist: anderson.History
 
 
-def _initial_carry(apply_lse, data: StepData, controls: SinkhornControls, g0,
-                   update: _MarginalUpdate, anderson_depth: int) -> _Carry:
+def _initial_state(update: MarginalUpdate, controls: SinkhornControls,
+                   anderson_depth: int) -> LoopState:
     """The loop's state before the first iteration: x₀, its LSE at ε_start, no history."""
-    dtype = data.log_q.dtype
+    g0, log_a0, aux0 = update.out0
+    dtype = log_a0.dtype
     eps_start = jnp.asarray(controls.eps_start, dtype)
-    zeros_N = jnp.zeros_like(data.log_q)
-    return _Carry(
-        x=update.x0,
-        log_kta=apply_lse(update.log_a(update.x0, eps_start), eps_start),
-        eps=eps_start,
-        it=jnp.asarray(0),
-        err=jnp.asarray(jnp.inf, dtype),
-        newton_total=jnp.asarray(0),
-        newton_max=jnp.asarray(0),
-        newton_res=jnp.asarray(0.0, dtype),
-        log_p=zeros_N,
-        g=g0,
-        log_a=zeros_N,
-        log_b=zeros_N,
-        col=zeros_N,
+    log_kta, exact = update.lse_a(update.log_a(update.x0, eps_start), eps_start)
+    zeros = jnp.zeros_like(log_a0)
+    return LoopState(
+        x=update.x0, log_kta=log_kta, eps=eps_start, it=jnp.asarray(0),
+        err=jnp.asarray(jnp.inf, dtype), newton_total=jnp.asarray(0),
+        newton_max=jnp.asarray(0), newton_res=jnp.asarray(0.0, dtype),
+        exact=exact.astype(jnp.int32), g=g0, log_a=log_a0, aux=aux0, log_z=zeros,
+        log_b=zeros, col=zeros,
         hist=anderson.empty_history(max(int(anderson_depth), 1), update.x0.shape[0], dtype),
     )
 
 
-def _result(c: _Carry) -> SinkhornResult:
+def _next_stage(e, eps, err, controls: SinkhornControls):
+    """ε-scaling: move to the next stage once this one is solved to ``stage_tol``."""
+    stage_done = (e > eps) & (err <= controls.stage_tol)
+    return stage_done, jnp.where(stage_done, jnp.maximum(eps, e * controls.eps_factor), e)
+
+
+def sinkhorn_loop(update: MarginalUpdate, eps, controls: SinkhornControls,
+                  anderson_depth: int, anderson_reg: float = 1e-10) -> LoopState:
+    """The one generalized Sinkhorn loop (balanced and WFR steps), with ε-scaling and Anderson.
+
+    One iteration: log b from log Kᵀa, log z = LSE(log b), the update's evaluation of T,
+    log Kᵀa of its a, col = b ⊙ Kᵀa and the error; then Anderson on x (restarted when the
+    residual grows or ε changes) and LSE(log a) of the next iterate. It stops at ε and
+    err ≤ tol (``controls``; eps_start = ε: a single stage). Pure, jittable.
+    """
+    init = _initial_state(update, controls, anderson_depth)
+
+    def cond(c):
+        at_target = c.eps <= eps
+        return (c.it < controls.max_iter) & ~(at_target & (c.err <= controls.tol)) & ~jnp.isnan(
+            c.err)
+
+    def body(c):
+        e = c.eps
+        log_b = update.log_b(c.log_kta)
+        log_z, fb1 = update.lse_b(log_b, e)
+        ev = update.evaluate(c.x, c.g, log_z, e)
+        log_kta_out, fb2 = update.lse_a(ev.log_a, e)
+        col = jnp.exp(log_b + log_kta_out)
+        err = update.error(col, log_kta_out, ev)
+        stage_done, new_eps = _next_stage(e, eps, err, controls)
+        hist, x_next, use_mix = anderson.step(c.hist, c.x, ev.image, restart=stage_done,
+                                              reg=anderson_reg, weight=update.weight,
+                                              admissible=update.admissible)
+        x_next = update.rescale(x_next, e, new_eps)
+
+        def lse_next():
+            return update.lse_a(update.log_a(x_next, new_eps), new_eps)
+
+        if update.reuse:
+            log_kta_next, fb3 = lax.cond(use_mix | stage_done, lse_next,
+                                         lambda: (log_kta_out, jnp.asarray(False)))
+        else:
+            log_kta_next, fb3 = lse_next()
+        return LoopState(
+            x=x_next, log_kta=log_kta_next, eps=new_eps, it=c.it + 1, err=err,
+            newton_total=c.newton_total + ev.newton_iterations,
+            newton_max=jnp.maximum(c.newton_max, ev.newton_iterations),
+            newton_res=jnp.maximum(c.newton_res, ev.newton_residual),
+            exact=c.exact + (fb1.astype(jnp.int32) + fb2) + fb3,
+            g=ev.g, log_a=ev.log_a, aux=ev.aux, log_z=log_z, log_b=log_b, col=col,
+            hist=hist,
+        )
+
+    return lax.while_loop(cond, body, init)
+
+
+def _result(c: LoopState) -> SinkhornResult:
     return SinkhornResult(
-        log_p=c.log_p,
+        log_p=c.aux,
         g=c.g,
         log_a=c.log_a,
         log_b=c.log_b,
@@ -225,65 +316,6 @@ def _result(c: _Carry) -> SinkhornResult:
         newton_residual=c.newton_res,
         final_eps=c.eps,
     )
-
-
-def _next_stage(e, eps, err, controls: SinkhornControls):
-    """ε-scaling: move to the next stage once this one is solved to ``stage_tol``."""
-    stage_done = (e > eps) & (err <= controls.stage_tol)
-    return stage_done, jnp.where(stage_done, jnp.maximum(eps, e * controls.eps_factor), e)
-
-
-def _sinkhorn_loop(apply_lse, data: StepData, eps, controls: SinkhornControls,
-                   g0, update: _MarginalUpdate, anderson_depth: int,
-                   anderson_reg: float) -> SinkhornResult:
-    """The balanced Sinkhorn loop, with ε-scaling and Anderson, for a marginal update."""
-    log_q, q = data.log_q, data.q
-    init = _initial_carry(apply_lse, data, controls, g0, update, anderson_depth)
-
-    def cond(c):
-        at_target = c.eps <= eps
-        return (c.it < controls.max_iter) & ~(at_target & (c.err <= controls.tol)) & ~jnp.isnan(
-            c.err)
-
-    def body(c):
-        e = c.eps
-        log_b = log_q - c.log_kta
-        ev = update.evaluate(c.x, c.g, apply_lse(log_b, e), e)
-        log_kta_out = apply_lse(ev.log_a, e)
-        col = jnp.exp(log_b + log_kta_out)
-        err = jnp.sum(jnp.abs(col - q))
-        err = jnp.where(jnp.isfinite(err), err, jnp.nan)
-        stage_done, new_eps = _next_stage(e, eps, err, controls)
-        # Anderson on x, restarted when the residual grows or ε changes
-        hist, x_next, use_mix = anderson.step(c.hist, c.x, ev.image, restart=stage_done,
-                                              reg=anderson_reg, weight=update.weight)
-        x_next = update.rescale(x_next, e, new_eps)
-
-        def lse_next():
-            return apply_lse(update.log_a(x_next, new_eps), new_eps)
-
-        if update.reuse_lse:
-            log_kta_next = lax.cond(use_mix | stage_done, lse_next, lambda: log_kta_out)
-        else:
-            log_kta_next = lse_next()
-        return _Carry(
-            x=x_next,
-            log_kta=log_kta_next,
-            eps=new_eps,
-            it=c.it + 1,
-            err=err,
-            newton_total=c.newton_total + ev.newton_iterations,
-            newton_max=jnp.maximum(c.newton_max, ev.newton_iterations),
-            newton_res=jnp.maximum(c.newton_res, ev.newton_residual),
-            log_p=ev.log_p,
-            g=ev.g,
-            log_a=ev.log_a,
-            log_b=log_b,
-            col=col,
-            hist=hist,
-        )
-
-    return _result(lax.while_loop(cond, body, init))
 
 
 def generalized_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: SinkhornControls,
@@ -303,9 +335,8 @@ def generalized_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sink
     Returns:
       A :class:`SinkhornResult`.
     """
-    update = _standard_update(data, tau, g0, controls)
-    return _sinkhorn_loop(apply_lse, data, eps, controls, g0, update, anderson_depth,
-                          anderson_reg)
+    update = _standard_update(apply_lse, data, tau, g0, controls)
+    return _result(sinkhorn_loop(update, eps, controls, anderson_depth, anderson_reg))
 
 
 def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: SinkhornControls,
@@ -343,6 +374,5 @@ def debiased_sinkhorn(apply_lse, data: StepData, tau, eps, g0, controls: Sinkhor
     Returns:
       A :class:`SinkhornResult` (``log_a`` = T(x) of the last evaluation).
     """
-    update = _debiased_update(data, tau, g0, controls, damping)
-    return _sinkhorn_loop(apply_lse, data, eps, controls, g0, update, anderson_depth,
-                          anderson_reg)
+    update = _debiased_update(apply_lse, data, tau, g0, controls, damping)
+    return _result(sinkhorn_loop(update, eps, controls, anderson_depth, anderson_reg))

@@ -2,10 +2,10 @@ r"""Production entropic WFR JKO on a direction grid (JAX, log domain).
 
 One step (docs/MATH.md "WFR §4") maps masses q (2, N) of the ± components to
 ν = argmin_ν min_γ Σ_± [εKL(γ_± | R_±) + ρKL(γ_±1 | ν_±) + ρ'KL(γ_±ᵀ1 | q_±)] + 2τG(ν),
-by the generalized Sinkhorn iteration of :mod:`mfjko.wfr.dense`, written as a fixed
-point on the prox dual g ∈ ℝⁿ (n = data points), warm-started from the previous step
-and Anderson-accelerated; a mixed g is used only if it keeps u = 1 + (2τ/ρ)(λ + Φᵀg) > 0.
-The debiased step (``WFRSolverOptions.debias``, MATH.md "WFR §7"): the same loop, on log a.
+by the generalized Sinkhorn iteration of :mod:`mfjko.wfr.dense`: a fixed point on the prox
+dual g ∈ ℝⁿ (debiased, MATH.md "WFR §7": on log a), warm-started, Anderson-accelerated (a
+mixed g only if u = 1 + (2τ/ρ)(λ + Φᵀg) > 0), run by the balanced solver's one loop
+:func:`mfjko.jko.sinkhorn.sinkhorn_loop` (soft b-update, relative error; one ε stage).
 
 Kernel: the direction grid has no product structure (the cone cost is a function of
 the geodesic distance only), so K = exp(−C/ε) is a dense N×N matrix, applied to both
@@ -18,7 +18,6 @@ entries below 1e-16 of the largest, so we keep the dense product.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
@@ -30,8 +29,14 @@ from jax import lax
 from jax.scipy.special import logsumexp
 from scipy.special import logsumexp as _np_logsumexp
 
-from mfjko import anderson
 from mfjko.jko.dense import report_failure
+from mfjko.jko.sinkhorn import (
+    Evaluation,
+    LoopState,
+    MarginalUpdate,
+    SinkhornControls,
+    sinkhorn_loop,
+)
 from mfjko.jko.solver import JKOSolverOptions
 from mfjko.newton import DualPenalty, damped_newton
 from mfjko.wfr import directions as _dirs
@@ -293,10 +298,15 @@ class _Step(NamedTuple):
         return (jnp.log1p(jnp.maximum(arg, -1.0 + 1e-300)).reshape(2, self.kernel.size),
                 jnp.all(arg > -1.0))
 
-    def log_rta_of(self, log_a):
-        """(log Rᵀa (2, N), whether the kernel took its exact path)."""
+    def log_rta_of(self, log_a, eps=None):
+        """(log Rᵀa (2, N), whether the kernel took its exact path); ``eps`` unused (one ε)."""
         out, fb = self.kernel.lse(log_a + self.kernel.log_omega)
         return self.log_qz + out, fb
+
+    def log_z_of(self, log_b, eps=None):
+        """(log z = log Rb (2, N), whether the kernel took its exact path); ``eps`` unused."""
+        lz, fb = self.kernel.lse(self.log_qz + log_b)
+        return self.kernel.log_omega + lz, fb
 
 
 def _step_data(kernel: WFRKernel, q, phi, y, lin, tau, rho_old) -> _Step:
@@ -309,67 +319,49 @@ def _step_data(kernel: WFRKernel, q, phi, y, lin, tau, rho_old) -> _Step:
                  q_mass=jnp.sum(q))
 
 
-class _Evaluation(NamedTuple):
-    """One evaluation of a marginal update at the iterate x (z = Rb given)."""
+def _update(st: _Step, x0, out0, log_a, evaluate, log_b, target, weight, admissible,
+            reuse: bool) -> MarginalUpdate:
+    """A WFR step's update: the soft b-update ``log_b``, err = ‖γᵀ1 − target‖₁/|q|."""
 
-    g: Array  # (n,) the prox dual
-    log_u: Array  # (2, N)
-    log_a: Array  # (2, N) log a of the plan whose first marginal is the prox output
-    image: Array  # T(x), the shape of x
-    newton_iterations: Array
-    newton_residual: Array
+    def error(col, log_rta, ev):
+        err = jnp.sum(jnp.abs(col - target(log_rta))) / st.q_mass
+        return jnp.where(jnp.isfinite(err) & jnp.all(jnp.isfinite(ev.g)), err, jnp.nan)
 
-
-class _MarginalUpdate(NamedTuple):
-    """What distinguishes a WFR step's Sinkhorn loop: its fixed point, prox and b-update.
-
-    x0: the first iterate.  log_a: ``x -> log a (2, N)`` at the iterate x.
-    evaluate: ``(x, g, log z) -> _Evaluation``, g the last prox dual.
-    log_b: ``log Rᵀa -> log b``.  target: ``log Rᵀa -> the optimal γᵀ1 given a``.
-    weight: weights of Anderson's norm, or None.  admissible: ``x -> bool`` (Anderson
-    keeps a mixed x only if true), or None.  reuse: (static) an unmixed next iterate has
-    the evaluation's log a, so its Rᵀa is reused.
-    """
-
-    x0: Array
-    log_a: Callable
-    evaluate: Callable
-    log_b: Callable
-    target: Callable
-    weight: Array | None
-    admissible: Callable | None
-    reuse: bool
+    return MarginalUpdate(x0=x0, out0=out0, log_a=log_a, evaluate=evaluate, log_b=log_b,
+                          error=error, lse_b=st.log_z_of, lse_a=st.log_rta_of,
+                          rescale=lambda x, e, e_next: x, weight=weight,
+                          admissible=admissible, reuse=reuse)
 
 
-def _standard_update(st: _Step, g0, numeric: dict) -> _MarginalUpdate:
+def _standard_update(st: _Step, g0, numeric: dict) -> MarginalUpdate:
     """The entropic step of MATH.md "WFR §4": the fixed point on g, a = u(g)^{−ρ/ε}."""
     eps = st.kernel.eps
 
-    def log_a_of(g):
+    def log_a_of(g, e=None):
         return -st.k_a * st.log_u_of(g)[0]
 
-    def evaluate(x, g, log_z):
-        del g  # Newton starts from the iterate itself
+    def evaluate(x, g, log_z, e):
+        del g, e  # Newton starts from the iterate itself
         g_out, lu_flat, nit, nres = _prox_newton(
             log_z.reshape(-1), st.phi, st.y, st.lin, st.c, st.k_a, eps / (2.0 * st.tau), x,
             numeric["newton_tol"], numeric["newton_max_iter"],
         )
         log_u = lu_flat.reshape(2, st.kernel.size)
-        return _Evaluation(g_out, log_u, -st.k_a * log_u, g_out, nit, nres)
+        return Evaluation(g_out, -st.k_a * log_u, g_out, nit, nres, log_u)
 
     def target(log_rta):
         return jnp.where(st.positive,
                          jnp.exp(st.theta * st.log_q + (1.0 - st.theta) * log_rta), 0.0)
 
-    return _MarginalUpdate(
-        x0=g0, log_a=log_a_of, evaluate=evaluate,
+    return _update(
+        st, g0, (g0, log_a_of(g0), st.log_u_of(g0)[0]), log_a_of, evaluate,
         log_b=lambda log_rta: jnp.where(st.positive, st.theta * (st.log_q - log_rta), 0.0),
         target=target, weight=None, admissible=lambda g: st.log_u_of(g)[1], reuse=True,
     )
 
 
 def _debiased_update(st: _Step, g0, numeric: dict, start=None,
-                     damping: float = 0.5) -> _MarginalUpdate:
+                     damping: float = 0.5) -> MarginalUpdate:
     """The debiased step (MATH.md "WFR §7"): the damped fixed point on x = log a ∈ ℝ^{2N}.
 
     a = (z/ω) u^{−2ρ/ε}, p = a z = prox of the dual with z²/ω and exponent 2ρ/ε;
@@ -384,7 +376,7 @@ def _debiased_update(st: _Step, g0, numeric: dict, start=None,
     th_q, th_w = st.rho_old / den, 0.5 * eps / den
     k2 = 2.0 * st.k_a
 
-    def evaluate(x, g, log_z):
+    def evaluate(x, g, log_z, e):
         z_pos = jnp.isfinite(log_z)
         log_z2 = jnp.where(z_pos, 2.0 * log_z - log_om, -jnp.inf)
         g_out, lu_flat, nit, nres = _prox_newton(
@@ -395,7 +387,7 @@ def _debiased_update(st: _Step, g0, numeric: dict, start=None,
         # where z = 0 the row of γ vanishes whatever a is: a = 1 there keeps x finite
         log_a = jnp.where(z_pos, jnp.where(z_pos, log_z, 0.0) - log_om - k2 * log_u, 0.0)
         image = (1.0 - damping) * x + damping * log_a.reshape(-1)
-        return _Evaluation(g_out, log_u, log_a, image, nit, nres)
+        return Evaluation(g_out, log_a, image, nit, nres, log_u)
 
     def target(log_rta):
         return jnp.where(st.positive, jnp.exp(th_q * st.log_q + th_w * log_om
@@ -404,51 +396,16 @@ def _debiased_update(st: _Step, g0, numeric: dict, start=None,
     log_p, log_u0 = (st.log_q, st.log_u_of(g0)[0]) if start is None else start
     tiny = jnp.log(jnp.finfo(st.log_q.dtype).tiny)
     x0 = -st.k_a * log_u0 + 0.5 * (jnp.maximum(log_p, tiny) - log_om)
-    return _MarginalUpdate(
-        x0=x0.reshape(-1), log_a=lambda x: x.reshape(2, N), evaluate=evaluate,
-        log_b=lambda log_rta: jnp.where(
+    return _update(
+        st, x0.reshape(-1), (g0, x0, st.log_u_of(g0)[0]), lambda x, e: x.reshape(2, N),
+        evaluate, log_b=lambda log_rta: jnp.where(
             st.positive, th_q * st.log_q + th_w * log_om - (th_q + th_w) * log_rta, 0.0),
         target=target, weight=jnp.sqrt(st.q / st.q_mass).reshape(-1), admissible=None,
         reuse=False,
     )
 
 
-def _evaluate(st: _Step, update: _MarginalUpdate, s: dict) -> dict:
-    """One generalized Sinkhorn iteration from the iterate x = s["x"]: b, then (a, ν) by the prox.
-
-    Returns the evaluation (:class:`_Evaluation`), log z, log b, col = γᵀ1, log Rᵀa, the
-    relative second-marginal error and the exact-path count.
-    """
-    kernel = st.kernel
-    log_b = update.log_b(s["log_rta"])
-    lz, fb1 = kernel.lse(st.log_qz + log_b)
-    log_z = kernel.log_omega + lz
-    ev = update.evaluate(s["x"], s["g_out"], log_z)
-    log_rta, fb2 = st.log_rta_of(ev.log_a)
-    col = jnp.exp(log_b + log_rta)
-    err = jnp.sum(jnp.abs(col - update.target(log_rta))) / st.q_mass
-    err = jnp.where(jnp.isfinite(err) & jnp.all(jnp.isfinite(ev.g)), err, jnp.nan)
-    return dict(ev=ev, log_z=log_z, log_b=log_b, col=col, log_rta=log_rta, err=err,
-                exact=fb1.astype(jnp.int32) + fb2)
-
-
-def _initial_carry(st: _Step, g0, update: _MarginalUpdate, depth: int) -> dict:
-    """The loop's state before the first iteration: x₀, its log Rᵀa, no history."""
-    N = st.kernel.size
-    dtype = st.log_q.dtype
-    log_a0 = update.log_a(update.x0)
-    rta0, fb0 = st.log_rta_of(log_a0)
-    zeros = jnp.zeros((2, N), dtype)
-    return dict(
-        x=update.x0, log_rta=rta0, it=jnp.asarray(0), err=jnp.asarray(jnp.inf, dtype),
-        newton_total=jnp.asarray(0), newton_max=jnp.asarray(0),
-        newton_res=jnp.asarray(0.0, dtype), exact=fb0.astype(jnp.int32),
-        g_out=g0, log_u=st.log_u_of(g0)[0], log_a=log_a0, log_z=zeros, log_b=zeros,
-        col=zeros, hist=anderson.empty_history(max(int(depth), 1), update.x0.shape[0], dtype),
-    )
-
-
-def _sinkhorn(st: _Step, g0, numeric: dict, depth: int, debias_depth: int = 0) -> dict:
+def _sinkhorn(st: _Step, g0, numeric: dict, depth: int, debias_depth: int = 0) -> LoopState:
     """The WFR generalized Sinkhorn loop for the step (debias_depth > 0: the debiased one).
 
     The debiased fixed point on log a starts from the standard step solved to the relative
@@ -460,54 +417,26 @@ def _sinkhorn(st: _Step, g0, numeric: dict, depth: int, debias_depth: int = 0) -
     # warm start: any g with u(g) > 0 is admissible (u does not depend on q)
     g0 = jnp.where(st.log_u_of(g0)[1], g0, jnp.zeros_like(g0))
     if not debias_depth:
-        return _loop(st, _standard_update(st, g0, numeric), g0, numeric, depth)
+        return _loop(st, _standard_update(st, g0, numeric), numeric, depth)
     pre = dict(numeric, tol=jnp.maximum(numeric["tol"], DEBIAS_START_TOL))
-    s = _loop(st, _standard_update(st, g0, pre), g0, pre, depth)
-    ok = jnp.isfinite(s["err"]) & jnp.all(jnp.isfinite(s["g_out"]))
-    g1 = jnp.where(ok, s["g_out"], g0)
-    start = (jnp.where(ok, s["log_z"] + s["log_a"], st.log_q), st.log_u_of(g1)[0])
-    d = _loop(st, _debiased_update(st, g1, numeric, start), g1, numeric, debias_depth)
-    for key in ("it", "newton_total", "exact"):
-        d[key] = d[key] + s[key]
-    d["newton_max"] = jnp.maximum(d["newton_max"], s["newton_max"])
-    d["newton_res"] = jnp.maximum(d["newton_res"], s["newton_res"])
-    return d
+    s = _loop(st, _standard_update(st, g0, pre), pre, depth)
+    ok = jnp.isfinite(s.err) & jnp.all(jnp.isfinite(s.g))
+    g1 = jnp.where(ok, s.g, g0)
+    start = (jnp.where(ok, s.log_z + s.log_a, st.log_q), st.log_u_of(g1)[0])
+    d = _loop(st, _debiased_update(st, g1, numeric, start), numeric, debias_depth)
+    return d._replace(it=d.it + s.it, newton_total=d.newton_total + s.newton_total,
+                      exact=d.exact + s.exact, newton_max=jnp.maximum(d.newton_max, s.newton_max),
+                      newton_res=jnp.maximum(d.newton_res, s.newton_res))
 
 
-def _loop(st: _Step, update: _MarginalUpdate, g0, numeric: dict, depth: int) -> dict:
-    """The generalized Sinkhorn iteration of a marginal update, Anderson-accelerated."""
-
-    def cond(s):
-        return (s["it"] < numeric["max_iter"]) & (s["err"] > numeric["tol"]) & ~jnp.isnan(
-            s["err"]
-        )
-
-    def body(s):
-        out = _evaluate(st, update, s)
-        ev = out["ev"]
-        hist, x_next, use_mix = anderson.step(s["hist"], s["x"], ev.image,
-                                              weight=update.weight,
-                                              admissible=update.admissible)
-
-        def mixed_rta():
-            return st.log_rta_of(update.log_a(x_next))
-
-        if update.reuse:
-            rta_next, fb3 = lax.cond(use_mix, mixed_rta,
-                                     lambda: (out["log_rta"], jnp.asarray(False)))
-        else:
-            rta_next, fb3 = mixed_rta()
-        return dict(
-            x=x_next, log_rta=rta_next, it=s["it"] + 1, err=out["err"],
-            newton_total=s["newton_total"] + ev.newton_iterations,
-            newton_max=jnp.maximum(s["newton_max"], ev.newton_iterations),
-            newton_res=jnp.maximum(s["newton_res"], ev.newton_residual),
-            exact=s["exact"] + out["exact"] + fb3,
-            g_out=ev.g, log_u=ev.log_u, log_a=ev.log_a, log_z=out["log_z"],
-            log_b=out["log_b"], col=out["col"], hist=hist,
-        )
-
-    return lax.while_loop(cond, body, _initial_carry(st, g0, update, depth))
+def _loop(st: _Step, update: MarginalUpdate, numeric: dict, depth: int) -> LoopState:
+    """:func:`~mfjko.jko.sinkhorn.sinkhorn_loop` for a WFR update: one ε stage, no scaling."""
+    eps = st.kernel.eps
+    controls = SinkhornControls(
+        tol=numeric["tol"], max_iter=numeric["max_iter"], newton_tol=numeric["newton_tol"],
+        newton_max_iter=numeric["newton_max_iter"], eps_start=eps, eps_factor=jnp.ones_like(eps),
+        stage_tol=numeric["tol"])
+    return sinkhorn_loop(update, eps, controls, depth)
 
 
 def _entropy(x, log_omega):
@@ -516,7 +445,7 @@ def _entropy(x, log_omega):
     return jnp.sum(jnp.where(x > 0, x * (log_x - log_omega - 1.0), 0.0))
 
 
-def _step_result(st: _Step, q, s: dict, tol, debias: bool = False):
+def _step_result(st: _Step, q, s: LoopState, tol, debias: bool = False):
     """ν, the warm start and the diagnostics (G, the step objective J, masses) of the plan.
 
     With ``debias`` J includes −(ε/2)H_ω(γ1) + (ε/2)H_ω(γᵀ1) (MATH.md "WFR §7").
@@ -524,8 +453,8 @@ def _step_result(st: _Step, q, s: dict, tol, debias: bool = False):
     kernel = st.kernel
     eps, rho = kernel.eps, kernel.rho
     q_mass = st.q_mass
-    log_u, log_z, log_b, col = s["log_u"], s["log_z"], s["log_b"], s["col"]
-    log_a = s["log_a"] if debias else -st.k_a * log_u  # (the standard path's exact ops)
+    log_u, log_z, log_b, col = s.aux, s.log_z, s.log_b, s.col
+    log_a = s.log_a if debias else -st.k_a * log_u  # (the standard path's exact ops)
     p = jnp.exp(log_z + log_a)  # first marginal of the plan
     nu = p * jnp.exp(-log_u)
     G = _objective(nu, st.phi, st.y, st.lin)
@@ -538,15 +467,15 @@ def _step_result(st: _Step, q, s: dict, tol, debias: bool = False):
     J = eps * kl_gamma + rho * kl_new + st.rho_old * kl_old + 2.0 * st.tau * G
     if debias:
         J = J + 0.5 * eps * (_entropy(col, kernel.log_omega) - _entropy(p, kernel.log_omega))
-    finite = jnp.all(jnp.isfinite(nu)) & jnp.isfinite(J) & jnp.all(jnp.isfinite(s["g_out"]))
-    converged = finite & (s["err"] <= tol)
+    finite = jnp.all(jnp.isfinite(nu)) & jnp.isfinite(J) & jnp.all(jnp.isfinite(s.g))
+    converged = finite & (s.err <= tol)
     diag = WFRDiagnostics(
-        sinkhorn_iterations=s["it"], marginal_error=s["err"], newton_total=s["newton_total"],
-        newton_max=s["newton_max"], newton_residual=s["newton_res"], exact_lse=s["exact"],
+        sinkhorn_iterations=s.it, marginal_error=s.err, newton_total=s.newton_total,
+        newton_max=s.newton_max, newton_residual=s.newton_res, exact_lse=s.exact,
         objective=G, step_objective=J, mass_plus=jnp.sum(nu[0]), mass_minus=jnp.sum(nu[1]),
         mass_change=(jnp.sum(nu) - q_mass) / q_mass, converged=converged,
     )
-    return nu, WFRState(g=s["g_out"], log_a=log_a, log_b=log_b), diag
+    return nu, WFRState(g=s.g, log_a=log_a, log_b=log_b), diag
 
 
 @eqx.filter_jit
