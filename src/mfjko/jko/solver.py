@@ -16,7 +16,7 @@ lives one floor up, in :mod:`mfjko.grid_runs`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -30,6 +30,7 @@ from mfjko.jko.sinkhorn import (
     debiased_sinkhorn,
     generalized_sinkhorn,
 )
+from mfjko.jko.step_types import SinkhornOptions, StepDiagnostics, _Caps
 from mfjko.objective import loss_from_features
 from mfjko.problem import GridProblem
 
@@ -47,8 +48,21 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class JKOSolverOptions:
+class _EpsScaling(_Caps):
+    """The ε-scaling fields, placed after the caps (:class:`~mfjko.jko.step_types._Caps`)."""
+
+    eps_scaling: float | None = None
+    eps_start_ratio: float = 64.0
+    stage_tol: float = 1e-4
+
+
+@dataclass(frozen=True)
+class JKOSolverOptions(SinkhornOptions, _EpsScaling):
     """Settings of the generalized Sinkhorn solver (hashable: static under jit).
+
+    The :class:`~mfjko.jko.step_types.SinkhornOptions` of the balanced step, with ε-scaling;
+    fields in the order tol … newton_max_iter, eps_scaling … stage_tol, anderson_depth …
+    (the ``methods.jko`` config keys).
 
     tol: stop when the second-marginal error ‖b ⊙ Kᵀa − q‖₁ ≤ tol.
     max_iter: Sinkhorn iteration cap (over all ε stages).
@@ -72,36 +86,12 @@ class JKOSolverOptions:
         damped map); ``anderson_depth`` applies to the standard step only.
     """
 
-    tol: float = 1e-9
-    max_iter: int = 20_000
-    newton_tol: float = 1e-12
-    newton_max_iter: int = 50
-    eps_scaling: float | None = None
-    eps_start_ratio: float = 64.0
-    stage_tol: float = 1e-4
-    anderson_depth: int = 6
-    on_failure: str = "raise"
-    debias: bool = False
-    debias_anderson_depth: int = 10
-
     def __post_init__(self):
-        if not (self.tol > 0):
-            raise ValueError(f"tol must be positive, got {self.tol}")
-        if self.max_iter < 1 or self.newton_max_iter < 1:
-            raise ValueError("max_iter and newton_max_iter must be ≥ 1")
-        if not (self.newton_tol > 0):
-            raise ValueError(f"newton_tol must be positive, got {self.newton_tol}")
+        super().__post_init__()  # the shared fields
         if self.eps_scaling is not None and not (0.0 < self.eps_scaling < 1.0):
             raise ValueError(f"eps_scaling must be None or in (0, 1), got {self.eps_scaling}")
         if not (self.eps_start_ratio >= 1.0):
             raise ValueError(f"eps_start_ratio must be ≥ 1, got {self.eps_start_ratio}")
-        if self.anderson_depth < 0:
-            raise ValueError(f"anderson_depth must be ≥ 0, got {self.anderson_depth}")
-        if self.debias_anderson_depth < 0:
-            raise ValueError("debias_anderson_depth must be ≥ 0, got "
-                             f"{self.debias_anderson_depth}")
-        if self.on_failure not in ("raise", "warn"):
-            raise ValueError(f"on_failure must be 'raise' or 'warn', got {self.on_failure!r}")
 
 
 class JKOState(eqx.Module):
@@ -118,8 +108,11 @@ class JKOState(eqx.Module):
     psi: Array
 
 
-class JKODiagnostics(eqx.Module):
-    """Per-step figures (scalars).
+class JKODiagnostics(StepDiagnostics):
+    """Per-step figures (scalars) of the balanced step.
+
+    The :class:`~mfjko.jko.step_types.StepDiagnostics` with mass_error and drift_ratio,
+    declared in this order (the order of the metrics columns).
 
     sinkhorn_iterations, marginal_error (‖b ⊙ Kᵀa − q‖₁ at exit), newton_total and
     newton_max (KL-prox Newton iterations), newton_residual (largest final ‖∇H‖),
@@ -140,10 +133,6 @@ class JKODiagnostics(eqx.Module):
     mass_error: Array
     converged: Array
     drift_ratio: Array
-
-    def as_dict(self) -> dict[str, float]:
-        """The figures as a dict of Python scalars, keyed by field name."""
-        return {f.name: np.asarray(getattr(self, f.name)).item() for f in fields(self)}
 
 
 def grid_objective(p, phi, y, v, lam):

@@ -18,7 +18,7 @@ entries below 1e-16 of the largest, so we keep the dense product.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import equinox as eqx
@@ -37,7 +37,7 @@ from mfjko.jko.sinkhorn import (
     SinkhornControls,
     sinkhorn_loop,
 )
-from mfjko.jko.solver import JKOSolverOptions
+from mfjko.jko.step_types import SinkhornOptions, StepDiagnostics
 from mfjko.newton import DualPenalty, damped_newton
 from mfjko.wfr import directions as _dirs
 from mfjko.wfr.dense import check_wfr_data
@@ -167,9 +167,11 @@ def wfr_kernel(directions=None, eps: float = 0.01, rho: float = 2.0, *, cost=Non
 
 
 @dataclass(frozen=True)
-class WFRSolverOptions:
+class WFRSolverOptions(SinkhornOptions):
     """Settings of the unbalanced generalized Sinkhorn (hashable: static under jit).
 
+    The :class:`~mfjko.jko.step_types.SinkhornOptions` of the WFR step (no field of its own;
+    validated by the base), with these meanings:
     tol: stop when ‖γᵀ1 − q^θ(Rᵀa)^{1−θ}‖₁ ≤ tol·|q| (relative second-marginal error).
     max_iter: Sinkhorn iteration cap.  newton_tol: the prox's Newton stops at
     ‖∇H‖₂ ≤ newton_tol·max(1, ‖y‖₂).  newton_max_iter: Newton iteration cap per prox.
@@ -181,19 +183,6 @@ class WFRSolverOptions:
     debias_anderson_depth: Anderson depth of that fixed point (``anderson_depth`` applies
     to the standard step only).
     """
-
-    tol: float = 1e-9
-    max_iter: int = 20_000
-    newton_tol: float = 1e-12
-    newton_max_iter: int = 50
-    anderson_depth: int = 6
-    on_failure: str = "raise"
-    debias: bool = False
-    debias_anderson_depth: int = 10
-
-    def __post_init__(self):
-        # the balanced solver's options share these controls: one validation of them
-        JKOSolverOptions(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 class WFRState(eqx.Module):
@@ -208,8 +197,11 @@ class WFRState(eqx.Module):
     log_b: Array
 
 
-class WFRDiagnostics(eqx.Module):
+class WFRDiagnostics(StepDiagnostics):
     """Per-step scalars of one WFR JKO step.
+
+    The :class:`~mfjko.jko.step_types.StepDiagnostics` with exact_lse and the masses,
+    declared in this order (the order of the metrics columns).
 
     sinkhorn_iterations; marginal_error (relative, at exit); newton_total, newton_max,
     newton_residual (largest final ‖∇H‖); exact_lse (kernel applications that took the
@@ -229,10 +221,6 @@ class WFRDiagnostics(eqx.Module):
     mass_minus: Array
     mass_change: Array
     converged: Array
-
-    def as_dict(self) -> dict[str, float]:
-        """The fields as Python scalars."""
-        return {f.name: np.asarray(getattr(self, f.name)).item() for f in fields(self)}
 
 
 def _prox_newton(log_z, phi, y, lin, c, k_a, eps_over_2tau, g0, tol, max_iter):
