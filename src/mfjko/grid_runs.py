@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import fields
 
-import jax.numpy as jnp
 import numpy as np
 
 from mfjko.driver import Record, drive, step_count
@@ -24,7 +23,14 @@ from mfjko.methods.wfr_jko import WFR_PARAMETRIZATIONS, WFRJKO, WFRStepperState
 from mfjko.problem import GridProblem, MeanFieldProblem
 from mfjko.trajectory import Trajectory
 from mfjko.wfr import directions as _dirs
-from mfjko.wfr.solver import WFRDiagnostics, WFRKernel, WFRSolverOptions, WFRState, wfr_kernel
+from mfjko.wfr.solver import (
+    WFRDiagnostics,
+    WFRKernel,
+    WFRSolverOptions,
+    WFRState,
+    as_masses,
+    wfr_kernel,
+)
 
 __all__ = ["run_jko", "run_wfr_jko"]
 
@@ -82,16 +88,6 @@ def _wfr_kernel(kernel: WFRKernel | None, S, eps, rho, omega) -> WFRKernel:
     if kernel.size != S.shape[0]:
         raise ValueError(f"kernel has N = {kernel.size}, directions have {S.shape[0]}")
     return kernel
-
-
-def _wfr_masses(q0, N: int):
-    """q0 as (2, N) float64 masses ((2N,) is reshaped), else ValueError."""
-    q = jnp.asarray(q0, jnp.float64)
-    if q.shape == (2 * N,):
-        q = q.reshape(2, N)
-    if q.shape != (2, N):
-        raise ValueError(f"q must have shape (2, N) = (2, {N}) of the kernel, got {q.shape}")
-    return q
 
 
 class _WFRRecords:
@@ -191,7 +187,7 @@ def run_wfr_jko(directions, q0, X, y, lam: float, tau: float, eps: float, T: flo
     step_count(T, stepper.step_size)  # checked before the kernel is built
     kernel = _wfr_kernel(kernel, S, eps, rho, omega)
     problem = MeanFieldProblem.create(param, X, y, lam)
-    start = WFRStepperState(problem, _wfr_masses(q0, S.shape[0]), state, 0, S, kernel, phi,
+    start = WFRStepperState(problem, as_masses(q0, S.shape[0]), state, 0, S, kernel, phi,
                             potential)
     drive(stepper, problem, T=T, record_every=record_every, t0=t0, state=start,
           on_record=rec.on_record, keep_frames=False, objective=False)

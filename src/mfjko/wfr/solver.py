@@ -490,7 +490,12 @@ def _debias_depth(options: WFRSolverOptions) -> int:
     return max(int(options.debias_anderson_depth), 1) if options.debias else 0
 
 
-def _as_masses(q, N: int) -> Array:
+def as_masses(q, N: int) -> Array:
+    """The masses q as (2, N) float64 for a kernel with N directions ((2N,) is reshaped).
+
+    Raises:
+      ValueError: any other shape.
+    """
     q = jnp.asarray(q, jnp.float64)
     if q.shape == (2 * N,):
         q = q.reshape(2, N)
@@ -533,7 +538,7 @@ def wfr_jko_step(
     """
     options = WFRSolverOptions() if options is None else options
     N = kernel.size
-    q = _as_masses(q, N)
+    q = as_masses(q, N)
     phi_s = jnp.asarray(phi, jnp.float64)
     y = jnp.asarray(y, jnp.float64)
     psi = None if potential is None else jnp.asarray(potential, jnp.float64)
