@@ -321,7 +321,7 @@ def _update(st: _Step, x0, out0, log_a, evaluate, log_b, target, weight, admissi
                           admissible=admissible, reuse=reuse)
 
 
-def _standard_update(st: _Step, g0, numeric: dict) -> MarginalUpdate:
+def _standard_update(st: _Step, g0, controls: SinkhornControls) -> MarginalUpdate:
     """The entropic step of MATH.md "WFR §4": the fixed point on g, a = u(g)^{−ρ/ε}."""
     eps = st.kernel.eps
 
@@ -332,7 +332,7 @@ def _standard_update(st: _Step, g0, numeric: dict) -> MarginalUpdate:
         del g, e  # Newton starts from the iterate itself
         g_out, lu_flat, nit, nres = _prox_newton(
             log_z.reshape(-1), st.phi, st.y, st.lin, st.c, st.k_a, eps / (2.0 * st.tau), x,
-            numeric["newton_tol"], numeric["newton_max_iter"],
+            controls.newton_tol, controls.newton_max_iter,
         )
         log_u = lu_flat.reshape(2, st.kernel.size)
         return Evaluation(g_out, -st.k_a * log_u, g_out, nit, nres, log_u)
@@ -348,7 +348,7 @@ def _standard_update(st: _Step, g0, numeric: dict) -> MarginalUpdate:
     )
 
 
-def _debiased_update(st: _Step, g0, numeric: dict, start=None,
+def _debiased_update(st: _Step, g0, controls: SinkhornControls, start=None,
                      damping: float = 0.5) -> MarginalUpdate:
     """The debiased step (MATH.md "WFR §7"): the damped fixed point on x = log a ∈ ℝ^{2N}.
 
@@ -369,7 +369,7 @@ def _debiased_update(st: _Step, g0, numeric: dict, start=None,
         log_z2 = jnp.where(z_pos, 2.0 * log_z - log_om, -jnp.inf)
         g_out, lu_flat, nit, nres = _prox_newton(
             log_z2.reshape(-1), st.phi, st.y, st.lin, st.c, k2, eps / (4.0 * st.tau), g,
-            numeric["newton_tol"], numeric["newton_max_iter"],
+            controls.newton_tol, controls.newton_max_iter,
         )
         log_u = lu_flat.reshape(2, N)
         # where z = 0 the row of γ vanishes whatever a is: a = 1 there keeps x finite
@@ -393,7 +393,8 @@ def _debiased_update(st: _Step, g0, numeric: dict, start=None,
     )
 
 
-def _sinkhorn(st: _Step, g0, numeric: dict, depth: int, debias_depth: int = 0) -> LoopState:
+def _sinkhorn(st: _Step, g0, controls: SinkhornControls, depth: int,
+              debias_depth: int = 0) -> LoopState:
     """The WFR generalized Sinkhorn loop for the step (debias_depth > 0: the debiased one).
 
     The debiased fixed point on log a starts from the standard step solved to the relative
@@ -405,26 +406,23 @@ def _sinkhorn(st: _Step, g0, numeric: dict, depth: int, debias_depth: int = 0) -
     # warm start: any g with u(g) > 0 is admissible (u does not depend on q)
     g0 = jnp.where(st.log_u_of(g0)[1], g0, jnp.zeros_like(g0))
     if not debias_depth:
-        return _loop(st, _standard_update(st, g0, numeric), numeric, depth)
-    pre = dict(numeric, tol=jnp.maximum(numeric["tol"], DEBIAS_START_TOL))
+        return _loop(st, _standard_update(st, g0, controls), controls, depth)
+    pre_tol = jnp.maximum(controls.tol, DEBIAS_START_TOL)
+    pre = controls._replace(tol=pre_tol, stage_tol=pre_tol)
     s = _loop(st, _standard_update(st, g0, pre), pre, depth)
     ok = jnp.isfinite(s.err) & jnp.all(jnp.isfinite(s.g))
     g1 = jnp.where(ok, s.g, g0)
     start = (jnp.where(ok, s.log_z + s.log_a, st.log_q), st.log_u_of(g1)[0])
-    d = _loop(st, _debiased_update(st, g1, numeric, start), numeric, debias_depth)
+    d = _loop(st, _debiased_update(st, g1, controls, start), controls, debias_depth)
     return d._replace(it=d.it + s.it, newton_total=d.newton_total + s.newton_total,
                       exact=d.exact + s.exact, newton_max=jnp.maximum(d.newton_max, s.newton_max),
                       newton_res=jnp.maximum(d.newton_res, s.newton_res))
 
 
-def _loop(st: _Step, update: MarginalUpdate, numeric: dict, depth: int) -> LoopState:
-    """:func:`~mfjko.jko.sinkhorn.sinkhorn_loop` for a WFR update: one ε stage, no scaling."""
-    eps = st.kernel.eps
-    controls = SinkhornControls(
-        tol=numeric["tol"], max_iter=numeric["max_iter"], newton_tol=numeric["newton_tol"],
-        newton_max_iter=numeric["newton_max_iter"], eps_start=eps, eps_factor=jnp.ones_like(eps),
-        stage_tol=numeric["tol"])
-    return sinkhorn_loop(update, eps, controls, depth)
+def _loop(st: _Step, update: MarginalUpdate, controls: SinkhornControls,
+          depth: int) -> LoopState:
+    """:func:`~mfjko.jko.sinkhorn.sinkhorn_loop` for a WFR update (one ε stage)."""
+    return sinkhorn_loop(update, st.kernel.eps, controls, depth)
 
 
 def _entropy(x, log_omega):
@@ -467,27 +465,30 @@ def _step_result(st: _Step, q, s: LoopState, tol, debias: bool = False):
 
 
 @eqx.filter_jit
-def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, numeric, depth: int,
+def _solve(kernel: WFRKernel, q, phi, y, lin, tau, rho_old, g0, controls, depth: int,
            debias_depth: int = 0):
     st = _step_data(kernel, q, phi, y, lin, tau, rho_old)
-    return _step_result(st, q, _sinkhorn(st, g0, numeric, depth, debias_depth),
-                        numeric["tol"], debias_depth > 0)
+    return _step_result(st, q, _sinkhorn(st, g0, controls, depth, debias_depth),
+                        controls.tol, debias_depth > 0)
 
 
-def _numeric(options: WFRSolverOptions) -> dict:
+def _controls(options: WFRSolverOptions, eps) -> SinkhornControls:
+    """The traced controls of a WFR step: one ε stage (ε-scaling is balanced-only)."""
     # explicit dtypes: weakly-typed arrays would compile a second program
     f, i = jnp.float64, jnp.int32
-    return {
-        "tol": jnp.asarray(options.tol, dtype=f),
-        "max_iter": jnp.asarray(options.max_iter, dtype=i),
-        "newton_tol": jnp.asarray(options.newton_tol, dtype=f),
-        "newton_max_iter": jnp.asarray(options.newton_max_iter, dtype=i),
-    }
+    tol = jnp.asarray(options.tol, dtype=f)
+    return SinkhornControls(
+        tol=tol, max_iter=jnp.asarray(options.max_iter, dtype=i),
+        newton_tol=jnp.asarray(options.newton_tol, dtype=f),
+        newton_max_iter=jnp.asarray(options.newton_max_iter, dtype=i),
+        eps_start=jnp.asarray(eps, dtype=f), eps_factor=jnp.asarray(1.0, dtype=f),
+        stage_tol=tol)
 
 
-def _debias_depth(options: WFRSolverOptions) -> int:
-    """0 for the standard step, else the debiased fixed point's Anderson depth (≥ 1)."""
-    return max(int(options.debias_anderson_depth), 1) if options.debias else 0
+def _depths(options: WFRSolverOptions) -> tuple[int, int]:
+    """The static Anderson depths (standard step, debiased fixed point ≥ 1 or 0: standard)."""
+    return (options.anderson_depth,
+            max(int(options.debias_anderson_depth), 1) if options.debias else 0)
 
 
 def as_masses(q, N: int) -> Array:
@@ -554,7 +555,7 @@ def wfr_jko_step(
         raise ValueError(f"state.g has shape {g0.shape}, expected ({n},)")
     f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)
     nu, new_state, diag = _solve(kernel, q, phi_signed, y, f64(lin), f64(tau), f64(rho_old), g0,
-                                 _numeric(options), options.anderson_depth, _debias_depth(options))
+                                 _controls(options, kernel.eps), *_depths(options))
     if not bool(diag.converged):
         d = diag.as_dict()
         msg = (
