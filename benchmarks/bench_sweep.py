@@ -44,7 +44,7 @@ def _spec(folder: Path, n_eps: int, seeds=(0,), T: float = 2.0) -> Path:
     """Groups: one per seed (its own data and particles), each of n_eps values of ε/δ²."""
     eps = [round(0.1 * 1.6**k, 4) for k in range(n_eps)]
     spec = {"name": "bench", "base": {**BASE, "T": T},
-            "product": {"seed": list(seeds), "jko.courant": [0.25], "jko.eps_over_h2": eps}}
+            "product": {"seed": list(seeds), "jko.courant": [0.25], "jko.eps_over_delta2": eps}}
     path = folder / "bench.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

@@ -102,7 +102,7 @@ def main():
     args = ap.parse_args()
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"{platform.processor() or platform.machine()}, jax {jax.__version__}")
-    print("| sphere | N | n | ε | ε/h² | kernel build (s) | compile (s) | cold step (s) "
+    print("| sphere | N | n | ε | ε/δ² | kernel build (s) | compile (s) | cold step (s) "
           "| warm step (s) | iterations cold / warm | Newton max | exact LSE | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mfjko.study.regime import drift_ratio_closed_form, sup_relative_gap
+from mfjko.sweep.results import read_results
 
 
 def _pct(v: float) -> str:
@@ -51,7 +52,7 @@ def _figure(pts: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, ((c, r), grp) in enumerate(pts.groupby(["tag.c", "eps_over_h2"], sort=True)):
+    for i, ((c, r), grp) in enumerate(pts.groupby(["tag.c", "eps_over_delta2"], sort=True)):
         for debias, style in ((False, "--"), (True, "-")):
             g = grp[grp["debias"] == debias].sort_values("delta")
             ax.loglog(g["delta"], 100 * g["gap_T"], style, marker="o", ms=3, color=f"C{i}",
@@ -68,8 +69,8 @@ def _figure(pts: pd.DataFrame, path: Path) -> None:
 
 def main(root: Path) -> None:
     summary = json.loads((root / "study" / "summary.json").read_text())
-    points = pd.read_csv(root / "study" / "points.csv")
-    results = pd.read_parquet(root / "results.parquet")
+    points = read_results(root / "study" / "points.csv")
+    results = read_results(root / "results.parquet")
     pts = points.merge(_early_gaps(results), on="point")
     pts["gap_T"] = pts["gap_gd"]
     pts["debias"] = pts["jko.debias"].astype(str).str.lower() == "true"
@@ -84,7 +85,7 @@ def main(root: Path) -> None:
           "*ratio*: debiased over standard gap ≤ T; F* is the runner's convex reference "
           "(the continuous optimum, below the grid-restricted one).\n")
     fits = []
-    for (c, r), grp in pts.groupby(["tag.c", "eps_over_h2"], sort=True):
+    for (c, r), grp in pts.groupby(["tag.c", "eps_over_delta2"], sort=True):
         print(f"### c = {c:g}, ε/δ² = {r:g}\n")
         print("| grid | δ | τ | ε | D = ε/(4τ) | standard: gap ≤ 4 | gap ≤ T | debiased: gap ≤ 4 "
               "| gap ≤ T | ratio | F_GD(T) − F* | standard F(T) − F* | debiased F(T) − F* |")
@@ -116,12 +117,12 @@ def main(root: Path) -> None:
             fits.append((c, r, label, f))
         print()
     print("### Reading\n")
-    both = pts.pivot_table(index=["tag.c", "eps_over_h2", "delta"], columns="debias",
+    both = pts.pivot_table(index=["tag.c", "eps_over_delta2", "delta"], columns="debias",
                            values="gap_T").dropna()
     both["ratio"] = both[True] / both[False]
-    wide = both[both.index.get_level_values("eps_over_h2") >= 1]
-    narrow = both[both.index.get_level_values("eps_over_h2") < 1]
-    early = pts[pts["eps_over_h2"] < 1]
+    wide = both[both.index.get_level_values("eps_over_delta2") >= 1]
+    narrow = both[both.index.get_level_values("eps_over_delta2") < 1]
+    early = pts[pts["eps_over_delta2"] < 1]
     e_std, e_deb = early[~early["debias"]]["gap_4"], early[early["debias"]]["gap_4"]
     rho_loss = 1 - float(drift_ratio_closed_form(0.23, 0.5))
     print(f"- At ε/δ² ≥ 1 ({len(wide)} grid pairs) the debiased sup gap up to T = {T:g} is "
@@ -146,9 +147,9 @@ def main(root: Path) -> None:
               f"of the debiased fit at δ ≈ {delta:.3f}, a {n:.0f}³ grid ({n ** 3:.1g} points)")
     last = pts[pts["debias"]].sort_values("delta").iloc[0]
     twin = pts[(~pts["debias"]) & np.isclose(pts["delta"], last.delta)
-               & (pts["tag.c"] == last["tag.c"]) & (pts["eps_over_h2"] == last.eps_over_h2)]
+               & (pts["tag.c"] == last["tag.c"]) & (pts["eps_over_delta2"] == last.eps_over_delta2)]
     print(f"- F − F* at T = {T:g} on the finest grid ({round(7 / last.delta) + 1}³, c = "
-          f"{last['tag.c']:g}, ε/δ² = {last.eps_over_h2:g}): GD "
+          f"{last['tag.c']:g}, ε/δ² = {last.eps_over_delta2:g}): GD "
           f"{last.F_gd_end - last.F_star:.4g}, debiased {last.F_T - last.F_star:.4g}, "
           f"standard {twin['F_T'].iloc[0] - last.F_star:.4g} (F* the continuous optimum).")
     print()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mfjko.sweep.results import read_results
+
 
 def main(root: Path, fast: Path | None = None) -> None:
     print("## Path to GD: Peyré's entropic JKO along τ ∝ δ, ε/δ² fixed (issue 17.4)\n")
@@ -39,12 +41,12 @@ def main(root: Path, fast: Path | None = None) -> None:
 def _paths(root: Path) -> None:
     """The tables and rates of one study's refinement paths."""
     summary = json.loads((root / "study" / "summary.json").read_text())
-    points = pd.read_csv(root / "study" / "points.csv")
+    points = read_results(root / "study" / "points.csv")
     rates = pd.DataFrame(summary["rates"])
     for path, grp in rates.groupby("path", sort=False):
         c = float(path.split("c = ")[1].split(",")[0])
         r = float(path.split("ε/δ² = ")[1])
-        sub = points[(points["tag.c"].round(2) == c) & (points["eps_over_h2"] == r)]
+        sub = points[(points["tag.c"].round(2) == c) & (points["eps_over_delta2"] == r)]
         sub = sub.sort_values("delta", ascending=False)
         print(f"### {path}\n")
         print("| grid | δ | τ | D = ε/(4τ) | gap to GD | gap to Langevin | Langevin–GD | noise "

@@ -305,16 +305,16 @@ def test_non_finite_kernel_is_flagged_not_returned():
         jko_step(bad, q, phi, y, v, lam, tau, eps)
 
 
-@pytest.mark.parametrize("eps_over_h2", [1e-2, "diam"])
-def test_extreme_eps_on_a_product_grid_matches_reference(eps_over_h2):
-    """The stated range of ε: from 1e-2·h² (kernel ≈ identity; the separable apply takes
+@pytest.mark.parametrize("eps_over_delta2", [1e-2, "diam"])
+def test_extreme_eps_on_a_product_grid_matches_reference(eps_over_delta2):
+    """The stated range of ε: from 1e-2·δ² (kernel ≈ identity; the separable apply takes
     its exact-LSE fallback) to the squared diameter of the box (kernel ≈ constant).
     Production solver on the separable grid vs the dense reference on its cost matrix."""
     geom = grids.cartesian_grid([(-1.0, 1.0), (-1.0, 1.0)], [7, 6])
-    h = geom.spacing
+    delta = geom.spacing
     pts = np.asarray(geom.points)
     diam2 = float(np.max(((pts[:, None] - pts[None]) ** 2).sum(-1)))
-    eps = diam2 if eps_over_h2 == "diam" else eps_over_h2 * h**2
+    eps = diam2 if eps_over_delta2 == "diam" else eps_over_delta2 * delta**2
     rng = np.random.default_rng(7)
     q = rng.random(geom.size) + 0.05
     q /= q.sum()

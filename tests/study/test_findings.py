@@ -10,7 +10,7 @@ def _points():
     return pd.DataFrame({
         "regime": ["pinned", "GD-like", "Langevin-like", "neither"],
         "grid_size": [2197, 19683, 6859, 6859], "courant": [0.05, 0.7, 0.2, 0.5],
-        "eps_over_h2": [0.1, 0.3, 3.0, 1.0], "D": [0.01, 0.005, 0.2, 0.05],
+        "eps_over_delta2": [0.1, 0.3, 3.0, 1.0], "D": [0.01, 0.005, 0.2, 0.05],
         "gap_gd": [2.0, 0.04, 0.2, 0.3], "gap_langevin": [2.1, 0.06, 0.03, 0.4],
     })
 

@@ -4,12 +4,14 @@ Its numbers are checked against the raw per-record losses of results.parquet, an
 GPU/CPU agreement against a CPU study made of the same rows.
 """
 
+import json
 import shutil
 
 import numpy as np
 import pandas as pd
 
 from mfjko.study import findings_gpu as G
+from mfjko.sweep.results import read_results
 
 
 def _sup_gap(results: pd.DataFrame, point: str) -> float:
@@ -28,15 +30,46 @@ def test_gpu_points_equal_the_raw_records_and_the_brief_states_them():
             assert abs(r["gap_gd"] - _sup_gap(results, r["point"])) <= 1e-12
     lines = G.brief_lines()
     assert len(lines) == 2
-    fine = pd.read_csv(G.RESULTS / "regression_refine_fine" / "study" / "points.csv")
-    finest = fine[np.isclose(fine.eps_over_h2, 0.5)].sort_values("delta").iloc[0]
+    fine = read_results(G.RESULTS / "regression_refine_fine" / "study" / "points.csv")
+    finest = fine[np.isclose(fine.eps_over_delta2, 0.5)].sort_values("delta").iloc[0]
     assert f"{100 * finest['gap_gd']:.1f} %" in lines[0]
     assert "181³" in lines[0]
-    mob = pd.read_csv(G.RESULTS / "regression_mobility" / "study" / "points.csv")
+    mob = read_results(G.RESULTS / "regression_mobility" / "study" / "points.csv")
     best = mob.loc[mob.gap_gd.idxmin()]
-    assert f"the smallest, {100 * best['gap_gd']:.1f} %, at ε/δ² = {best['eps_over_h2']:.2g}" \
+    assert f"the smallest, {100 * best['gap_gd']:.1f} %, at ε/δ² = {best['eps_over_delta2']:.2g}" \
         in lines[1]
     assert "H100" in G.device()
+
+
+def test_results_stored_under_the_old_name_are_read_under_the_new_one(tmp_path):
+    """The committed GPU sweeps predate the rename eps_over_h2 → eps_over_delta2 (issue 19):
+    read_results gives their tables the new columns, and their study (sweep.yaml with the
+    old names in its axes and where: filters) renders from them."""
+    import warnings
+
+    from mfjko.study.render import render_study
+
+    for name in ("regression_refine_fine", "regression_mobility"):
+        for f in ("results.parquet", "study/points.csv"):
+            raw = (pd.read_parquet if f.endswith("parquet") else pd.read_csv)(G.RESULTS / name / f)
+            table = read_results(G.RESULTS / name / f)
+            assert "eps_over_h2" in raw and "jko.eps_over_h2" in raw
+            assert not [c for c in table if "eps_over_h2" in c]
+            assert table["eps_over_delta2"].equals(raw["eps_over_h2"])
+            assert table["jko.eps_over_delta2"].equals(raw["jko.eps_over_h2"])
+    folder = tmp_path / "fine"
+    folder.mkdir()
+    for f in ("sweep.yaml", "results.parquet"):
+        shutil.copy(G.RESULTS / "regression_refine_fine" / f, folder / f)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        render_study(folder)
+    assert any(issubclass(w.category, DeprecationWarning) and "eps_over_h2" in str(w.message)
+               for w in caught)
+    assert "eps_over_delta2" in read_results(folder / "study" / "points.csv")
+    summary = json.loads((folder / "study" / "summary.json").read_text())
+    gd = [r for r in summary["rates"] if r["path"].startswith("to GD")]
+    assert gd and all(r["n"] == 6 for r in gd)
 
 
 def test_cpu_agreement_is_zero_against_the_same_rows_and_none_without_a_cpu_study(tmp_path):

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 
 def _points():
     return pd.DataFrame({"point": ["a", "b", "c"], "courant": [0.05, 0.1, 0.2],
-                         "eps_over_h2": [0.5, 1.0, 2.0], "grid_size": [125] * 3,
+                         "eps_over_delta2": [0.5, 1.0, 2.0], "grid_size": [125] * 3,
                          "delta": [1.0] * 3, "gap_gd": [0.01, 0.2, 0.3],
                          "gap_langevin": [0.3, 0.01, 0.2], "pred_gap_T": [0.1] * 3,
                          "measure_gap_T": [0.1] * 3,
@@ -36,6 +36,6 @@ def test_regimes_are_a_table_and_no_empty_rates_heading(tmp_path):
 def test_phase_figure_draws_pinned_markers_without_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        render._phase_figure(_points(), {"x": "courant", "y": "eps_over_h2",
+        render._phase_figure(_points(), {"x": "courant", "y": "eps_over_delta2",
                                          "panel": "grid_size"}, tmp_path / "phase.png")
     assert (tmp_path / "phase.png").stat().st_size > 10_000

@@ -30,7 +30,7 @@ def test_config_key_reaches_the_solver_options():
 @pytest.mark.parametrize("key", ["jko.debias", "methods.jko.debias"])
 def test_debias_as_a_sweep_axis(tmp_path, key):
     spec = {"name": "d", "base": BASE,
-            "product": {key: [False, True], "jko.eps_over_h2": [0.5]}}
+            "product": {key: [False, True], "jko.eps_over_delta2": [0.5]}}
     path = tmp_path / "d.yaml"
     path.write_text(yaml.safe_dump(spec))
     sweep = load_sweep(path)

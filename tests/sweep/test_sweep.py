@@ -43,9 +43,9 @@ def _in_process_cluster():
 
 
 def _write(tmp_path, **extra) -> Path:
-    spec = {"name": "tiny", "base": BASE, "product": {"jko.eps_over_h2": [0.3, 1.0]},
+    spec = {"name": "tiny", "base": BASE, "product": {"jko.eps_over_delta2": [0.3, 1.0]},
             "zip": [{"jko.grid_n": [5, 6], "tag.level": ["coarse", "fine"]}],
-            "study": {"phase": {"x": "courant", "y": "eps_over_h2", "panel": "grid_size"}},
+            "study": {"phase": {"x": "courant", "y": "eps_over_delta2", "panel": "grid_size"}},
             **extra}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -53,7 +53,7 @@ def _write(tmp_path, **extra) -> Path:
 
 
 def test_expansion_and_derived_keys(tmp_path):
-    spec = load_sweep(_write(tmp_path, product={"jko.eps_over_h2": [0.5],
+    spec = load_sweep(_write(tmp_path, product={"jko.eps_over_delta2": [0.5],
                                                 "jko.courant": [0.05, 0.2]}))
     points = expand(spec)
     assert len(points) == 4 and len({p.id for p in points}) == 4
@@ -69,6 +69,56 @@ def test_expansion_and_derived_keys(tmp_path):
     assert "tag.level" not in json.dumps(cfg.model_dump())
 
 
+def test_the_old_name_eps_over_h2_is_a_deprecated_alias(tmp_path):
+    """A spec of before the rename (issue 19: h names time steps): ``jko.eps_over_h2`` and
+    ``eps_over_h2`` in ``study`` give the same spec and points (coordinates, configs, ids:
+    those of before the rename, so old sweep folders resume) as the new name, and a warning."""
+    import hashlib
+
+    kw = {"product": {"jko.courant": [0.2]},
+          "zip": [{"jko.grid_n": [5, 6], "jko.eps_over_delta2": [0.5, 1.0]}],
+          "study": {"phase": {"x": "courant", "y": "eps_over_delta2"},
+                    "refinement": [{"name": "r", "x": "delta", "where": {"eps_over_delta2": 0.5}}]}}
+    new = load_sweep(_write(tmp_path, **kw))
+    old_kw = json.loads(json.dumps(kw).replace("eps_over_delta2", "eps_over_h2"))
+    with pytest.warns(DeprecationWarning, match=r"jko\.eps_over_h2 → jko\.eps_over_delta2"):
+        old = load_sweep(_write(tmp_path, **old_kw))
+    assert old == new
+    old_points, new_points = expand(old), expand(new)
+    assert [(p.id, p.coords) for p in old_points] == [(p.id, p.coords) for p in new_points]
+    for p in new_points:  # the id of before the rename: the coordinates under the old name
+        text = json.dumps(p.coords, sort_keys=True).replace("eps_over_delta2", "eps_over_h2")
+        assert p.id == f"{p.index:04d}-{hashlib.sha1((text + p.context).encode()).hexdigest()[:8]}"
+    a, b = resolve_point(old, old_points[-1]), resolve_point(new, new_points[-1])
+    assert a == b and a.methods.jko.eps == pytest.approx(1.0 * (4.0 / 5) ** 2)
+
+
+def test_points_stored_under_the_old_name_are_collected_under_the_new_one(tmp_path):
+    """A sweep folder of before the rename, collected (resumed) with the renamed spec."""
+    from mfjko.io import METRIC_COLUMNS
+    from mfjko.sweep.results import collect
+
+    spec = load_sweep(_write(tmp_path, product={"jko.courant": [0.2]},
+                             zip=[{"jko.eps_over_delta2": [0.5, None], "jko.D": [None, 0.02]}]))
+    points = expand(spec)
+    out = tmp_path / "out"
+    for p in points:
+        folder = out / "points" / p.id
+        folder.mkdir(parents=True)
+        coords = json.loads(json.dumps(p.coords).replace("eps_over_delta2", "eps_over_h2"))
+        (folder / "point.json").write_text(json.dumps(
+            {"id": p.id, "coords": coords, "facts": {"eps_over_h2": 0.5, "tau": 0.1,
+                                                     "record_every": 0.2}}))
+        (folder / "metrics.csv").write_text(",".join(METRIC_COLUMNS) + "\njko,0.0,1.0"
+                                            + "," * (len(METRIC_COLUMNS) - 3) + "\n")
+    table = collect(out, spec, points)
+    assert len(table) == len(points) and not [c for c in table if "eps_over_h2" in c]
+    zipped = spec.axes()[-1][0]  # the zip axis: its keys joined with +
+    assert "jko.eps_over_delta2" in zipped.split("+")
+    assert {"eps_over_delta2", "jko.eps_over_delta2", zipped} <= set(table)
+    assert table["jko.eps_over_delta2"].tolist()[0] == 0.5
+
+
 def test_an_edited_spec_gets_new_point_ids_and_its_marker(tmp_path):
     """Resume after an edit: changed points are not taken for done, the study reads the edit."""
     from mfjko.sweep.run import _prepare_folder
@@ -79,7 +129,7 @@ def test_an_edited_spec_gets_new_point_ids_and_its_marker(tmp_path):
     assert not ids & {p.id for p in expand(load_sweep(
         _write(tmp_path, base={**BASE, "seed": 3})))}
     # the same coordinates at other positions: other ids (the index is part of the id)
-    trimmed = expand(load_sweep(_write(tmp_path, product={"jko.eps_over_h2": [1.0]})))
+    trimmed = expand(load_sweep(_write(tmp_path, product={"jko.eps_over_delta2": [1.0]})))
     assert not ids & {p.id for p in trimmed}
     out = tmp_path / "out"
     _prepare_folder(out, load_sweep(_write(tmp_path)), resume=False, overwrite=False)
@@ -139,7 +189,7 @@ def test_local_cluster_resume_failure_and_study(tmp_path):
     import xarray as xr
 
     ds = xr.open_zarr(out / "results.zarr")
-    assert ds["loss"].sizes["jko.eps_over_h2"] == 2 and ds["loss"].sizes["method"] == 3
+    assert ds["loss"].sizes["jko.eps_over_delta2"] == 2 and ds["loss"].sizes["method"] == 3
     # resume recomputes only what is missing
     victim = sorted((out / "points").iterdir())[1]
     before = {p.name: (p / "point.json").stat().st_mtime_ns for p in (out / "points").iterdir()}
@@ -167,7 +217,7 @@ def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path,
                                                           processes):
     """On a worker process (`workers=1`, slow: it imports and compiles everything) and,
     in `make test`, on the in-process cluster."""
-    path = _write(tmp_path, product={"jko.eps_over_h2": [1.0, 0.001]}, zip=[])
+    path = _write(tmp_path, product={"jko.eps_over_delta2": [1.0, 0.001]}, zip=[])
     out = tmp_path / "bad"
     if processes:
         run_sweep(path, out, workers=1, progress=False)
@@ -225,7 +275,7 @@ def test_scheduler_address_path(tmp_path):
                               stderr=subprocess.DEVNULL)
     try:
         time.sleep(3)
-        path = _write(tmp_path, product={"jko.eps_over_h2": [1.0]}, zip=[])
+        path = _write(tmp_path, product={"jko.eps_over_delta2": [1.0]}, zip=[])
         out = run_sweep(path, tmp_path / "remote", scheduler=addr, progress=False)
         table = pd.read_parquet(out / "results.parquet")
         assert table["point"].nunique() == 1 and (table["method"] == "jko").any()

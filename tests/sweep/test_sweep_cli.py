@@ -19,7 +19,7 @@ runner = CliRunner()
 
 
 def _spec(tmp_path, name="tiny.yaml", **extra) -> "Path":  # noqa: F821
-    doc = {"name": "tiny", "base": tiny_raw(), "product": {"jko.eps_over_h2": [0.5, 1.0]},
+    doc = {"name": "tiny", "base": tiny_raw(), "product": {"jko.eps_over_delta2": [0.5, 1.0]},
            **extra}
     path = tmp_path / name
     path.write_text(yaml.safe_dump(doc))

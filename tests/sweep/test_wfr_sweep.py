@@ -35,9 +35,9 @@ BASE = {
 
 def test_wfr_sweep_derived_keys_facts_drift_and_study(tmp_path):
     spec_doc = {"name": "wfr_tiny", "base": BASE,
-                "product": {"wfr_jko.eps_over_h2": [1.5], "wfr_jko.courant": [0.25, 0.5]},
+                "product": {"wfr_jko.eps_over_delta2": [1.5], "wfr_jko.courant": [0.25, 0.5]},
                 "study": {"method": "wfr_jko",
-                          "phase": {"x": "courant", "y": "eps_over_h2", "panel": "grid_size"}}}
+                          "phase": {"x": "courant", "y": "eps_over_delta2", "panel": "grid_size"}}}
     path = tmp_path / "wfr_tiny.yaml"
     path.write_text(yaml.safe_dump(spec_doc))
     spec = load_sweep(path)
@@ -76,7 +76,7 @@ def test_wfr_sweep_derived_keys_facts_drift_and_study(tmp_path):
         facts = res["facts"]
         assert facts["wfr_jko_delta"] == pytest.approx(delta, rel=1e-9)
         assert facts["wfr_jko_grid_size"] == 2 * N
-        assert facts["wfr_jko_eps_over_h2"] == pytest.approx(1.5, rel=1e-9)
+        assert facts["wfr_jko_eps_over_delta2"] == pytest.approx(1.5, rel=1e-9)
         n_steps = round(0.4 / facts["wfr_jko_tau"])
         assert len(res["drift_methods"]["wfr_jko"]) == n_steps
         assert {r["method"] for r in res["rows"]} == {"gd", "langevin", "conic", "wfr_jko"}

@@ -234,7 +234,7 @@ class GridMethodConfig(BaseModel):
         """δ, τ, ε, D = ε/(4τ), ε/δ², V₀, c = τV₀/δ and N: a sweep point's facts."""
         tau, eps = self.tau, self.eps
         return dict(delta=delta, tau=tau, eps=eps, D=eps / (4 * tau),
-                    eps_over_h2=eps / delta**2, speed0=speed, courant=tau * speed / delta,
+                    eps_over_delta2=eps / delta**2, speed0=speed, courant=tau * speed / delta,
                     grid_size=grid_size)
 
 

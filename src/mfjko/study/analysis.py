@@ -24,7 +24,7 @@ from mfjko.study.regime import (
 __all__ = ["point_summaries", "fit_rate", "FACTS"]
 
 #: per-point facts carried from the table (mfjko.sweep.execute.point_facts)
-FACTS = ("delta", "tau", "eps", "D", "eps_over_h2", "courant", "speed0", "grid_size",
+FACTS = ("delta", "tau", "eps", "D", "eps_over_delta2", "courant", "speed0", "grid_size",
          "drift_predicted_field")
 
 
@@ -122,9 +122,9 @@ def point_summaries(table: pd.DataFrame, axes: list[str],
     summary = pd.DataFrame(out)
     if summary.empty:
         return summary
-    if {"courant", "eps_over_h2"} <= set(summary):
+    if {"courant", "eps_over_delta2"} <= set(summary):
         summary["drift_predicted"] = predicted_drift_ratio(summary["courant"].to_numpy(),
-                                                           summary["eps_over_h2"].to_numpy())
+                                                           summary["eps_over_delta2"].to_numpy())
     verdicts = [classify(r.drift_ratio, r.gap_gd, r.gap_langevin, r.langevin_gap_gd,
                          r.reference_noise) for r in summary.itertuples()]
     summary["regime"] = [v.regime for v in verdicts]

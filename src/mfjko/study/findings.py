@@ -41,13 +41,13 @@ def _rates_section(root: Path, name: str, figdir: Path) -> str:
                      f"{r['n']} | {vals} |")
     lines.append("")
     _, points = load_study(root, name)
-    cols = [c for c in ("grid_size", "delta", "tau", "eps", "D", "eps_over_h2", "courant",
+    cols = [c for c in ("grid_size", "delta", "tau", "eps", "D", "eps_over_delta2", "courant",
                         "gap_gd", "gap_gd_T", "gap_langevin", "pred_gap_T", "measure_gap_T",
                         "drift_ratio", "regime") if c in points]
     lines.append("The runs along the paths (τ is snapped to record_every/k, so c is only "
                  "approximately constant):\n")
     lines.append("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
-    for r in points.sort_values(["eps_over_h2", "delta"]).to_dict("records"):
+    for r in points.sort_values(["eps_over_delta2", "delta"]).to_dict("records"):
         lines.append("| " + " | ".join(
             pct(r[c]) if c.startswith("gap") else
             (str(r[c]) if isinstance(r[c], str) else num(r[c])) for c in cols) + " |")
@@ -144,7 +144,7 @@ def _brief(root: Path, boundary) -> str:
         if bound:
             text.append(f"- The pinning boundary is where the model puts it: {bound}.")
         moving = points[(points["regime"] != "pinned") & points["gap_langevin"].notna()]
-        wide = moving[moving["eps_over_h2"] >= 1]
+        wide = moving[moving["eps_over_delta2"] >= 1]
         if len(wide):
             closer = int((wide["gap_langevin"] < wide["gap_gd"]).sum())
             text.append(f"- With ε/δ² ≥ 1, {closer} of {len(wide)} moving runs are closer to "
@@ -226,7 +226,7 @@ def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:
                        figdir),
         phase_section(root, "teacher", "(c) A ReLU teacher with d = 3 (S² × β grids)", figdir),
         _groups_section(root, "parametrizations", "The four parametrizations on the same data",
-                        ["model.parametrization", "jko.eps_over_h2"], figdir),
+                        ["model.parametrization", "jko.eps_over_delta2"], figdir),
         _groups_section(root, "gridscale", "(d) The grid-scale problem: single- vs multi-scale "
                         "grids (default problem)", ["init.scale", "tag.grid"], figdir),
         _groups_section(root, "orthogonal", "(d′) The grid-scale problem on orthogonal inputs",

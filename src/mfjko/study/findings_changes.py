@@ -110,7 +110,7 @@ def _refinement_lines(root: Path) -> list[str]:
                         + _counts(lang["regime"].value_counts().to_dict())
                         + f"; the closest to GD ({pct(best['gap_gd'])}) is on "
                         f"{int(best['grid_size'])} points at ε/δ² = "
-                        f"{num(best['eps_over_h2'], 2)}, near the lattice's slow-down: the "
+                        f"{num(best['eps_over_delta2'], 2)}, near the lattice's slow-down: the "
                         "same cancellation.")
     return text
 
@@ -124,7 +124,7 @@ def _later_lines(root: Path) -> list[str]:
         text.append(f"- Parametrizations: GD-like before: "
                     f"{PUBLISHED_FIGURES['parametrizations_gd_like']}; now: "
                     + (", ".join(f"{r['model.parametrization']} at ε/δ² = "
-                                 f"{num(r['jko.eps_over_h2'], 2)} ({pct(r['gap_gd'])})"
+                                 f"{num(r['jko.eps_over_delta2'], 2)} ({pct(r['gap_gd'])})"
                                  for r in gd_like.to_dict("records")) or "none") + ".")
     text.append(
         f"- The \"sweet spot\" ({PUBLISHED_FIGURES['sweet_spot']}) and the GPU refinement "

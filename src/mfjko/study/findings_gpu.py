@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mfjko.sweep.results import read_results
+
 __all__ = ["section", "brief_lines", "cpu_agreement", "RESULTS"]
 
 #: where the GPU sweeps' outputs are kept (relative to the repository root)
@@ -34,7 +36,7 @@ def _num(v, digits: int = 3) -> str:
 
 def _points(root: Path, name: str) -> pd.DataFrame | None:
     f = root / name / "study" / "points.csv"
-    return pd.read_csv(f) if f.exists() else None
+    return read_results(f) if f.exists() else None
 
 
 def device(root: Path = RESULTS) -> str:
@@ -62,8 +64,8 @@ def cpu_agreement(root: Path = RESULTS, cpu_root: Path = Path("runs/studies")) -
     gpu_f = root / _REFINE / "results.parquet"
     if not (cpu_f.exists() and gpu_f.exists()):
         return None
-    cpu, gpu = pd.read_parquet(cpu_f), pd.read_parquet(gpu_f)
-    keys = ["jko.grid_n", "jko.eps_over_h2", "jko.D", "t"]
+    cpu, gpu = read_results(cpu_f), read_results(gpu_f)
+    keys = ["jko.grid_n", "jko.eps_over_delta2", "jko.D", "t"]
     both = gpu[gpu.method == "jko"].merge(cpu[cpu.method == "jko"], on=keys,
                                           suffixes=("_gpu", "_cpu"))
     if both.empty:
@@ -83,7 +85,7 @@ def brief_lines(root: Path = RESULTS) -> list[str]:
     lines = []
     ref = _points(root, _REFINE)
     if ref is not None:
-        path = ref[np.isclose(ref["eps_over_h2"], 0.5)].sort_values("delta")
+        path = ref[np.isclose(ref["eps_over_delta2"], 0.5)].sort_values("delta")
         if len(path) >= 2:
             fine, coarse = path.iloc[0], path.iloc[-1]
             lines.append(
@@ -98,16 +100,16 @@ def brief_lines(root: Path = RESULTS) -> list[str]:
                 "slowed flow, not to GD.")
     mob = _points(root, _MOBILITY)
     if mob is not None and mob["gap_gd"].notna().any():
-        mob = mob.sort_values("eps_over_h2")
+        mob = mob.sort_values("eps_over_delta2")
         best = mob.loc[mob["gap_gd"].idxmin()]
         top = mob.iloc[-1]
         lines.append(
             f"- **ε/δ² ≈ 1 is the sweet spot** (GPU, {round(best['grid_size'] ** (1 / 3))}³, "
             f"c ≈ 0.25): gap to GD {', '.join(_pct(v) for v in mob['gap_gd'])} at ε/δ² = "
-            f"{', '.join(_num(v, 2) for v in mob['eps_over_h2'])}; the smallest, "
-            f"{_pct(best['gap_gd'])}, at ε/δ² = {_num(best['eps_over_h2'], 2)} (drift ratio "
+            f"{', '.join(_num(v, 2) for v in mob['eps_over_delta2'])}; the smallest, "
+            f"{_pct(best['gap_gd'])}, at ε/δ² = {_num(best['eps_over_delta2'], 2)} (drift ratio "
             f"{_num(best['drift_ratio'])}). Below it the lattice slows the mass; above it the "
-            f"diffusion D = ε/(4τ) takes over (at ε/δ² = {_num(top['eps_over_h2'], 2)}: "
+            f"diffusion D = ε/(4τ) takes over (at ε/δ² = {_num(top['eps_over_delta2'], 2)}: "
             f"{_pct(top['gap_langevin'])} from Langevin, {_pct(top['gap_gd'])} from GD). A "
             "refinement path to GD therefore keeps ε/δ² at or slowly above 1 while "
             "D = (ε/δ²)·δ²/(4τ) → 0 (τ ∝ δ).")
@@ -115,11 +117,11 @@ def brief_lines(root: Path = RESULTS) -> list[str]:
 
 
 def _mobility_table(points: pd.DataFrame) -> str:
-    cols = [c for c in ("eps_over_h2", "D", "courant", "drift_ratio", "drift_predicted",
+    cols = [c for c in ("eps_over_delta2", "D", "courant", "drift_ratio", "drift_predicted",
                         "gap_gd", "gap_langevin", "langevin_gap_gd", "pred_gap_T",
                         "measure_gap_T", "regime") if c in points]
     lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
-    for r in points.sort_values("eps_over_h2").to_dict("records"):
+    for r in points.sort_values("eps_over_delta2").to_dict("records"):
         lines.append("| " + " | ".join(
             _pct(r[c]) if "gap_gd" in c or c == "gap_langevin" else
             (str(r[c]) if isinstance(r[c], str) else _num(r[c])) for c in cols) + " |")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from mfjko.study.regime import REGIMES
+from mfjko.sweep.results import read_results
 
 __all__ = ["load_study", "pct", "num", "figure", "regime_table", "boundary_table", "span",
            "phase_reading", "phase_section"]
@@ -28,7 +29,7 @@ def load_study(root: Path, name: str):
     if not (folder / "summary.json").exists():
         return None, None
     return (json.loads((folder / "summary.json").read_text()),
-            pd.read_csv(folder / "points.csv"))
+            read_results(folder / "points.csv"))
 
 
 def pct(v) -> str:
@@ -98,7 +99,7 @@ def phase_reading(points: pd.DataFrame) -> str:
             continue
         out.append(f"- **{regime}** ({len(sub)} runs): grids of "
                    f"{span(sub['grid_size'], lambda v: str(int(v)))} points, c = "
-                   f"{span(sub['courant'])}, ε/δ² = {span(sub['eps_over_h2'])}, D = "
+                   f"{span(sub['courant'])}, ε/δ² = {span(sub['eps_over_delta2'])}, D = "
                    f"{span(sub['D'])}; sup gap to GD {span(sub['gap_gd'], pct)} "
                    f"(median {pct(sub['gap_gd'].median())})"
                    + ("" if sub["gap_langevin"].isna().all() else
@@ -107,7 +108,7 @@ def phase_reading(points: pd.DataFrame) -> str:
     moving = points[(points["regime"] != "pinned") & points["gap_langevin"].notna()]
     if len(moving):
         closer = moving["gap_langevin"] < moving["gap_gd"]
-        wide = moving["eps_over_h2"] >= 1
+        wide = moving["eps_over_delta2"] >= 1
         out.append(f"- Of the {len(moving)} runs that move, {int(closer.sum())} are closer to "
                    "mean-field Langevin at D = ε/(4τ) than to GD; among those with ε/δ² ≥ 1, "
                    f"{int(closer[wide].sum())} of {int(wide.sum())}.")
@@ -148,6 +149,6 @@ def phase_section(root: Path, name: str, title: str, figdir: Path) -> str:
     if len(gd_like):
         best = gd_like.sort_values("gap_gd").iloc[0]
         text.append(f"\nClosest to GD: grid {int(best['grid_size'])} points, c = "
-                    f"{num(best['courant'])}, ε/δ² = {num(best['eps_over_h2'])}, D = "
+                    f"{num(best['courant'])}, ε/δ² = {num(best['eps_over_delta2'])}, D = "
                     f"{num(best['D'])}: gap {pct(best['gap_gd'])}.\n")
     return "\n".join(text) + "\n"

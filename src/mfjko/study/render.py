@@ -26,6 +26,7 @@ import yaml  # noqa: E402
 from mfjko.errors import RunFolderError  # noqa: E402
 from mfjko.study.analysis import fit_rate, point_summaries  # noqa: E402
 from mfjko.study.regime import GAP_TOL, PIN_RATIO, pinning_boundary  # noqa: E402
+from mfjko.sweep.results import read_results, upgrade_spec  # noqa: E402
 
 __all__ = ["render_study", "measured_boundary"]
 
@@ -53,7 +54,7 @@ def _crossing(ys: np.ndarray, rho: np.ndarray) -> tuple[float, float, float]:
     return math.nan, math.nan, math.nan
 
 
-def measured_boundary(points: pd.DataFrame, x: str = "courant", y: str = "eps_over_h2",
+def measured_boundary(points: pd.DataFrame, x: str = "courant", y: str = "eps_over_delta2",
                       panel: str | None = None,
                       field: str = "drift_predicted_field") -> list[dict]:
     """Where the measured drift ratio crosses 1/2 along y at each (panel, x).
@@ -88,7 +89,7 @@ def _plain(v):
 
 
 def _phase_figure(points: pd.DataFrame, cfg: dict, path: Path) -> None:
-    x, y = cfg.get("x", "courant"), cfg.get("y", "eps_over_h2")
+    x, y = cfg.get("x", "courant"), cfg.get("y", "eps_over_delta2")
     panel = cfg.get("panel")
     panels = sorted(points[panel].unique()) if panel else [None]
     metrics = [m for m in _GAPS if m in points and points[m].notna().any()]
@@ -116,10 +117,10 @@ def _phase_figure(points: pd.DataFrame, cfg: dict, path: Path) -> None:
                     sc = ax.scatter(sub[x][sel], sub[y][sel], c=vals[sel], marker=mk, s=70,
                                     cmap="viridis", vmin=np.nanmin(vals), vmax=np.nanmax(vals),
                                     label=regime, **edge)
-            if x == "courant" and y == "eps_over_h2":
+            if x == "courant" and y == "eps_over_delta2":
                 ax.plot(cs, boundary, "r--", lw=1.2, label="predicted pinning (ρ = ½)")
             ax.set(xscale="log", yscale="log", xlabel="c = τV₀/δ" if x == "courant" else x,
-                   ylabel="ε/δ²" if y == "eps_over_h2" else y,
+                   ylabel="ε/δ²" if y == "eps_over_delta2" else y,
                    title=f"{_GAPS[m]}\n{panel} = {pv}, δ = {delta:.3g}" if pv is not None
                    else _GAPS[m])
             _plain_log_ticks(ax)
@@ -243,9 +244,9 @@ def render_study(sweep_dir) -> Path:
     if not (sweep_dir / "results.parquet").exists():
         raise RunFolderError(f"{sweep_dir} has no results.parquet: not a finished sweep "
                              "folder; run `mfjko sweep` first")
-    spec = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    spec = upgrade_spec(yaml.safe_load((sweep_dir / "sweep.yaml").read_text()))
     study = spec.get("study") or {}
-    table = pd.read_parquet(sweep_dir / "results.parquet")
+    table = read_results(sweep_dir / "results.parquet")
     axes = [a for a in _axes_columns(spec) if a in table]
     points = point_summaries(table, axes, jko=study.get("method", "jko"))
     out = sweep_dir / "study"
@@ -264,7 +265,7 @@ def render_study(sweep_dir) -> Path:
         figures.append(("phase.png", "Phase diagrams: gaps over (c, ε/δ²) per grid; marker = "
                         "regime, dashed = predicted pinning boundary ρ(c, ε/δ²) = ½"))
         summary["boundary"] = measured_boundary(points, study["phase"].get("x", "courant"),
-                                                study["phase"].get("y", "eps_over_h2"),
+                                                study["phase"].get("y", "eps_over_delta2"),
                                                 study["phase"].get("panel"))
     if "drift_predicted" in points and points["drift_ratio"].notna().any():
         _drift_figure(points, out / "drift.png")
@@ -305,7 +306,7 @@ def _rates_section(rates: list[dict]) -> list[str]:
 
 
 def _page(out: Path, spec: dict, points: pd.DataFrame, summary: dict, figures) -> Path:
-    cols = [c for c in ("point", "method", "grid_size", "delta", "courant", "eps_over_h2", "D",
+    cols = [c for c in ("point", "method", "grid_size", "delta", "courant", "eps_over_delta2", "D",
                         "drift_ratio", "drift_predicted", "gap_gd", "gap_langevin", "gap_gd_T",
                         "measure_gap_T", "direction_gap_T", "regime") if c in points]
     table = points[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}")

@@ -19,7 +19,14 @@ import pandas as pd
 
 from mfjko.io import read_metrics
 
-__all__ = ["collect", "load_table", "axis_columns", "write_zarr", "fact_prefix"]
+__all__ = ["collect", "load_table", "read_results", "axis_columns", "write_zarr", "fact_prefix",
+           "RENAMED", "current_name", "upgrade_spec"]
+
+#: names of columns, facts and sweep keys renamed since results were first stored, old →
+#: new (issue 19: δ is the grid spacing, h and τ name time steps). Stored results and
+#: sweep files with an old name are read under the new one: :func:`read_results` (tables),
+#: :func:`_point_rows` (point.json), :func:`upgrade_spec` (sweep files, with a warning)
+RENAMED = {"eps_over_h2": "eps_over_delta2"}
 
 
 def fact_prefix(method: str) -> str:
@@ -28,6 +35,62 @@ def fact_prefix(method: str) -> str:
     (jko's names predate the other grid methods and stay unprefixed.)
     """
     return "" if method == "jko" else f"{method}_"
+
+
+def current_name(name: str, renamed: dict[str, str] = RENAMED) -> str:
+    """``name`` with an old name of ``renamed`` replaced by the new one.
+
+    The old name alone, after a prefix (``jko.eps_over_h2``, ``wfr_jko_eps_over_h2``), or
+    as such in a part of a zip axis name ``a+b``.
+    """
+    parts = name.split("+")
+    for i, part in enumerate(parts):
+        for old, new in renamed.items():
+            if part == old or part.endswith(("." + old, "_" + old)):
+                parts[i] = part[: len(part) - len(old)] + new
+                break
+    return "+".join(parts)
+
+
+def _current(doc: dict) -> dict:
+    """point.json's coordinates or facts with their keys (a zip group's too) as now named."""
+    return {current_name(k): {current_name(kk): vv for kk, vv in v.items()}
+            if isinstance(v, dict) else v for k, v in doc.items()}
+
+
+def upgrade_spec(doc: dict) -> dict:
+    """A raw sweep document with the old names of :data:`RENAMED` replaced by the new ones.
+
+    Axis keys (``product``, ``zip``) and the column names of ``study`` (keys such as
+    ``where:``'s, values such as ``phase.y``'s); one DeprecationWarning names the old keys.
+    """
+    found = []
+
+    def name(v):
+        new = current_name(v) if isinstance(v, str) else v
+        if new != v:
+            found.append(v)
+        return new
+
+    def walk(v):
+        if isinstance(v, dict):
+            return {name(k): walk(x) for k, x in v.items()}
+        return [walk(x) for x in v] if isinstance(v, list) else name(v)
+
+    out = dict(doc)
+    if isinstance(doc.get("product"), dict):
+        out["product"] = {name(k): v for k, v in doc["product"].items()}
+    if isinstance(doc.get("zip"), list):
+        out["zip"] = [{name(k): v for k, v in g.items()} if isinstance(g, dict) else g
+                      for g in doc["zip"]]
+    if isinstance(doc.get("study"), dict):
+        out["study"] = walk(doc["study"])
+    if found:
+        pairs = ", ".join(f"{k} → {current_name(k)}" for k in dict.fromkeys(found))
+        warnings.warn(f"sweep {doc.get('name', 'sweep')}: renamed keys {pairs} (ε/δ², δ the "
+                      "grid spacing); the old names are deprecated", DeprecationWarning,
+                      stacklevel=2)
+    return out
 
 
 def _cell(value):
@@ -44,6 +107,8 @@ def axis_columns(spec) -> dict[str, list[str]]:
 
 def _point_rows(folder: Path, spec, index_of: dict) -> list[dict]:
     doc = json.loads((folder / "point.json").read_text())
+    # points of sweeps run before a rename (RENAMED): coordinates and facts as now named
+    doc["coords"], doc["facts"] = _current(doc["coords"]), _current(doc["facts"])
     base = {"point": doc["id"], **doc["facts"]}
     for name, value in doc["coords"].items():
         if isinstance(value, dict):
@@ -115,6 +180,17 @@ def _dataset(table: pd.DataFrame, spec):
     return ds
 
 
+def read_results(path) -> pd.DataFrame:
+    """A stored results table (results.parquet, study/points.csv), columns as now named.
+
+    The one reader of stored tables: a column of an older version under an old name
+    (:data:`RENAMED`) comes back under the new one.
+    """
+    path = Path(path)
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return table.rename(columns=current_name)
+
+
 def load_table(out) -> pd.DataFrame:
-    """The tidy table of a finished sweep folder."""
-    return pd.read_parquet(Path(out) / "results.parquet")
+    """The tidy table of a finished sweep folder (:func:`read_results`)."""
+    return read_results(Path(out) / "results.parquet")

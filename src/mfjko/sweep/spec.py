@@ -6,7 +6,7 @@ each other: key → list of values) and ``zip`` (groups of keys varied together,
 per group). Keys use ``--set`` syntax, plus derived keys ``<method>.<name>`` (:data:`DERIVED`)
 of any grid method with τ, ε and a spacing (``jko``: its grid; ``wfr_jko``: its directions'
 angular spacing), resolved against the point's own grid and data (``jko.grid_n``,
-``<method>.eps_over_h2``, ``<method>.courant``, ``<method>.D``; ``<method>.debias``
+``<method>.eps_over_delta2``, ``<method>.courant``, ``<method>.D``; ``<method>.debias``
 sets the debiased step) and labels (``tag.<name>``, a coordinate only). null in a zip
 group: not set.
 """
@@ -40,7 +40,7 @@ from mfjko.problem import MeanFieldProblem
 
 # private helpers of the runner's setup (issue 19: to become its public API)
 from mfjko.runner.setup import dataset_for, law_for
-from mfjko.sweep.results import fact_prefix
+from mfjko.sweep.results import RENAMED, current_name, fact_prefix, upgrade_spec
 
 __all__ = ["SweepSpec", "Point", "load_sweep", "expand", "DERIVED", "derived_key", "resolve_point",
            "grid_spacing", "initial_speed", "check_keys", "stored_spec"]
@@ -50,7 +50,7 @@ __all__ = ["SweepSpec", "Point", "load_sweep", "expand", "DERIVED", "derived_key
 DERIVED = {
     "<method>.grid_n": "points per axis of a box grid: methods.<method>.grid.sizes = "
                        "[n]·(number of axes) (grids with ranges: jko)",
-    "<method>.eps_over_h2": "ε/δ² at the grid's spacing δ: methods.<method>.eps = value·δ²",
+    "<method>.eps_over_delta2": "ε/δ² at the grid's spacing δ: methods.<method>.eps = value·δ²",
     "<method>.courant": "c = τ·V₀/δ (cells per step at the initial RMS speed V₀ of the "
                         "method's moving coordinates: GD's in Θ for jko, the angular speed "
                         "for wfr_jko): τ = c·δ/V₀, snapped so that record_every/τ is an integer",
@@ -62,7 +62,7 @@ DERIVED = {
 #: keys starting with this label a point (a coordinate of the results) and set nothing
 TAG = "tag."
 #: the order in which derived keys are applied (each may need the previous ones)
-_DERIVED_ORDER = ("debias", "grid_n", "eps_over_h2", "courant", "D")
+_DERIVED_ORDER = ("debias", "grid_n", "eps_over_delta2", "courant", "D")
 
 
 def derived_key(key: str) -> tuple[str, str] | None:
@@ -90,6 +90,11 @@ class SweepSpec(BaseModel):
     base_source: str | None = None
     #: sweep folder relative paths resolve from here (set by :func:`load_sweep`)
     root: str = "."
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):  # old key names (mfjko.sweep.results.RENAMED): a warning
+        return upgrade_spec(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _axes(self):
@@ -160,8 +165,24 @@ class Point:
         A point whose base, ``set`` or coordinates changed gets a new folder, so a resumed
         sweep never takes an edited spec's points for done.
         """
-        text = json.dumps(self.coords, sort_keys=True, default=str) + self.context
+        text = json.dumps(_id_coords(self.coords), sort_keys=True, default=str) + self.context
         return f"{self.index:04d}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+#: new → old names of renamed keys (mfjko.sweep.results.RENAMED)
+_OLD_NAMES = {new: old for old, new in RENAMED.items()}
+
+
+def _id_coords(coords: dict) -> dict:
+    """The coordinates a point id hashes: renamed keys under their old names.
+
+    So the ids of points (and the folders of sweeps run before a rename) stay the same.
+    """
+    def old(k):
+        return current_name(k, _OLD_NAMES)
+
+    return {old(k): {old(kk): vv for kk, vv in v.items()} if isinstance(v, dict) else v
+            for k, v in coords.items()}
 
 
 def load_sweep(path) -> SweepSpec:
@@ -290,7 +311,7 @@ def resolve_point(spec: SweepSpec, point: Point) -> RunConfig:
     """The point's validated run config.
 
     Base, ``set``, its overrides, then its derived keys (which need the method's grid
-    spacing δ and initial speed V₀), by name in the order grid_n, eps_over_h2, courant, D.
+    spacing δ and initial speed V₀), by name in the order grid_n, eps_over_delta2, courant, D.
     """
     raw = apply_overrides(spec.base_config(), list(spec.set) + point.overrides)
     derived = _derived_values(point)
@@ -379,7 +400,7 @@ def _apply_derived(method: str, name: str, value, raw: dict, point: Point) -> di
         return apply_overrides(raw, [_to_override(f"{section}.eps", eps)])
     delta = grid_spacing(cfg, method)
     point.resolved[prefix + "delta"] = delta
-    if name == "eps_over_h2":
+    if name == "eps_over_delta2":
         eps = value * delta**2
         point.resolved[prefix + "eps"] = eps
         return apply_overrides(raw, [_to_override(f"{section}.eps", eps)])
