@@ -64,7 +64,7 @@ def test_results_stored_under_the_old_name_are_read_under_the_new_one(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         render_study(folder)
-    assert any(issubclass(w.category, DeprecationWarning) and "eps_over_h2" in str(w.message)
+    assert any(issubclass(w.category, FutureWarning) and "eps_over_h2" in str(w.message)
                for w in caught)
     assert "eps_over_delta2" in read_results(folder / "study" / "points.csv")
     summary = json.loads((folder / "study" / "summary.json").read_text())

@@ -81,7 +81,7 @@ def test_the_old_name_eps_over_h2_is_a_deprecated_alias(tmp_path):
                     "refinement": [{"name": "r", "x": "delta", "where": {"eps_over_delta2": 0.5}}]}}
     new = load_sweep(_write(tmp_path, **kw))
     old_kw = json.loads(json.dumps(kw).replace("eps_over_delta2", "eps_over_h2"))
-    with pytest.warns(DeprecationWarning, match=r"jko\.eps_over_h2 → jko\.eps_over_delta2"):
+    with pytest.warns(FutureWarning, match=r"jko\.eps_over_h2 → jko\.eps_over_delta2"):
         old = load_sweep(_write(tmp_path, **old_kw))
     assert old == new
     old_points, new_points = expand(old), expand(new)

@@ -62,7 +62,8 @@ def upgrade_spec(doc: dict) -> dict:
     """A raw sweep document with the old names of :data:`RENAMED` replaced by the new ones.
 
     Axis keys (``product``, ``zip``) and the column names of ``study`` (keys such as
-    ``where:``'s, values such as ``phase.y``'s); one DeprecationWarning names the old keys.
+    ``where:``'s, values such as ``phase.y``'s); one FutureWarning names the old keys (a
+    DeprecationWarning would be hidden from ``mfjko sweep`` users).
     """
     found = []
 
@@ -88,7 +89,7 @@ def upgrade_spec(doc: dict) -> dict:
     if found:
         pairs = ", ".join(f"{k} → {current_name(k)}" for k in dict.fromkeys(found))
         warnings.warn(f"sweep {doc.get('name', 'sweep')}: renamed keys {pairs} (ε/δ², δ the "
-                      "grid spacing); the old names are deprecated", DeprecationWarning,
+                      "grid spacing); the old names are deprecated", FutureWarning,
                       stacklevel=2)
     return out
 
