@@ -2,7 +2,7 @@
 
 Problem: ``neuron`` parametrization, data x_j = linspace(−1, 1, 20) with a bias column,
 y = |x| − 0.3, λ = 0.01; a 3-D box grid over (w1, w2, α) ∈ [−3, 3]³ with s points per
-axis (N = s³), spacing h = 6/(s − 1), ε = h² (so each step blurs by √(ε/2) ≈ 0.7h),
+axis (N = s³), spacing δ = 6/(s − 1), ε = δ² (so each step blurs by √(ε/2) ≈ 0.7δ),
 τ = 0.1 (mean-field time; σ = 2τ/ε), initial law N(0, I) discretized on the cells.
 Every solver stops at the same marginal error ‖b ⊙ Kᵀa − q‖₁ ≤ 1e-9.
 
@@ -71,8 +71,8 @@ def problem(size: int):
     phi = param.features(geom.points, X)
     v = param.potentials(geom.points)
     q0, _ = grids.discretize(GaussianLaw(1.0), param, geom, jax.random.PRNGKey(0))
-    h = 2 * RADIUS / (size - 1)
-    return geom, q0, phi, y, v, h * h
+    delta = 2 * RADIUS / (size - 1)
+    return geom, q0, phi, y, v, delta * delta
 
 
 def run_jax_case(size: int, case: str, warm_steps: int, out_p: str) -> dict:
@@ -276,7 +276,7 @@ def main() -> None:
         meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "devices": [str(d) for d in jax.devices()], "cpus": os.cpu_count(),
                 "platform": platform.platform(), "command": " ".join(sys.argv),
-                "tau": TAU, "lam": LAM, "tol": TOL, "eps": "h^2"}
+                "tau": TAU, "lam": LAM, "tol": TOL, "eps": "delta^2"}
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 

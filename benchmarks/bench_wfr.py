@@ -4,7 +4,7 @@ Cases: N ∈ {512, 4096} directions on S¹ (regression_1d, n = 20, d = 2) and on
 (data.teacher(d_in=3, n_train=50), d = 4). S¹: uniform angles, ε = 4.5e-4 for both N
 (D = ε/4τ = 1.1e-3, the head-to-head's physics; ``--eps-s1`` changes it). S³: normalized
 Gaussian points (repulsion would need GBs at N = 4096; point quality does not change the
-cost), h = median nearest-neighbour geodesic distance, ε = 1.5h². τ = 0.1, λ = 0.01,
+cost), δ = median nearest-neighbour geodesic distance, ε = 1.5δ². τ = 0.1, λ = 0.01,
 ρ = 2, ρ' = ρ − ε, uniform masses 0.125 per sign; stop at relative marginal error 1e-9.
 
 Reported: kernel build (NumPy, O(N²)), compile, cold step (state None, compiled; median
@@ -58,8 +58,8 @@ def case(sphere: str, N: int, eps_s1: float) -> dict:
     else:
         ds = data.teacher(d_in=3, width=3, n_train=50, seed=0)
     X, y = np.asarray(ds.X), np.asarray(ds.y)
-    S, h = directions(sphere, N)
-    eps = eps_s1 if sphere == "S1" else 1.5 * h**2
+    S, delta = directions(sphere, N)
+    eps = eps_s1 if sphere == "S1" else 1.5 * delta**2
     phi = direction_features(S, X)
     q = np.full((2, N), 0.125 / N)
     t = time.perf_counter()
@@ -85,7 +85,7 @@ def case(sphere: str, N: int, eps_s1: float) -> dict:
         newton.append(d["newton_max"])
         exact.append(d["exact_lse"])
     return {
-        "sphere": sphere, "N": N, "n": len(y), "h": h, "eps": eps, "kernel_build_s": build,
+        "sphere": sphere, "N": N, "n": len(y), "delta": delta, "eps": eps, "kernel_build_s": build,
         "compile_s": first - cold_t, "cold_s": cold_t, "warm_s": float(np.mean(warm_t)),
         "cold_iterations": d_cold["sinkhorn_iterations"],
         "warm_iterations": float(np.mean(warm_it)), "newton_max": max(newton),
@@ -110,7 +110,8 @@ def main():
         for N in args.sizes:
             r = case(sphere, N, args.eps_s1)
             rows.append(r)
-            print(f"| {sphere} | {N} | {r['n']} | {r['eps']:.2e} | {r['eps'] / r['h']**2:.1f} | "
+            print(f"| {sphere} | {N} | {r['n']} | {r['eps']:.2e} | "
+                  f"{r['eps'] / r['delta']**2:.1f} | "
                   f"{r['kernel_build_s']:.2f} | "
                   f"{r['compile_s']:.1f} | {r['cold_s']:.3f} | {r['warm_s']:.3f} | "
                   f"{r['cold_iterations']:.0f} / {r['warm_iterations']:.1f} | "

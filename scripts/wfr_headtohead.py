@@ -102,7 +102,7 @@ def main():
     Ns = (256, 512) if args.quick else (128, 256, 384, 512)
     specs = [(1.5, 0.2)] if args.quick else [(c, t) for c in (1.5, 3.0) for t in (0.1, 0.2, 0.5)]
     rows = []
-    print("\n| N | grid points | c (ε = c h²) | τ | ε | D = ε/4τ | gap vs GD | gap vs conic "
+    print("\n| N | grid points | c (ε = c δ²) | τ | ε | D = ε/4τ | gap vs GD | gap vs conic "
           "limit | max Sinkhorn it. | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for N in Ns:

@@ -55,8 +55,8 @@ __all__ = [
 
 #: largest fraction of the initial law allowed to fall outside the JKO grid
 MAX_MASS_OUTSIDE = 0.05
-#: ε must be at least EPS_SAFETY · h² (h = grid spacing): below, a neighbour's kernel entry
-#: exp(−h²/ε) < e^{−100} is lost next to the diagonal's 1 in float64 (resolution 1e-16), so
+#: ε must be at least EPS_SAFETY · δ² (δ = grid spacing): below, a neighbour's kernel entry
+#: exp(−δ²/ε) < e^{−100} is lost next to the diagonal's 1 in float64 (resolution 1e-16), so
 #: the Gibbs kernel acts as the identity and no mass can move
 EPS_SAFETY = 1e-2
 #: order in which methods run and appear (GD first: it is every other method's reference)
@@ -489,10 +489,10 @@ def check_grid(cfg: RunConfig, spacing: float, mass_outside: float) -> None:
         jc = getattr(cfg.methods, name)
         if _methods.get(name).kind == "grid" and jc.eps < safe:
             raise ConfigError(
-                f"methods.{name}.eps = {jc.eps:g} is too small for the grid spacing h = "
-                f"{spacing:.4g}: a neighbour's kernel entry exp(-h²/ε) is below float64 "
+                f"methods.{name}.eps = {jc.eps:g} is too small for the grid spacing δ = "
+                f"{spacing:.4g}: a neighbour's kernel entry exp(-δ²/ε) is below float64 "
                 f"resolution, no mass can move. Use methods.{name}.eps ≥ {safe:.3g} "
-                f"(= {EPS_SAFETY:g}·h²), or refine the grid"
+                f"(= {EPS_SAFETY:g}·δ²), or refine the grid"
             )
 
 
