@@ -171,7 +171,7 @@ def test_reference_init_resolution():
     raw["methods"]["langevin"] = {"h": 0.05, "D": 0.01, "m": 100, "seeds": 2}
     s2 = prepare(parse_config(raw))
     assert s2.reference_init("gd", "auto") == "particles"
-    with pytest.raises(ConfigError, match="needs a jko method"):
+    with pytest.raises(ConfigError, match="needs a grid method: jko"):
         s2.grid_particles()
     assert s2.initial_of("langevin").shape == (200, 3)
 
@@ -271,3 +271,88 @@ def test_implicit_frobenius_and_conic_start_from_the_grids_measure():
         wp = sphere.grid_particles()
         np.testing.assert_allclose(pts, wp.points, rtol=1e-14, atol=0)
         np.testing.assert_array_equal(w, wp.weights)
+
+
+WFR_N = 48
+
+
+def _wfr_setup(param="neuron", **methods_cfg):
+    """tiny_raw's problem with wfr_jko (N = 48 directions, as tests/methods/test_wfr_steppers)
+    instead of jko: the run's grid measure is the WFR's ν₀."""
+    raw = tiny_raw()
+    raw["model"]["parametrization"] = param
+    raw["methods"] = {"gd": {"h": 0.05},
+                      "langevin": {"h": 0.05, "match_jko": True, "m": 400, "seeds": 2},
+                      "conic": {"h": 0.05},
+                      "wfr_jko": {"tau": 0.1, "eps": 1.5 * (2 * math.pi / WFR_N) ** 2,
+                                  "n_dirs": WFR_N}, **methods_cfg}
+    raw["init"]["law"] = "balanced"
+    raw["metrics"]["f_star"] = False
+    return prepare(parse_config(raw))
+
+
+@pytest.mark.parametrize("param", ["neuron", "sphere"])
+def test_wfr_run_references_start_from_the_wfr_measure(param):
+    """Without a jko grid, init: auto → grid starts GD and conic from ν₀'s conic view (its
+    nonempty cells): F(0) and f(0) are the WFR JKO's (its stepper's own measure), every
+    atom is one binned cell of the run's particles with its mass, none sits at w = 0; the
+    WFR and GD are deterministic references, Langevin draws these atoms; init: particles
+    keeps the sampled θ0."""
+    s = _wfr_setup(param)
+    assert s.grid is None and s.reference_grid == "wfr_jko"
+    F_wfr, pts_w, w_w = _start_F(s, "wfr_jko")
+    f_wfr = np.asarray(s.problem.predict(jnp.asarray(pts_w), jnp.asarray(w_w)))
+    for name in ("gd", "conic"):
+        assert s.reference_init(name, "auto") == "grid" and s.starts_on_grid(name)
+        F0, pts, w = _start_F(s, name)
+        assert F0 == pytest.approx(F_wfr, rel=1e-9)
+        f0 = np.asarray(s.problem.predict(jnp.asarray(pts), jnp.asarray(w)))
+        np.testing.assert_allclose(f0, f_wfr, rtol=0, atol=1e-13)
+    assert s.starts_on_grid("wfr_jko") and not s.starts_on_grid("langevin")
+    # the atoms: each nonempty (direction, sign) cell of the binned particles, mass K·ν
+    wp = s.grid_particles()
+    pts, w = np.asarray(wp.points), np.asarray(wp.weights)
+    S = s.cfg.methods.wfr_jko.stepper().directions(s.d)
+    theta = s.theta0 if param == "sphere" else np.asarray(
+        P.get("sphere").from_classic(s.theta0[:, :-1], s.theta0[:, -1]))
+    nu = np.zeros((2, WFR_N))  # binned here by angle, independently of bin_particles
+    k = np.round(np.mod(np.arctan2(theta[:, 1], theta[:, 0]), 2 * np.pi) / (2 * np.pi / WFR_N))
+    np.add.at(nu, (np.where(theta[:, -1] > 0, 0, 1), k.astype(int) % WFR_N),
+              np.abs(theta[:, -1]) / len(theta))
+    K = int((nu > 0).sum())
+    assert len(w) == K < 2 * WFR_N and np.all(w == 1 / K) and s.dropped_mass == 0.0
+    head, last = pts[:, :-1], pts[:, -1]
+    r = np.abs(last) * (np.linalg.norm(head, axis=1) if param == "neuron" else 1.0)
+    s_dir = head / np.linalg.norm(head, axis=1, keepdims=True)
+    cell = np.argmax(s_dir @ S.T, axis=1)
+    np.testing.assert_allclose(np.sort(r / K), np.sort(nu[nu > 0]), rtol=1e-12)
+    np.testing.assert_allclose(r / K, nu[np.where(last > 0, 0, 1), cell], rtol=1e-12)
+    assert s.frozen_mass == 0.0 and np.all(np.linalg.norm(head, axis=1) > 0)
+    atoms = {tuple(p) for p in pts}
+    lang = s.initial_of("langevin")
+    assert lang.shape == (800, 3) and all(tuple(p) in atoms for p in lang[:50])
+    assert s.sample_source("auto") == "grid"
+    s2 = _wfr_setup(param, gd={"h": 0.05, "init": "particles"})
+    assert s2.reference_init("gd", "particles") == "particles"
+    np.testing.assert_array_equal(s2.initial_of("gd"), s2.theta0)
+    assert not s2.starts_on_grid("gd")
+
+
+def test_a_jko_grid_keeps_priority_over_wfr_and_auto_falls_back(monkeypatch):
+    """With both jko and wfr_jko the references start from jko's p0 (the WFR from its binned
+    particles, not a reference start); a WFR measure whose particles miss G(ν₀) makes
+    init: auto fall back to the sampled particles (init: grid raises)."""
+    from mfjko.methods.wfr_jko import WFRJKOConfig
+
+    both = _setup(f_star=False, wfr_jko={"tau": 0.1, "eps": 0.05, "n_dirs": WFR_N})
+    assert both.reference_grid == "jko" and not both.starts_on_grid("wfr_jko")
+    assert _start_F(both, "gd")[0] == pytest.approx(float(both.grid.objective(both.p0)),
+                                                    rel=1e-12)
+    real = WFRJKOConfig.initial_particles
+    monkeypatch.setattr(WFRJKOConfig, "initial_particles",
+                        lambda self, *a: (real(self, *a)[0], 1.0))  # a wrong F(0)
+    s = _wfr_setup()
+    assert s.reference_init("gd", "auto") == "particles"
+    assert not s.starts_on_grid("gd") and s.initial_of("gd") is s.theta0
+    with pytest.raises(ConfigError, match="wfr_jko grid's initial measure"):
+        s.grid_particles()

@@ -71,6 +71,11 @@ def test_wfr_sweep_derived_keys_facts_drift_and_study(tmp_path):
     results = run_group([doc for _, doc in tasks[0]], [p.id for p, _ in tasks[0]])
     gd_rows = [[r for r in res["rows"] if r["method"] == "gd"] for res in results]
     assert gd_rows[0] == gd_rows[1]
+    # GD starts from the WFR's ν₀ (its conic view: Setup.grid_particles): the same F(0)
+    for res in results:
+        F0 = {r["method"]: r["loss"] for r in res["rows"] if r["t"] == 0}
+        assert F0["gd"] == pytest.approx(F0["wfr_jko"], rel=1e-9)
+        assert F0["conic"] == pytest.approx(F0["wfr_jko"], rel=1e-9)
     for p, res in zip([p for p, _ in tasks[0]], results, strict=True):
         assert res["error"] is None, res.get("traceback")
         facts = res["facts"]
@@ -95,3 +100,25 @@ def test_wfr_sweep_derived_keys_facts_drift_and_study(tmp_path):
         assert pts[col].notna().all(), col
     summary = json.loads((out / "study" / "summary.json").read_text())
     assert summary["points"] == 2 and (out / "study" / "phase.png").exists()
+
+
+def test_points_share_references_only_with_the_same_wfr_initial_measure(tmp_path):
+    """A group shares GD and conic GD, which start from the WFR's ν₀ (no jko grid): points
+    that differ in τ or ε form one group, points that differ in n_dirs (another ν₀) do not;
+    beside a jko grid (the references' start) the WFR settings do not split groups."""
+    doc = {"name": "wfr_groups", "base": BASE,
+           "product": {"methods.wfr_jko.n_dirs": [N, 64], "methods.wfr_jko.tau": [0.1, 0.2]}}
+    path = tmp_path / "groups.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    spec = load_sweep(path)
+    tasks, failures = plan(spec, expand(spec), batch=True)
+    assert not failures
+    assert sorted(len(t) for t in tasks) == [2, 2]
+    assert all(len({d["methods"]["wfr_jko"]["n_dirs"] for _, d in t}) == 1 for t in tasks)
+    base = json.loads(json.dumps(BASE))
+    base["methods"]["jko"] = {"tau": 0.1, "eps": 0.05, "grid": {
+        "kind": "cartesian", "ranges": [[-2, 2]] * 3, "sizes": [7] * 3}}
+    path.write_text(yaml.safe_dump({**doc, "base": base}))
+    spec = load_sweep(path)
+    tasks, failures = plan(spec, expand(spec), batch=True)
+    assert not failures and len(tasks) == 1

@@ -203,12 +203,25 @@ class GridMethodConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: the settings :meth:`initial_particles` depends on; empty: the method gives none
+    #: (a sweep shares its particle references only between points that agree on them)
+    initial_measure_fields: ClassVar[tuple[str, ...]] = ()
     tau: float = Field(0.05, gt=0, allow_inf_nan=False)
     eps: float = Field(0.01, gt=0, allow_inf_nan=False)
 
     def step_size(self) -> float:
         """The JKO step τ (mean-field time)."""
         return self.tau
+
+    def initial_particles(self, problem, theta0, law) -> tuple[WeightedParticles, float]:
+        """The method's initial measure as weighted particles of Θ, and its own F(0).
+
+        For a grid method that does not run on the run's grid over Θ (``wfr_jko``): the
+        run's grid-matched references start from these particles when there is no such
+        grid (:meth:`mfjko.runner.setup.Setup.grid_particles`). Arguments as
+        :meth:`initial_speed`. Only methods with :attr:`initial_measure_fields` give one.
+        """
+        raise NotImplementedError(f"{type(self).__name__} gives no initial particles")
 
     def spacing(self, d: int, parametrization: str | None = None) -> float:
         """δ of the grid for d inputs (bias included) and the run's parametrization."""

@@ -30,9 +30,10 @@ from mfjko.objective import velocity
 __all__ = ["GradientDescent", "GDConfig", "particle_velocity", "METHOD", "ReferenceInit"]
 
 #: where a particle reference starts: ``grid`` = the grid method's initial measure as
-#: weighted particles at the grid points (deterministic, F(0) equal to the grid's);
-#: ``particles`` = init.m particles sampled from the initial law (one draw); ``auto`` = grid
-#: when the run has a balanced grid method (jko) and the method accepts weights
+#: weighted particles (jko: at the grid points; wfr_jko without jko: ν₀'s conic view;
+#: deterministic, F(0) equal to the grid method's); ``particles`` = init.m particles sampled
+#: from the initial law (one draw); ``auto`` = grid when the run has a grid method (jko or
+#: wfr_jko) and the method accepts weights
 ReferenceInit = Literal["auto", "grid", "particles"]
 
 

@@ -148,8 +148,8 @@ class LangevinConfig(BaseModel):
     D = ε/(4τ) is the diffusion entropic JKO adds (MATH.md). ``m`` particles per seed and
     ``seeds`` independent seeds (their standard error is every gap's noise floor);
     ``init``: where the particles are drawn from — ``grid``: the grid method's initial
-    measure p0 (atoms at the grid points, the same measure the JKO starts from),
-    ``particles``: the initial law; ``auto``: grid when the run has a jko grid.
+    measure (jko: p0's atoms at the grid points; wfr_jko: ν₀'s conic view; the measure the
+    JKO starts from), ``particles``: the initial law; ``auto``: grid when the run has one.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

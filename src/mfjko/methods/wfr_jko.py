@@ -29,13 +29,19 @@ from mfjko.methods.base import (
     GridMethodConfig,
     MethodInfo,
     Stepper,
+    WeightedParticles,
     check_positive,
     merge_steps,
 )
 from mfjko.parametrizations import get as get_param
 from mfjko.problem import MeanFieldProblem
 from mfjko.wfr import solver as _wfr
-from mfjko.wfr.directions import bin_particles, direction_features, sphere_directions
+from mfjko.wfr.directions import (
+    bin_particles,
+    direction_features,
+    lifted_objective,
+    sphere_directions,
+)
 
 __all__ = ["WFRJKO", "WFRStepperState", "WFRJKOConfig", "WFR_PARAMETRIZATIONS",
            "initial_masses", "conic_view", "direction_spacing", "METHOD"]
@@ -121,34 +127,41 @@ def _stratified_order(N: int) -> np.ndarray:
     return np.stack([dirs, N + dirs], axis=1).reshape(-1)
 
 
-def conic_view(param: str, S, nu) -> tuple[np.ndarray, np.ndarray]:
-    r"""The conic view of masses ν (2, N): 2N balanced neurons with uniform weights.
+def conic_view(param: str, S, nu, *, drop_empty: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The conic view of masses ν (2, N): K = 2N balanced neurons with uniform weights 1/K.
 
-    Neuron (k, ±) carries mass r = 2Nν_±,k: ``neuron`` θ = (√r s_k, ±√r), ``sphere``
-    θ = (s_k, ±r); weights 1/(2N). Its predictor is Σ_k (ν₊ − ν₋)_k σ(s_kᵀx) and its F is
+    Neuron (k, ±) carries mass r = Kν_±,k: ``neuron`` θ = (√r s_k, ±√r), ``sphere``
+    θ = (s_k, ±r); weights 1/K. Its predictor is Σ_k (ν₊ − ν₋)_k σ(s_kᵀx) and its F is
     G(ν) (V = 2r on balanced neurons). Rows are in the stratified order of
-    :func:`_stratified_order`.
+    :func:`_stratified_order`. ``drop_empty``: leave out the (direction, sign) cells with
+    ν = 0 (K = their number: same predictor and F, and no neuron at w = 0 or β = 0).
 
     Args:
       param: "neuron" or "sphere".
       S: (N, d) unit directions.
       nu: (2, N) masses.
+      drop_empty: keep only the K cells with ν > 0 (default: all 2N).
 
     Returns:
-      (points (2N, d + 1), weights (2N,)).
+      (points (K, d + 1), weights (K,)).
     """
     S, nu = np.asarray(S, np.float64), np.asarray(nu, np.float64)
     N = S.shape[0]
-    r = 2 * N * nu.reshape(-1)
-    sign = np.repeat([1.0, -1.0], N)
-    dirs = np.concatenate([S, S])
+    order = _stratified_order(N)
+    mass = nu.reshape(-1)[order]
+    sign = np.repeat([1.0, -1.0], N)[order]
+    dirs = np.concatenate([S, S])[order]
+    if drop_empty:
+        keep = mass > 0
+        mass, sign, dirs = mass[keep], sign[keep], dirs[keep]
+    K = mass.shape[0]
+    r = K * mass
     if param == "sphere":
         pts = np.concatenate([dirs, (sign * r)[:, None]], axis=1)
     else:
         c = np.sqrt(r)
         pts = np.concatenate([c[:, None] * dirs, (sign * c)[:, None]], axis=1)
-    order = _stratified_order(N)
-    return pts[order], np.full(2 * N, 1.0 / (2 * N))
+    return pts, np.full(K, 1.0 / K)
 
 
 def direction_spacing(S) -> float:
@@ -253,18 +266,32 @@ class WFRJKO(Stepper):
         """The N unit directions of S^{d−1} (d includes the bias coordinate)."""
         return sphere_directions(d, int(self.n_dirs), seed=self.seed, steps=self.repulsion_steps)
 
-    def _grid(self, problem: MeanFieldProblem):
+    def _grid(self, problem: MeanFieldProblem, S=None):
         _check_param(problem)
-        S = self.directions(problem.d)
+        S = self.directions(problem.d) if S is None else S
         kernel = _wfr.wfr_kernel(S, self.eps, self.rho)
         return S, kernel, jnp.asarray(direction_features(S, problem.X))
 
-    def init(self, problem: MeanFieldProblem, initial) -> WFRStepperState:
-        """Directions, kernel, features and ν₀ (:func:`initial_masses`) for ``problem``."""
-        S, kernel, phi = self._grid(problem)
+    def initial_measure(self, problem: MeanFieldProblem, initial) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+        """The directions S (N, d) and the masses ν₀ (2, N) a run starts from.
+
+        :func:`initial_masses` of ``initial`` (the run's particles) on :meth:`directions`;
+        what :meth:`init` steps from, and what the run's grid-matched references start
+        from (their conic view, :meth:`_WFRBase.initial_particles`). ValueError if ν₀ has
+        no mass.
+        """
+        _check_param(problem)
+        S = self.directions(problem.d)
         nu = initial_masses(S, problem, initial, law=self.law, mode=self.initial)
         if not nu.sum() > 0:
             raise ValueError("the initial measure has no mass on the direction grid")
+        return S, nu
+
+    def init(self, problem: MeanFieldProblem, initial) -> WFRStepperState:
+        """Directions, kernel, features and ν₀ (:meth:`initial_measure`) for ``problem``."""
+        S, nu = self.initial_measure(problem, initial)
+        S, kernel, phi = self._grid(problem, S)
         return WFRStepperState(problem, jnp.asarray(nu), None, 0, S, kernel, phi)
 
     def advance(self, state: WFRStepperState, n_steps: int):
@@ -332,6 +359,9 @@ def _solver_fields() -> dict:
 class _WFRBase(GridMethodConfig):
     #: parametrizations this method runs on (checked against model.parametrization)
     parametrizations: typing.ClassVar[tuple[str, ...]] = WFR_PARAMETRIZATIONS
+    #: the settings ν₀ (:meth:`initial_particles`) depends on
+    initial_measure_fields: typing.ClassVar[tuple[str, ...]] = (
+        "n_dirs", "seed", "repulsion_steps", "initial")
     tau: float = Field(0.1, gt=0, allow_inf_nan=False)
     eps: float = Field(2.5e-4, gt=0, allow_inf_nan=False)
     n_dirs: int = Field(512, ge=3)
@@ -379,10 +409,26 @@ class _WFRBase(GridMethodConfig):
         :func:`mfjko.wfr.direction_speed`; the Courant number of the direction grid is
         c = τV₀/δ.
         """
-        st = self.stepper(law)
-        S = st.directions(problem.d)
-        nu = initial_masses(S, problem, theta0, law=law, mode=self.initial)
+        S, nu = self.stepper(law).initial_measure(problem, theta0)
         return float(_wfr.direction_speed(jnp.asarray(S), jnp.asarray(nu), problem.X, problem.y))
+
+    def initial_particles(self, problem: MeanFieldProblem, theta0,
+                          law) -> tuple[WeightedParticles, float]:
+        r"""ν₀'s conic view on its K nonempty cells, and G(ν₀): the grid-matched start.
+
+        The run's particle references start from it when the run has no grid over Θ
+        (:meth:`mfjko.runner.setup.Setup.grid_particles`): K balanced neurons, weights
+        1/K, mass Kν₀ each (:func:`conic_view` with ``drop_empty``; the empty cells would
+        be dead neurons at w = 0, or β = 0 on ``sphere``), so F(0) and f(0) are the WFR
+        JKO's. ν₀ is :meth:`WFRJKO.initial_measure`'s, as the stepper's own start.
+
+        Returns:
+          (the weighted particles, G(ν₀) by :func:`mfjko.wfr.lifted_objective`).
+        """
+        S, nu = self.stepper(law).initial_measure(problem, theta0)
+        pts, w = conic_view(problem.param.name, S, nu, drop_empty=True)
+        G0 = lifted_objective(nu, direction_features(S, problem.X), problem.y, problem.lam)
+        return WeightedParticles(pts, w), float(G0)
 
 
 #: ``methods.wfr_jko``: τ, ε, the directions, ρ, ρ′, the initial measure and the solver

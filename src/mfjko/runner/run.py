@@ -480,7 +480,8 @@ def setup_doc(setup: Setup) -> dict:
     if starts:
         doc["reference_init"] = ", ".join(f"{k}: {v}" for k, v in starts.items())
     if "grid" in starts.values():
-        doc.update(grid_reference_dropped_mass=setup.dropped_mass,
+        doc.update(grid_reference=setup.reference_grid,
+                   grid_reference_dropped_mass=setup.dropped_mass,
                    grid_reference_frozen_mass=setup.frozen_mass)
     return doc
 

@@ -5,7 +5,8 @@ grid (:meth:`Parametrization.build_grid`) with the same law discretized on it
 (:func:`mfjko.initial.discretize`), and the reference optimum F*. Each method's initial
 state (:meth:`Setup.initial_of`): the grid weights p0, the sampled particles, or — for the
 particle references of a grid run — the grid's own measure as weighted particles at the
-grid points (deterministic, F(0) equal to the grid's). Any infeasible setting raises
+grid points, or a ``wfr_jko`` run's ν₀ in its conic view (deterministic, F(0) equal to the
+grid method's). Any infeasible setting raises
 :class:`~mfjko.config.ConfigError` naming the key; an unusable data or particle file raises
 :class:`~mfjko.data.DataError` naming data.path or init.path.
 """
@@ -80,39 +81,69 @@ class Setup:
         """The problem a method of ``kind`` ("particles" or "grid") runs on."""
         return self.grid if kind == "grid" else self.problem
 
-    def grid_particles(self) -> WeightedParticles:
-        r"""The grid's initial measure Σ_k p0_k δ_{θ_k} as weighted particles.
+    @property
+    def reference_grid(self) -> str | None:
+        """The grid method whose initial measure is the run's grid measure (``init: grid``).
 
-        Points with p0_k ≤ :data:`GRID_PARTICLE_CUT`·max p0 are left out
-        (:attr:`dropped_mass` says how much). On grids with an odd number of points per
-        w-axis the points with w = 0 are dead neurons: σ(0) = 0 and σ′(0) = 0 give them no
-        output and no data gradient, so GD keeps their mass at w = 0 (only weight decay
-        shrinks α) — the exact gradient flow of this measure; that mass is
-        :attr:`frozen_mass`. Computed once, then cached.
+        The method on the run's grid over Θ (``jko``: p0) when there is one; else the
+        first grid method that gives its initial measure as particles (``wfr_jko``: the
+        conic view of ν₀); None without either. With both, the grid over Θ has priority.
+        """
+        if self.grid is not None:
+            return self.cfg.methods.theta_grid()
+        for name in self.cfg.methods.grid_methods():
+            if getattr(self.cfg.methods, name).initial_measure_fields:
+                return name
+        return None
+
+    def grid_particles(self) -> WeightedParticles:
+        r"""The run's grid measure (:attr:`reference_grid`'s initial one) as weighted particles.
+
+        A grid over Θ: Σ_k p0_k δ_{θ_k}, points with p0_k ≤ :data:`GRID_PARTICLE_CUT`·max p0
+        left out (:attr:`dropped_mass` says how much). On grids with an odd number of
+        points per w-axis the points with w = 0 are dead neurons: σ(0) = 0 and σ′(0) = 0
+        give them no output and no data gradient, so GD keeps their mass at w = 0 (only
+        weight decay shrinks α) — the exact gradient flow of this measure; that mass is
+        :attr:`frozen_mass`. A ``wfr_jko`` run (no grid over Θ): the conic view of its ν₀
+        on the K nonempty cells, K balanced neurons of weight 1/K
+        (:meth:`~mfjko.methods.base.GridMethodConfig.initial_particles`). Computed once,
+        then cached.
 
         Raises:
-          ConfigError: without a grid, or when the weighted particles' F differs from the
-            grid's F(p0) (a grid whose points are not neurons of Θ with the same F).
+          ConfigError: without a grid method, or when the weighted particles' F differs
+            from the grid method's own F at t = 0 (a grid whose points are not neurons of
+            Θ with the same F).
         """
-        if self.grid is None:
-            raise ConfigError("a grid-matched reference (init: grid) needs a jko method (a grid "
-                              "method over Θ)")
+        name = self.reference_grid
+        if name is None:
+            raise ConfigError("a grid-matched reference (init: grid) needs a grid method: jko "
+                              "(a grid over Θ) or wfr_jko (a grid of directions)")
         if self._grid_particles is None:
-            pts, p0 = np.asarray(self.geom.points, np.float64), np.asarray(self.p0)
-            keep = _above_cut(p0)
-            wp = WeightedParticles(pts[keep], p0[keep])
-            F_grid = float(self.grid.objective(p0))
+            if self.grid is not None:
+                pts, p0 = np.asarray(self.geom.points, np.float64), np.asarray(self.p0)
+                keep = _above_cut(p0)
+                wp = WeightedParticles(pts[keep], p0[keep])
+                F_grid = float(self.grid.objective(p0))
+            else:
+                try:
+                    wp, F_grid = getattr(self.cfg.methods, name).initial_particles(
+                        self.problem, self.theta0, self.law)
+                except ValueError as e:
+                    raise ConfigError(f"methods.{name}: {e}") from None
             F_part = float(self.problem.measure_objective(wp.points, wp.weights))
             if not abs(F_part - F_grid) <= 1e-9 * max(abs(F_grid), 1e-300) + 1e-14:
                 raise ConfigError(
-                    f"init: grid: the grid's points as particles give F = {F_part:.10g}, not "
-                    f"the grid's F(p0) = {F_grid:.10g}; use init: particles for this grid")
+                    f"init: grid: the {name} grid's initial measure as particles gives "
+                    f"F = {F_part:.10g}, not the grid's F(0) = {F_grid:.10g}; use "
+                    "init: particles for this grid")
             self._grid_particles = wp
         return self._grid_particles
 
     @property
     def dropped_mass(self) -> float:
-        """The p0 mass left out of :meth:`grid_particles` (below the cut)."""
+        """The p0 mass left out of :meth:`grid_particles` (below the cut; wfr_jko: 0)."""
+        if self.grid is None:  # only cells with ν₀ = 0 are left out
+            return 0.0
         p0 = np.asarray(self.p0)
         return float(p0[~_above_cut(p0)].sum())
 
@@ -127,12 +158,13 @@ class Setup:
     def reference_init(self, name: str, mode: str) -> str:
         """Resolve a particle method's ``init`` ("auto" → "grid" or "particles").
 
-        ``auto`` is ``grid`` when the run has a jko grid whose points are neurons with the
-        same F and the method accepts weighted particles, else ``particles``.
+        ``auto`` is ``grid`` when the run has a grid measure (:attr:`reference_grid`)
+        whose particles have the grid's F and the method accepts weighted particles, else
+        ``particles``.
         """
         info = _methods.get(name)
         if mode == "auto":
-            if self.grid is None or not info.stepper.weighted:
+            if self.reference_grid is None or not info.stepper.weighted:
                 return "particles"
             try:
                 self.grid_particles()
@@ -145,16 +177,16 @@ class Setup:
         return mode
 
     def sample_source(self, mode: str) -> str:
-        """Where :meth:`sample_particles` draws from: "grid" (p0's atoms) or "particles"."""
+        """Where :meth:`sample_particles` draws from: "grid" (grid measure atoms) or "particles"."""
         if mode == "auto":
-            return "grid" if self.grid is not None else "particles"
-        if mode == "grid" and self.grid is None:
-            raise ConfigError("init: grid (particles drawn from the grid's p0) needs a jko "
-                              "method")
+            return "grid" if self.reference_grid is not None else "particles"
+        if mode == "grid" and self.reference_grid is None:
+            raise ConfigError("init: grid (particles drawn from the grid's initial measure) "
+                              "needs a jko or wfr_jko method")
         return mode
 
     def sample_particles(self, mode: str, count: int, key) -> np.ndarray:
-        """``count`` particles (count, D): atoms of the grid's p0 (``grid``) or the law."""
+        """``count`` particles (count, D): atoms of the grid measure (``grid``) or the law."""
         if self.sample_source(mode) == "grid":
             wp = self.grid_particles()
             p = np.asarray(wp.weights) / np.sum(wp.weights)
@@ -169,11 +201,12 @@ class Setup:
     def starts_on_grid(self, name: str) -> bool:
         """Whether method ``name`` starts from the grid's measure, deterministically.
 
-        A grid method (p0), or a particle method whose ``init`` resolves to the weighted
-        grid particles; False for sampled starts (Langevin, ``init: particles``).
+        A grid method on the grid over Θ (p0), the method :attr:`reference_grid` names,
+        or a particle method whose ``init`` resolves to the weighted grid particles; False
+        for sampled starts (Langevin, ``init: particles``).
         """
         info = _methods.get(name)
-        if info.kind == "grid":
+        if info.kind == "grid" or name == self.reference_grid:
             return True
         mc = getattr(self.cfg.methods, name)
         return info.initial is None and self.reference_init(

@@ -57,10 +57,11 @@ def section(root: Path) -> str:
             "| --- | --- | --- | --- |"]
     text.extend(_regime_rows(root))
     text.append("")
-    text.append("The WFR studies' GD is still sampled particles (balanced init, m = 1000): a "
-                "GD matched to the directional grid's own measure is not implemented, so "
-                "their rows change only with the rule; the teacher study's counts came out "
-                "the same under the new references and rule.\n")
+    text.append("The WFR studies' GD was still sampled particles when they ran (balanced "
+                "init, m = 1000): GD matched to the WFR's own ν₀ came later (docs/"
+                "STUDY.md), so their rows change only with the rule until they are "
+                "rerun; the teacher study's counts came out the same under the new "
+                "references and rule.\n")
     text.extend(_refinement_lines(root))
     text.extend(_later_lines(root))
     return "\n".join(text) + "\n\n"

@@ -66,11 +66,12 @@ def _headtohead(root: Path, figdir: Path) -> str:
         return title + "\n(not run: `make study` produces it)\n"
     need = points_needed(points)
     lines = [title, "Read with its references' noise: the `jko` rows' GD is matched (the box "
-             "grid's own initial measure, deterministic), the `wfr` rows' GD and conic GD are "
-             "one draw of sampled particles (m = 1000 at a balanced init), whose F spreads by "
-             "≈ 3 % over seeds at t = 4 on this problem (issue 17's measurement): a WFR gap "
-             "below ≈ 3 % is not resolved, and the two schemes' rows are not against the "
-             "same reference.\n"]
+             "grid's own initial measure, deterministic), the `wfr` rows' GD and conic GD were, "
+             "when this study ran, one draw of sampled particles (m = 1000 at a balanced "
+             "init), whose F spreads by ≈ 3 % over seeds at t = 4 on this problem (issue "
+             "17's measurement): a WFR gap below ≈ 3 % is not resolved, and the two schemes' "
+             "rows are not against the same reference (rerun, they start from the WFR's own "
+             "ν₀, deterministic: docs/STUDY.md).\n"]
     for scheme, r in need.items():
         if r["needed"] is not None:
             lines.append(f"- {scheme}: {r['needed']} grid points reach a gap ≤ "

@@ -66,11 +66,18 @@ def _group_key(cfg_doc: dict) -> str:
     jko = sections.get(BATCHED)
     if jko is not None:  # batched over ε (mfjko.sweep.execute)
         jko.pop("eps", None)
-    # the other grid methods run per point inside a group (mfjko.sweep.execute): any settings
+    # the other grid methods run per point inside a group (mfjko.sweep.execute): any
+    # settings, except those of the initial measure the references start from without a grid
+    # over Θ (wfr_jko's ν₀: Setup.reference_grid), which the group shares
+    theta_grid = any(n in REGISTRY and REGISTRY[n].kind == "grid" and sections[n] is not None
+                     for n in sections)
     for name, info in REGISTRY.items():
         if name != BATCHED and info.config is not None and issubclass(info.config,
                                                                       GridMethodConfig):
-            sections.pop(name, None)
+            section = sections.pop(name, None)
+            fields = info.config.initial_measure_fields
+            if section is not None and fields and not theta_grid:
+                sections[name] = {k: section.get(k) for k in fields}
     return json.dumps(doc, sort_keys=True)
 
 
