@@ -9,11 +9,14 @@ OUT ?= runs/default
 
 .PHONY: run test test-all lint venv clean test-browser bench study constraints
 
-# the versions pinned in constraints.txt (README "Dependencies" says how to upgrade them)
+# the versions pinned in constraints.txt (README "Dependencies" says how to upgrade them).
+# --no-compile: Python byte-compiles a module when it is first imported; compiling every
+# installed file up front (jax, scipy, dask, cvxpy, ...) cost 50 of the set-up's 80 CPU-s
+# on a fresh clone (74 s user + 5.5 s sys with it, 17 s + 4.6 s without).
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q --no-compile -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 venv: $(STAMP)
