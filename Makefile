@@ -45,7 +45,7 @@ test-all: $(STAMP)
 # The shipped studies (studies/*.yaml) on 2 local Dask workers, their pages, and
 # docs/FINDINGS.md; a second `make study` resumes (finished points are kept).
 STUDIES ?= regression regression_refine path_to_gd sphere teacher parametrizations gridscale orthogonal \
-  wfr wfr_headtohead wfr_gridscale debias pinning_sphere pinning_teacher path_to_gd_fast
+  wfr wfr_headtohead wfr_gridscale debias debias_fine pinning_sphere pinning_teacher path_to_gd_fast
 STUDY_WORKERS ?= 2
 study: $(STAMP)
 	@for s in $(STUDIES); do \
@@ -56,7 +56,8 @@ study: $(STAMP)
 	done
 	$(BIN)/python scripts/path_to_gd_table.py runs/studies/path_to_gd runs/studies/path_to_gd_fast \
 	  > docs/findings/path_to_gd.md
-	$(BIN)/python scripts/debias_table.py runs/studies/debias > docs/findings/debias_sweep.md
+	$(BIN)/python scripts/debias_table.py runs/studies/debias runs/studies/debias_fine \
+	  > docs/findings/debias_sweep.md
 	$(BIN)/python scripts/anisotropic_pinning.py runs/studies > docs/findings/pinning.md
 	$(BIN)/python -m mfjko.study.findings runs/studies docs/FINDINGS.md
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mfjko.study import findings_changes, findings_gpu, findings_wfr
+from mfjko.study.analysis import fit_rate
 from mfjko.study.findings_parts import (
     figure,
     load_study,
@@ -189,19 +190,40 @@ def _path_lines(root: Path) -> list[str]:
                          f"{num(r['rate'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
                          f"{num(r['ci_high'], 2)}]" + ("" if r["ci_low"] > 0 else
                                                         ": not resolved") + ").")
-    deb, points = load_study(root, "debias")
-    if deb is not None:
-        for r in deb["rates"]:
-            if r["metric"] != "gap_gd" or not r["path"].startswith("c = 0.23, ε/δ² = 1,"):
-                continue
-            vals = r["values"]
-            step = "Debiased step" if r["path"].endswith("true") else "Standard step, T = 10"
-            lines.append(f"- **{step}** ({r['path']}, T = 10, {r['n']} grids): sup gap "
-                         f"to GD {pct(vals[-1])} → {pct(vals[0])}, ∝ δ^p with p = "
-                         f"{num(r['rate'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
-                         f"{num(r['ci_high'], 2)}]" + ("" if r["ci_low"] > 0 else
-                                                        ": not resolved") + ").")
+    for debias, step in ((False, "Standard step, T = 10"), (True, "Debiased step")):
+        r = _debias_rate(root, debias)
+        if r is None:
+            continue
+        vals = r["values"]
+        lines.append(f"- **{step}** ({r['path']}, T = 10, {r['n']} grids, "
+                     f"{r['grids']}): sup gap to GD {pct(vals[0])} → {pct(vals[-1])}, ∝ δ^p "
+                     f"with p = {num(r['rate'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
+                     f"{num(r['ci_high'], 2)}]" + ("" if r["ci_low"] > 0 else
+                                                    ": not resolved") + ").")
     return lines
+
+
+def _debias_rate(root: Path, debias: bool) -> dict | None:
+    """The rate in δ of the sup gap to GD along c = 0.23, ε/δ² = 1 (T = 10).
+
+    Fitted over the grids of studies/debias.yaml and its fine end studies/debias_fine.yaml
+    (when run); ``values`` from the coarsest grid to the finest. None when the debias study
+    was not run.
+    """
+    frames = [load_study(root, name)[1] for name in ("debias", "debias_fine")]
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        return None
+    pts = pd.concat(frames, ignore_index=True)
+    sel = pts[(pts["jko.debias"].astype(str).str.lower() == str(debias).lower())
+              & (pts["tag.c"] == 0.23) & (pts["eps_over_delta2"] == 1.0)]
+    sel = sel.sort_values("delta", ascending=False)
+    if len(sel) < 2:
+        return None
+    sizes = [round(7 / d) + 1 for d in sel["delta"]]
+    return {**fit_rate(sel["delta"], sel["gap_gd"]), "values": sel["gap_gd"].tolist(),
+            "path": f"c = 0.23, ε/δ² = 1, debias = {str(debias).lower()}",
+            "grids": f"{sizes[0]}³–{sizes[-1]}³"}
 
 
 def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:
