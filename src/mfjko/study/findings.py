@@ -197,8 +197,8 @@ def _path_lines(root: Path) -> list[str]:
         vals = r["values"]
         lines.append(f"- **{step}** ({r['path']}, T = 10, {r['n']} grids, "
                      f"{r['grids']}): sup gap to GD {pct(vals[0])} → {pct(vals[-1])}, ∝ δ^p "
-                     f"with p = {num(r['rate'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
-                     f"{num(r['ci_high'], 2)}]" + ("" if r["ci_low"] > 0 else
+                     f"with p = {r['rate']:.2f} (95 % CI [{r['ci_low']:.2f}, "
+                     f"{r['ci_high']:.2f}]" + ("" if r["ci_low"] > 0 else
                                                     ": not resolved") + ").")
     return lines
 
