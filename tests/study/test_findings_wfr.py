@@ -43,6 +43,6 @@ def test_points_needed_and_section_numbers_come_from_the_outputs(tmp_path):
     assert "wfr: 512 grid points" in text
     assert "no grid up to 91125 points" in text and "5.4 %" in text
     assert "1/178 of the balanced JKO's points (at least" in text  # 91125 / 512
-    assert "(conic GD) the WFR JKO's gap at T is ≤ 1% from 256 points" in text
+    assert "from the same balanced neurons) the WFR JKO's gap at T is ≤ 1% from 256 points" in text
     assert "1.2 %" in text and "4.6 %" in text  # the grid-scale table
     assert "phase diagram" in text and "not run" in text  # the wfr phase study is absent
