@@ -95,7 +95,8 @@ def _worst_slope(name, theta, theta_prev, X, y, lam, h, t=1e-8, n_random=4, seed
     scaled prox merit Ψ = mG + Σ_i ‖θ_i − θ_i^k‖²/(2h) (velocity units), one particle
     moved at a time; directions: ± coordinates, ± every data kink's normal (x_j, 0),
     random. Differences are formed term by term (no cancellation of large sums). A local
-    minimizer has every quotient ≥ −O(t)."""
+    minimizer has every quotient ≥ −O(t). All particles and directions at once (NumPy
+    broadcasting; the random directions are particle i's n_random draws, in order)."""
     rng = np.random.default_rng(seed)
     m, D = theta.shape
     n, d = X.shape
@@ -103,18 +104,30 @@ def _worst_slope(name, theta, theta_prev, X, y, lam, h, t=1e-8, n_random=4, seed
     r = f - y
     U = [s * e for e in np.eye(D) for s in (1, -1)]
     U += [s * np.r_[X[j], np.zeros(D - d)] for j in range(n) for s in (1, -1)]
-    worst = np.inf
-    for i in range(m):
-        th = theta[i]
-        for u in U + list(rng.standard_normal((n_random, D))):
-            new = th + t * u / np.linalg.norm(u)
-            df = (_out(name, new, X) - _out(name, th, X)) / m
-            dpsi = m * (2 * r @ df + df @ df) / (2 * n)
-            dpsi += 0.5 * lam * (_pot(name, new) - _pot(name, th))
-            dth = new - th
-            dpsi += (2 * (th - theta_prev[i]) @ dth + dth @ dth) / (2 * h)
-            worst = min(worst, dpsi / t)
-    return worst
+    U = np.concatenate([np.broadcast_to(np.asarray(U), (m, len(U), D)),
+                        rng.standard_normal((m, n_random, D))], axis=1)  # (m, K, D)
+    th = theta[:, None, :]
+    new = th + t * U / np.linalg.norm(U, axis=2, keepdims=True)
+    df = (_out_batch(name, new, X) - _out_batch(name, th, X)) / m  # (m, K, n)
+    dpsi = m * (2 * df @ r + np.sum(df * df, axis=2)) / (2 * n)
+    dpsi += 0.5 * lam * (_pot_batch(name, new) - _pot_batch(name, th))
+    dth = new - th
+    dpsi += (2 * np.sum((th - theta_prev[:, None, :]) * dth, axis=2)
+             + np.sum(dth * dth, axis=2)) / (2 * h)
+    return float(np.min(dpsi / t))
+
+
+def _out_batch(name, th, X):
+    """_out for particles along the leading axes of th (..., D): (..., n)."""
+    if name != "neuron":
+        raise ValueError(name)
+    return th[..., -1:] * np.maximum(th[..., :-1] @ X.T, 0.0)
+
+
+def _pot_batch(name, th):
+    if name != "neuron":
+        raise ValueError(name)
+    return np.sum(th * th, axis=-1)
 
 
 # ------------------------------------------------------------------------ the tests

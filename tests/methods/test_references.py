@@ -49,10 +49,11 @@ def test_weighted_gd_equals_uniform_gd_of_the_duplicated_particles(problem):
 
 
 def test_uniform_weights_reproduce_plain_gd_exactly(problem):
-    theta = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (40, 3)))
+    # 5 particles: the shape of the duplicated run above (one compiled GD program)
+    theta = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (5, 3)))
     gd = GradientDescent(h=0.02)
     a, _ = _final(gd, problem, theta)
-    b, _ = _final(gd, problem, WeightedParticles(theta, np.full(40, 1 / 40)))
+    b, _ = _final(gd, problem, WeightedParticles(theta, np.full(5, 1 / 5)))
     np.testing.assert_array_equal(a, b)
 
 
