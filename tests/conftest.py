@@ -74,9 +74,10 @@ def pytest_configure(config):
         # `make test` (its time is budgeted, CONTRIBUTING.md) compiles without most XLA
         # optimizations: compilation dominates its tests (25-40 % less CPU). Results differ
         # in the last bits from optimized programs, so this process and the subprocesses and
-        # workers it starts must agree: only when jax is not imported yet (`pytest
-        # tests/runner` imports it from tests/runner/conftest.py first: then nothing is
-        # changed, anywhere). `make test-all` tests the optimized programs.
+        # workers it starts must agree: only when jax is not imported yet (a conftest.py
+        # below that imported it would change nothing, anywhere, for `pytest` on its folder:
+        # tests/runner/conftest.py imports mfjko inside its fixtures). `make test-all`
+        # tests the optimized programs.
         os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
         # and without XLA:CPU's new fusion emitters, the slowest part of what compilation
         # remains: measured on tests/jko/test_debias.py + tests/test_metrics.py (twice

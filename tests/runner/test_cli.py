@@ -20,25 +20,25 @@ def _config(tmp_path):
     return path
 
 
-def test_run_set_overrides_report_and_compare(tmp_path):
-    cfg = _config(tmp_path)
-    a, b = tmp_path / "a", tmp_path / "b"
-    res = runner.invoke(app, ["run", str(cfg), "--out", str(a), "--no-progress"])
+def test_run_set_overrides_report_and_compare(set_run, tmp_path):
+    """``mfjko run --set --overwrite`` (the fixture's run b over a copy of a), an existing
+    folder refused, ``mfjko report``, ``mfjko compare``."""
+    cfg, a, b, res = set_run
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["run", str(cfg), "--out", str(b), "--no-progress",
-                              "--set", "model.lam=0.05", "--set", "T=0.2"])
-    assert res.exit_code == 0, res.output
+    # b is a's folder replaced by the run with the overrides
     rows_b = list(csv.DictReader(open(b / "metrics.csv")))
     assert max(float(r["t"]) for r in rows_b) == 0.2
+    assert {r["method"] for r in rows_b} == {"gd", "flow"}
     assert yaml.safe_load((b / "config.yaml").read_text())["config"]["model"]["lam"] == 0.05
+    assert (b / "report.html").is_file()
 
     # an existing folder is never overwritten silently
+    before = (a / "metrics.csv").read_bytes()
     res = runner.invoke(app, ["run", str(cfg), "--out", str(a), "--no-progress"])
     assert res.exit_code == 3 and "--resume" in res.output and "--overwrite" in res.output
-    res = runner.invoke(app, ["run", str(cfg), "--out", str(a), "--no-progress", "--overwrite"])
-    assert res.exit_code == 0, res.output
+    assert (a / "metrics.csv").read_bytes() == before
 
-    (a / "report.html").unlink()
+    assert not (a / "report.html").exists()  # a was run without its report
     res = runner.invoke(app, ["report", str(a)])
     assert res.exit_code == 0 and (a / "report.html").is_file()
 
@@ -126,15 +126,11 @@ def test_compare_into_a_file_is_a_run_folder_error(tmp_path):
     assert target.read_text() == "keep"
 
 
-def test_version_and_python_dash_m(tmp_path):
-    import subprocess
-    import sys
-
+def test_version():
+    """In process; ``python -m mfjko`` in a real process (≈ 6 CPU-s of imports each):
+    test_errors.py::test_entry_point_prints_one_line_without_traceback."""
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.startswith("mfjko ")
-    proc = subprocess.run([sys.executable, "-m", "mfjko", "--version"], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0 and proc.stdout.startswith("mfjko "), proc.stderr
 
 
 def test_examples_are_package_data_from_any_folder(tmp_path, monkeypatch):

@@ -190,9 +190,11 @@ def test_examples_paths_work_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_entry_point_prints_one_line_without_traceback(tmp_path):
-    """The installed command (a real process): one stderr line, the class's status."""
+    """The command in a real process, as ``python -m mfjko`` (mfjko/__main__.py): one stderr
+    line, the class's status. The one process of the command that `make test` starts (≈ 5
+    CPU-s of imports); test_cli.py checks --version in process."""
     cfg = _config(tmp_path)
-    res = subprocess.run([sys.executable, "-m", "mfjko.cli", "run", cfg, "--out",
+    res = subprocess.run([sys.executable, "-m", "mfjko", "run", cfg, "--out",
                           str(tmp_path / "r"), "--set", "data.kwargs.n_trian=20"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2

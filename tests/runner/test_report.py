@@ -8,12 +8,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import yaml
-from runs_support import crash_raw, write_config
-from typer.testing import CliRunner
+from runs_support import crash_raw
 
 from mfjko import parametrizations as P
 from mfjko import report
-from mfjko.cli import app
 from mfjko.io import RUN_MARKER
 
 
@@ -59,33 +57,32 @@ def test_kinks_are_where_the_neurons_bend(name):
         assert abs(f[2] - 2 * f[1] + f[0]) > 1e-6
 
 
-def test_report_of_the_reference_run_has_all_views(crash_reference, tmp_path):
-    ref, _ = crash_reference
-    page = report.render(ref).read_text()
+def test_report_of_the_reference_run_has_all_views(full_run):
+    """The report the tiny run of GD, Langevin and JKO rendered at its end."""
+    page = (full_run / "report.html").read_text()
     for fig in ("data_space.png", "measure.png", "jko_diagnostics.png", "predictor.png"):
         assert f'data-file="figures/{fig}"' in page, fig
     setup = re.search(r"<ul id='setup'>(.*?)</ul>", page, re.S).group(1)
     assert "grid_spacing: 0.666667" in setup  # 4/6, not 0.6666666666666666
     for number in re.findall(r"\d+\.\d+", setup):
         assert len(number.replace(".", "").lstrip("0")) <= 10, number
-    assert "Methods: gd (h = 0.1, init = auto); jko (tau = 0.1, eps = 0.05" in page
+    assert "Methods: gd (h = 0.05, init = auto); langevin (h = 0.05, " in page
+    assert "; jko (tau = 0.1, eps = 0.05" in page
     assert "reference_init: gd: grid" in page and "grid_reference_frozen_mass" in page
     assert "cartesian grid 7×7×7 on [-2, 2]^3" in page
 
 
-def test_header_follows_set_overrides(crash_reference, tmp_path):
+def test_header_follows_set_overrides(set_run):
     """Issue 10.7: the config's description is marked as written for the file and the
-    header says what the run computed."""
-    config = write_config(tmp_path, crash_raw())
-    out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--no-progress",
-                                   "--set", "model.lam=0.02"])
+    header says what the run computed (the fixture's `mfjko run --set model.lam=0.05 --set
+    T=0.2` of a config with λ = 0.01)."""
+    config, _, out, res = set_run
     assert res.exit_code == 0, res.output
     page = (out / "report.html").read_text()
-    assert "λ = 0.02." in page and "λ = 0.01" not in page
-    assert "this run changed model.lam=0.02 with --set" in page
+    assert "λ = 0.05." in page and "λ = 0.01" not in page
+    assert "this run changed model.lam=0.05, T=0.2 with --set" in page
     doc = yaml.safe_load((out / "config.yaml").read_text())
-    assert doc["source"] == {"file": str(config), "overrides": ["model.lam=0.02"]}
+    assert doc["source"] == {"file": str(config), "overrides": ["model.lam=0.05", "T=0.2"]}
 
 
 def test_report_of_a_folder_killed_early(tmp_path):

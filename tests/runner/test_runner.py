@@ -13,14 +13,7 @@ from mfjko.runner import INTERRUPT_ENV, RunExistsError, RunInterrupted, run
 from support import tiny_raw
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "full"
-    run(parse_config(tiny_raw()), out, progress=False)
-    return out
-
-
-def test_end_to_end_outputs(full_run):
+def test_end_to_end_outputs(full_run):  # the fixture: tests/runner/conftest.py
     out = full_run
     for name in ("config.yaml", "metrics.csv", "report.html", "timings.json"):
         assert (out / name).is_file(), name
@@ -94,18 +87,19 @@ def test_end_to_end_outputs(full_run):
 def test_resume_after_interruption_gives_identical_metrics(full_run, tmp_path, monkeypatch,
                                                            after, done):
     """Interrupted inside Langevin (noise keyed by global step) or inside JKO (warm-started
-    solver state restored from the checkpoint), then resumed: same bytes."""
+    solver state restored from the checkpoint), then resumed: same bytes (no report: it is
+    not part of the run's data, and full_run's is checked above)."""
     out = tmp_path / "interrupted"
     cfg = parse_config(tiny_raw())
     monkeypatch.setenv(INTERRUPT_ENV, str(after))
     with pytest.raises(RunInterrupted):
-        run(cfg, out, progress=False)
+        run(cfg, out, progress=False, render=False)
     partial = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["method"] for r in partial] == done
     monkeypatch.delenv(INTERRUPT_ENV)
     with pytest.raises(RunExistsError, match="--resume"):
-        run(cfg, out, progress=False)
-    run(cfg, out, resume=True, progress=False)
+        run(cfg, out, progress=False, render=False)
+    run(cfg, out, resume=True, progress=False, render=False)
     assert (out / "metrics.csv").read_bytes() == (full_run / "metrics.csv").read_bytes()
     g = zarr.open_group(str(out / "trajectories.zarr"), mode="r")
     assert g["langevin/particles"].shape[0] == 3 and g["jko/steps/t"].shape == (4,)
