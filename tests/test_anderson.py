@@ -41,14 +41,21 @@ def test_anderson_solves_an_affine_fixed_point_in_dim_plus_four_evaluations():
     assert np.abs(x_plain - exact).max() > 0.5 * np.abs(exact).max()  # plain: far off
 
 
+@jax.jit
+def _step(hist, x, t, restart):
+    # one program for the four steps below (eagerly, each operation compiles on its own)
+    return anderson.step(hist, x, t, restart=restart)
+
+
 def test_anderson_restarts_when_the_residual_more_than_doubles():
+    no = jnp.asarray(False)
     hist = anderson.empty_history(4, 2, jnp.float64)
-    hist, _, used = anderson.step(hist, jnp.zeros(2), jnp.ones(2))
+    hist, _, used = _step(hist, jnp.zeros(2), jnp.ones(2), no)
     assert int(hist.length) == 1 and not bool(used)  # one entry: nothing to mix
-    hist, _, used = anderson.step(hist, jnp.ones(2), jnp.full(2, 1.5))
+    hist, _, used = _step(hist, jnp.ones(2), jnp.full(2, 1.5), no)
     assert int(hist.length) == 2 and bool(used)
-    hist, nxt, used = anderson.step(hist, jnp.full(2, 1.5), jnp.full(2, 9.0))  # grows ×15
+    hist, nxt, used = _step(hist, jnp.full(2, 1.5), jnp.full(2, 9.0), no)  # grows ×15
     assert int(hist.length) == 1 and not bool(used)
     np.testing.assert_array_equal(np.asarray(nxt), np.full(2, 9.0))
-    hist, _, used = anderson.step(hist, jnp.zeros(2), jnp.ones(2), restart=jnp.asarray(True))
+    hist, _, used = _step(hist, jnp.zeros(2), jnp.ones(2), jnp.asarray(True))
     assert int(hist.length) == 1

@@ -31,7 +31,8 @@ def test_records_and_hook_and_state_resume_are_bitwise():
 
 
 def test_grid_records_per_step_diagnostics_with_times():
-    geom = grids.cartesian_grid([(-2, 2)] * 3, [6, 6, 6])
+    # the grid of tests/jko/test_pinning.py (the same problem: one compiled step)
+    geom = grids.cartesian_grid([(-2, 2)] * 3, [7, 8, 9])
     p0, _ = grids.discretize(initial.GaussianLaw(0.5), "neuron", geom, jax.random.PRNGKey(1))
     grid = GridProblem.create(PROB, geom)
     recs = []

@@ -41,10 +41,14 @@ def test_semidual_cross_term_equals_pot_and_needs_fewer_passes_than_sinkhorn():
     iterations (2 passes each).
     """
     _, pts, p, y, b = _grid_and_cloud()
-    geom = pointcloud.PointCloud(jnp.asarray(pts), jnp.asarray(y), epsilon=0.1)
-    val, ok, evals = M._semidual_ot(geom, p, b, 1e-6, 5000)
     ref = _ot_eps_pot(pts, p, y, b, 0.1)
-    _, ok_sk, iters = M._reg_ot_cost(geom, jnp.asarray(p), jnp.asarray(b), 1e-6, 5000,
+    # both solvers as sinkhorn_divergence calls them (zero-weight padding, cost object,
+    # iteration cap): the Sinkhorn program of the dense divergences here serves
+    (xk, ak), (yk, bk) = M._pad_to_bucket(pts, p), M._pad_to_bucket(y, b)
+    geom = pointcloud.PointCloud(jnp.asarray(xk), jnp.asarray(yk),
+                                 cost_fn=M.COSTS["sqeuclidean"](), epsilon=0.1)
+    val, ok, evals = M._semidual_ot(geom, ak, bk, 1e-6, 20_000)
+    _, ok_sk, iters = M._reg_ot_cost(geom, jnp.asarray(ak), jnp.asarray(bk), 1e-6, 20_000,
                                      mode="anderson")
     assert ok and bool(ok_sk)
     assert abs(val - ref) <= 1e-10 * abs(ref), (val, ref)
@@ -116,18 +120,20 @@ def test_grid_gap_equals_dense_divergence_and_self_terms_are_shared(monkeypatch)
     solves = []
     orig = M._reg_ot_cost
 
-    def counting(geom, a, b_, tol, max_iter, mode, init=None):
+    def counting(geom, a, b_, tol, max_iter, mode, **init):
         solves.append(mode)
-        return orig(geom, a, b_, tol, max_iter, mode=mode, init=init)
+        # the package's own call, keywords as given: its compiled programs serve
+        return orig(geom, a, b_, tol, max_iter, mode=mode, **init)
 
     monkeypatch.setattr(M, "_reg_ot_cost", counting)
     grid, _ = M.grid_sinkhorn_divergence(axes, p, y, b, 0.1, tol=1e-8)
-    x2 = np.random.default_rng(5).normal(size=(30, 3))
-    first = M.sinkhorn_divergence(x2, np.full(30, 1 / 30), y, b, 0.1, tol=1e-8)
+    # as many particles as grid points: the programs of the dense divergence below serve
+    x2 = np.random.default_rng(5).normal(size=(len(p), 3))
+    first = M.sinkhorn_divergence(x2, np.full(len(p), 1 / len(p)), y, b, 0.1, tol=1e-8)
     # the grid call solved the Grid and ν self-terms; the particle call only x2's
     assert solves.count("symmetric") == 3, solves
     M._SELF_TERMS.clear()
-    fresh = M.sinkhorn_divergence(x2, np.full(30, 1 / 30), y, b, 0.1, tol=1e-8)
+    fresh = M.sinkhorn_divergence(x2, np.full(len(p), 1 / len(p)), y, b, 0.1, tol=1e-8)
     assert fresh == first
     dense = M.sinkhorn_divergence(pts, p, y, b, 0.1, tol=1e-8)
     assert grid == pytest.approx(dense, rel=1e-10)

@@ -56,6 +56,17 @@ def _min_preactivation(name, pts, X):
     return np.abs(pre).min()
 
 
+# The package's functions run under one jit per test: eagerly, each of their operations
+# compiles a program of its own (most of these tests' time); the values are the same.
+
+
+@partial(jax.jit, static_argnums=0)
+def _formulas(param, thetas, weights, X, y, lam, at):
+    return (obj.predict(param, thetas, weights, X),
+            obj.objective(param, thetas, weights, X, y, lam),
+            obj.first_variation(param, thetas, weights, X, y, lam, at))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_predict_objective_first_variation_against_numpy(name):
     param, X, y, thetas, weights, at = _instance(name)
@@ -63,16 +74,13 @@ def test_predict_objective_first_variation_against_numpy(name):
     f_ref = sum(weights[k] * _numpy_output(name, thetas[k], X) for k in range(len(weights)))
     V = np.array([_numpy_potential(name, t) for t in thetas])
     F_ref = np.mean((f_ref - y) ** 2) / 2 + lam / 2 * weights @ V
-    np.testing.assert_allclose(np.asarray(obj.predict(param, thetas, weights, X)), f_ref,
-                               rtol=1e-13, atol=1e-14)
-    np.testing.assert_allclose(float(obj.objective(param, thetas, weights, X, y, lam)), F_ref,
-                               rtol=1e-13)
+    f, F, Fp = _formulas(param, thetas, weights, X, y, lam, at)
+    np.testing.assert_allclose(np.asarray(f), f_ref, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(float(F), F_ref, rtol=1e-13)
     r = f_ref - y
     Fp_ref = np.array([np.mean(r * _numpy_output(name, a, X)) + lam / 2 *
                        _numpy_potential(name, a) for a in at])
-    np.testing.assert_allclose(
-        np.asarray(obj.first_variation(param, thetas, weights, X, y, lam, at)), Fp_ref,
-        rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(Fp), Fp_ref, rtol=1e-12, atol=1e-14)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -95,29 +103,37 @@ def test_first_variation_grad_is_m_times_autodiff_of_G(name):
     assert float(jnp.abs(g_fv).max()) > 1e-2  # not trivially zero
 
 
+@partial(jax.jit, static_argnums=0)
+def _fv_and_grad(param, thetas, weights, X, y, lam, at):
+    """(F'(μ)(θ), ∇_θ F'(μ)(θ)) at the points ``at``; also the velocity at the support."""
+    return (obj.first_variation(param, thetas, weights, X, y, lam, at),
+            obj.first_variation_grad(param, thetas, weights, X, y, lam, at=at),
+            obj.velocity(param, thetas, weights, X, y, lam))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_first_variation_grad_matches_central_differences(name):
     """∇_θ F'(μ)(θ) at off-support points θ, μ fixed, vs central differences of F'(μ)(·)."""
     param, X, y, thetas, weights, at = _instance(name, seed=2)
     lam, eps = 0.4, 1e-6
     assert _min_preactivation(name, at, X) > 1e-3
-    g = np.asarray(obj.first_variation_grad(param, thetas, weights, X, y, lam, at=at))
-    Fp = jax.jit(lambda pts: obj.first_variation(param, thetas, weights, X, y, lam, pts))
+    g = np.asarray(_fv_and_grad(param, thetas, weights, X, y, lam, at)[1])
+    Fp = lambda pts: np.asarray(_fv_and_grad(param, thetas, weights, X, y, lam, pts)[0])
     fd = np.zeros_like(at)
     for c in range(at.shape[1]):
         e = np.zeros(at.shape[1])
         e[c] = eps
         # perturb the ambient coordinates (no projection): the gradient is ambient
-        fd[:, c] = (np.asarray(Fp(at + e)) - np.asarray(Fp(at - e))) / (2 * eps)
+        fd[:, c] = (Fp(at + e) - Fp(at - e)) / (2 * eps)
     err = np.abs(g - fd).max() / np.abs(fd).max()
     assert err < 1e-7, err
 
 
 def test_velocity_is_tangent_on_sphere():
     param, X, y, thetas, weights, _ = _instance("sphere", seed=3)
-    v = np.asarray(obj.velocity(param, thetas, weights, X, y, 0.1))
+    # ∇F' at the support itself (at = θ) and the velocity there
+    _, g, v = (np.asarray(a) for a in _fv_and_grad(param, thetas, weights, X, y, 0.1, thetas))
     np.testing.assert_allclose(np.sum(v[:, :-1] * thetas[:, :-1], axis=1), 0.0, atol=1e-14)
-    g = np.asarray(obj.first_variation_grad(param, thetas, weights, X, y, 0.1))
     # the β component is untouched, the s component loses exactly its radial part
     np.testing.assert_allclose(v[:, -1], -g[:, -1], rtol=1e-14)
     radial = np.sum(g[:, :-1] * thetas[:, :-1], axis=1, keepdims=True) * thetas[:, :-1]
@@ -130,8 +146,9 @@ def test_relu_derivative_at_zero_is_zero():
     param = P.get("neuron")
     X = jnp.array([[1.0, 1.0]])
     theta = jnp.array([[1.0, -1.0, 2.0]])  # w·x = 0
-    g = obj.first_variation_grad(param, theta, jnp.ones(1), X, jnp.array([1.0]), 0.0)
+    grad = jax.jit(obj.first_variation_grad, static_argnums=0)
+    g = grad(param, theta, jnp.ones(1), X, jnp.array([1.0]), 0.0)
     np.testing.assert_array_equal(np.asarray(g), 0.0)
     pm = P.get("pm")
-    g0 = jax.grad(pm.potential)(jnp.zeros(4))
+    g0 = jax.jit(jax.grad(pm.potential))(jnp.zeros(4))
     np.testing.assert_array_equal(np.asarray(g0), 0.0)

@@ -94,15 +94,17 @@ def test_objective_equals_scaled_classic_loss(seed, m, n, d, lam):
 @pytest.mark.parametrize("name", ["pm", "sphere"])
 def test_potential_is_weight_decay_exactly_on_balanced_neurons(name):
     param = P.get(name)
+    # one program for both calls (eagerly, each operation compiles on its own)
+    potentials = jax.jit(lambda W, a: param.potentials(param.from_classic(W, a)))
     rng = np.random.default_rng(1)
     W = rng.standard_normal((50, 3))
     sign = np.where(rng.random(50) < 0.5, -1.0, 1.0)
     alpha_bal = sign * np.linalg.norm(W, axis=1)
-    V = np.asarray(param.potentials(param.from_classic(jnp.asarray(W), jnp.asarray(alpha_bal))))
+    V = np.asarray(potentials(jnp.asarray(W), jnp.asarray(alpha_bal)))
     np.testing.assert_allclose(V, np.sum(W**2, 1) + alpha_bal**2, rtol=1e-13)
     # Unbalanced: V = 2|α|‖w‖ < ‖w‖² + α² (AM–GM, strict when ‖w‖ ≠ |α|).
     alpha = 2.0 * alpha_bal + 0.3 * sign
-    V_unb = np.asarray(param.potentials(param.from_classic(jnp.asarray(W), jnp.asarray(alpha))))
+    V_unb = np.asarray(potentials(jnp.asarray(W), jnp.asarray(alpha)))
     np.testing.assert_allclose(V_unb, 2 * np.abs(alpha) * np.linalg.norm(W, axis=1), rtol=1e-13)
     assert np.all(V_unb < np.sum(W**2, 1) + alpha**2 - 1e-6)
 

@@ -1,5 +1,7 @@
 """The problem objects: one F for particles, grids and lifted measures, validation."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,22 +14,29 @@ from mfjko.problem import GridProblem, MeanFieldProblem
 DS = data.regression_1d(n_train=12, seed=3)
 
 
+@partial(jax.jit, static_argnums=0)
+def _formulas(param, th, w, X, y, lam, X_test):
+    """F, the velocity and the test predictor by the functions of mfjko.objective, in one
+    program (eagerly, each of their operations compiles on its own)."""
+    return (obj.objective(param, th, w, X, y, lam), obj.velocity(param, th, w, X, y, lam),
+            obj.predict(param, th, w, X_test))
+
+
 @pytest.mark.parametrize("name", ["neuron", "signed", "pm", "sphere"])
 def test_problem_methods_equal_the_functional_formulas(name):
     prob = MeanFieldProblem.create(name, DS.X, DS.y, 0.03)
     th = initial.sample_particles(initial.GaussianLaw(0.7), prob.param, jax.random.PRNGKey(1),
                                   9, DS.d)
     w = jnp.full(9, 1 / 9)
-    F = obj.objective(prob.param, th, w, DS.X, DS.y, 0.03)
+    F, v, f_test = _formulas(prob.param, th, w, DS.X, DS.y, 0.03, DS.X_test)
     assert float(prob.objective(th, w)) == pytest.approx(float(F), rel=1e-14)
     assert float(prob.particle_objective(th)) == pytest.approx(float(F), rel=1e-14)
-    np.testing.assert_allclose(prob.particle_velocity(th),
-                               obj.velocity(prob.param, th, w, DS.X, DS.y, 0.03), rtol=1e-13)
+    np.testing.assert_allclose(prob.particle_velocity(th), v, rtol=1e-13)
     losses = prob.losses(th, w, DS.X_test, DS.y_test)
     assert losses["loss"] == pytest.approx(float(F), rel=1e-13)
     assert losses["pred_test"].shape == (DS.X_test.shape[0],)
     # the test loss is the data part of F on the test points, by hand
-    r = np.asarray(obj.predict(prob.param, th, w, DS.X_test)) - DS.y_test
+    r = np.asarray(f_test) - DS.y_test
     assert losses["test_loss"] == pytest.approx(0.5 * np.mean(r * r), rel=1e-13)
 
 

@@ -18,15 +18,21 @@ from mfjko.icnn.step import lanczos_logdet_solve, logdet_exact, logdet_lanczos
 def _random_icnn(key, dim, hidden, scale=1.0, sharpness=3.0):
     """A generic ICNN: random raw weights (not the near-identity init)."""
     psi = init_icnn(jax.random.PRNGKey(key), dim, hidden, init_scale=1.0, sharpness=sharpness)
-    return _perturb(psi, jax.random.PRNGKey(key + 100), scale)
+    return _perturb(psi, key + 100, scale)
 
 
-@eqx.filter_jit
-def _perturb(psi, key, scale):
+def _perturb(psi, seed, scale):
+    """Every raw weight plus scale·N(0, 1), drawn by NumPy (jax.random would compile a
+    program for this pytree)."""
+    rng = np.random.default_rng(seed)
     leaves, tree = jax.tree_util.tree_flatten(psi)
-    keys = jax.random.split(key, len(leaves))
-    leaves = [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    leaves = [jnp.asarray(np.asarray(x) + scale * rng.standard_normal(x.shape)) for x in leaves]
     return jax.tree_util.tree_unflatten(tree, leaves)
+
+
+def _normal(seed, shape):
+    """Standard normal points drawn by NumPy (no sampler to compile per shape)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
 
 
 @eqx.filter_jit
@@ -44,8 +50,7 @@ def test_closed_forms_equal_autodiff_of_the_definition(hidden):
     """Two hidden layers (the U recursion once) and, slow, three (twice); hidden = () is
     tested at init."""
     psi = _random_icnn(0, 4, hidden)
-    th = jax.random.normal(jax.random.PRNGKey(1), (9, 4))
-    V = jax.random.normal(jax.random.PRNGKey(2), (9, 4))
+    th, V = _normal(1, (9, 4)), _normal(2, (9, 4))
     g_cf, H_cf, hv_cf, g, H = _forms(psi, th, V)
     np.testing.assert_allclose(g_cf, g, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(H_cf, H, rtol=1e-12, atol=1e-12)

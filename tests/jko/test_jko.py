@@ -10,8 +10,10 @@ References used here (none of them reuses our Sinkhorn):
 
 from __future__ import annotations
 
+import functools
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import ot
@@ -100,11 +102,19 @@ VARIANTS = [(c, 0, None) for c in CASES] + [(c, 6, None) for c in CASES] + [
     (CASES[1], 6, 0.5), (CASES[3], 6, 0.5)]
 
 
+@functools.cache
+def dense_reference(case):
+    """The dense reference step of a case, computed once (several variants use it)."""
+    N, n, tau, eps, lam = case
+    _, cost, q, phi, y, v = random_instance(N, n, seed=N + n)
+    return entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-13)
+
+
 @pytest.mark.parametrize("case,anderson,eps_scaling", VARIANTS)
 def test_production_matches_reference(case, anderson, eps_scaling):
     N, n, tau, eps, lam = case
     pts, cost, q, phi, y, v = random_instance(N, n, seed=N + n)
-    p_ref = entropic_jko_step(cost, q, phi, y, v, lam, tau, eps, tol=1e-13)
+    p_ref = dense_reference(case)
     geom = grids.DenseGeometry.from_points(pts)
     opts = JKOSolverOptions(tol=1e-12, anderson_depth=anderson, eps_scaling=eps_scaling,
                             eps_start_ratio=16.0)
@@ -142,9 +152,9 @@ def test_kl_prox_matches_primal_bound_constrained_solver():
 
     res = so.minimize(primal, z.copy(), jac=True, method="L-BFGS-B",
                       bounds=[(1e-300, None)] * N, options=dict(ftol=1e-16, gtol=1e-13))
-    log_p, g, it, gnorm = kl_prox_newton(jnp.log(z), jnp.asarray(phi), jnp.asarray(y),
-                                        0.5 * lam * jnp.asarray(v), sigma, jnp.zeros(n),
-                                        1e-13, 50)
+    prox = jax.jit(kl_prox_newton)  # one program (eagerly, each operation compiles alone)
+    log_p, g, it, gnorm = prox(jnp.log(z), jnp.asarray(phi), jnp.asarray(y),
+                               0.5 * lam * jnp.asarray(v), sigma, jnp.zeros(n), 1e-13, 50)
     assert float(gnorm) < 1e-12 and int(it) < 20
     assert np.abs(np.exp(np.asarray(log_p)) - res.x).sum() < 1e-7
     # g is the scaled residual (Φp − y)/n at the solution
@@ -157,7 +167,7 @@ def test_zero_objective_is_gibbs_blur(use_product):
     """F = 0: p = K (q ⊘ K1) (K symmetric) in closed form."""
     rng = np.random.default_rng(5)
     if use_product:
-        geom = run_problem()[0]  # same shapes as the run tests: one compilation
+        geom = small_grid()  # one compiled step for every jko_step on a product grid here
     else:
         geom = grids.DenseGeometry.from_points(rng.normal(size=(N_, 2)))
     N, eps = geom.size, 0.6
@@ -166,7 +176,7 @@ def test_zero_objective_is_gibbs_blur(use_product):
     q = rng.random(N)
     q /= q.sum()
     blur = K @ (q / (K @ np.ones(N)))
-    n = 8 if use_product else n_
+    n = SMALL_N if use_product else n_
     phi, y, v = np.zeros((n, N)), np.zeros(n), rng.random(N)
     p_ref = entropic_jko_step(C, q, phi, y, v, 0.0, 0.7, eps)
     p, _, diag = jko_step(geom, q, phi, y, v, 0.0, 0.7, eps)
@@ -199,10 +209,15 @@ def test_step_objective_matches_pot_and_descends():
     assert J_p < J(q)
 
 
-def run_problem(size=7):
+# the shapes of tests/jko/test_pinning.py and tests/test_driver.py: a 7×8×9 grid and
+# 10 data points (one compiled step for all of them)
+RUN_SIZES, RUN_N = [7, 8, 9], 10
+
+
+def run_problem():
     """1-D regression with bias under ``neuron`` on a small 3-D box grid (w1, w2, α)."""
-    geom = grids.cartesian_grid([(-2, 2)] * 3, [size] * 3)
-    x = np.linspace(-1, 1, 8)
+    geom = grids.cartesian_grid([(-2, 2)] * 3, RUN_SIZES)
+    x = np.linspace(-1, 1, RUN_N)
     X = np.stack([x, np.ones_like(x)], 1)
     y = np.abs(x) - 0.3
     rng = np.random.default_rng(1)
@@ -210,8 +225,23 @@ def run_problem(size=7):
     return geom, X, y, p0 / p0.sum()
 
 
+def small_grid():
+    """The 7×6 box [−1, 1]² of the jko_step tests on a product grid (and of
+    tests/jko/test_jko_physics.py's product case): one compiled step for all of them,
+    with SMALL_N data points."""
+    return grids.cartesian_grid([(-1.0, 1.0), (-1.0, 1.0)], [7, 6])
+
+
+SMALL_N = 4
+
+
 def test_warm_start_gives_same_answer_in_fewer_iterations():
-    geom, X, y, p0 = run_problem()
+    # neuron θ = (w, α) on the small grid, 1-D data without bias
+    geom = small_grid()
+    x = np.linspace(-1, 1, SMALL_N)
+    X, y = x[:, None], np.abs(x) - 0.3
+    p0 = np.random.default_rng(1).random(geom.size)
+    p0 /= p0.sum()
     param = P.get("neuron")
     phi, v = param.features(geom.points, X), param.potentials(geom.points)
     lam, tau, eps = 0.01, 0.2, 0.15
@@ -258,7 +288,7 @@ def _phi_y_v(geom, X, y):
 
 
 def test_bad_inputs_raise_clear_errors():
-    geom, X, y, p0 = run_problem(size=4)
+    geom, X, y, p0 = run_problem()
     phi, _, v = _phi_y_v(geom, X, y)
     with pytest.raises(ValueError, match="not a multiple"):
         run_jko(geom, "neuron", p0, X, y, 0.01, 0.3, 0.1, T=1.0)
@@ -310,7 +340,7 @@ def test_extreme_eps_on_a_product_grid_matches_reference(eps_over_delta2):
     """The stated range of ε: from 1e-2·δ² (kernel ≈ identity; the separable apply takes
     its exact-LSE fallback) to the squared diameter of the box (kernel ≈ constant).
     Production solver on the separable grid vs the dense reference on its cost matrix."""
-    geom = grids.cartesian_grid([(-1.0, 1.0), (-1.0, 1.0)], [7, 6])
+    geom = small_grid()
     delta = geom.spacing
     pts = np.asarray(geom.points)
     diam2 = float(np.max(((pts[:, None] - pts[None]) ** 2).sum(-1)))
@@ -318,8 +348,8 @@ def test_extreme_eps_on_a_product_grid_matches_reference(eps_over_delta2):
     rng = np.random.default_rng(7)
     q = rng.random(geom.size) + 0.05
     q /= q.sum()
-    phi = rng.normal(size=(4, geom.size))
-    y = rng.normal(size=4)
+    phi = rng.normal(size=(SMALL_N, geom.size))
+    y = rng.normal(size=SMALL_N)
     v = (pts**2).sum(1)
     tau, lam = 0.05, 0.1
     p_ref = entropic_jko_step(np.asarray(geom.cost_matrix()), q, phi, y, v, lam, tau, eps,

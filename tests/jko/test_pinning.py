@@ -28,7 +28,9 @@ def test_drift_ratio_equals_the_dense_plans_barycentric_displacement():
     K = np.exp(-C / eps)
     blur = K.T @ P / K.sum(0)[:, None]  # the bare kernel's barycentres (box truncation)
     drift = np.sqrt(np.sum(q * ((bary - blur) ** 2).sum(1)) / q.sum())
-    v = np.asarray(prob.first_variation_grad(geom.points, jnp.asarray(q), geom.points))
+    # ∇F′(q) at the grid points, in one program (eagerly, each operation compiles alone)
+    grad = jax.jit(lambda pr, pts, w: pr.first_variation_grad(pts, w, pts))
+    v = np.asarray(grad(prob, geom.points, jnp.asarray(q)))
     speed = np.sqrt(np.sum(q * (v * v).sum(1)) / q.sum())
     assert abs(float(diag.drift_ratio) - drift / (tau * speed)) < 1e-8
     assert 0.3 < float(diag.drift_ratio) < 1.5
@@ -40,7 +42,8 @@ def test_drift_ratio_is_nan_without_a_velocity_field():
     a huge number (a scale-0.01 initialization once read 2.5e48)."""
     ds = data.regression_1d(n_train=10, seed=0)
     prob = MeanFieldProblem.create("neuron", ds.X, np.zeros_like(ds.y), 0.01)
-    geom = grids.cartesian_grid([(-1, 1)] * 3, [9, 9, 9])
+    # the shapes and spacing of the test above (one compiled program), each axis through 0
+    geom = grids.cartesian_grid([(-2, 2), (-12 / 7, 16 / 7), (-2, 2)], [7, 8, 9])
     q = np.zeros(geom.points.shape[0])
     q[np.argmin(np.linalg.norm(np.asarray(geom.points), axis=1))] = 1.0
     _, _, diag = solve_step(GridProblem.create(prob, geom), jnp.asarray(q), 0.1, 0.05)
