@@ -186,21 +186,22 @@ def _path_lines(root: Path) -> list[str]:
                 continue
             vals = r["values"]
             lines.append(f"- **Path to GD** ({r['path']}, τ ∝ δ, {r['n']} grids): sup gap "
-                         f"to GD {pct(vals[-1])} → {pct(vals[0])}, ∝ δ^p with p = "
-                         f"{num(r['rate'], 2)} (95 % CI [{num(r['ci_low'], 2)}, "
-                         f"{num(r['ci_high'], 2)}]" + ("" if r["ci_low"] > 0 else
-                                                        ": not resolved") + ").")
+                         f"to GD {pct(vals[-1])} → {pct(vals[0])}, {_rate_text(r)}")
     for debias, step in ((False, "Standard step, T = 10"), (True, "Debiased step")):
         r = _debias_rate(root, debias)
         if r is None:
             continue
         vals = r["values"]
         lines.append(f"- **{step}** ({r['path']}, T = 10, {r['n']} grids, "
-                     f"{r['grids']}): sup gap to GD {pct(vals[0])} → {pct(vals[-1])}, ∝ δ^p "
-                     f"with p = {r['rate']:.2f} (95 % CI [{r['ci_low']:.2f}, "
-                     f"{r['ci_high']:.2f}]" + ("" if r["ci_low"] > 0 else
-                                                    ": not resolved") + ").")
+                     f"{r['grids']}): sup gap to GD {pct(vals[0])} → {pct(vals[-1])}, "
+                     f"{_rate_text(r)}")
     return lines
+
+
+def _rate_text(r: dict) -> str:
+    """"∝ δ^p with p = … (95 % CI […])." of a fitted rate (:func:`fit_rate`'s keys)."""
+    return (f"∝ δ^p with p = {r['rate']:.2f} (95 % CI [{r['ci_low']:.2f}, "
+            f"{r['ci_high']:.2f}]" + ("" if r["ci_low"] > 0 else ": not resolved") + ").")
 
 
 def _debias_rate(root: Path, debias: bool) -> dict | None:
