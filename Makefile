@@ -45,7 +45,8 @@ test-all: $(STAMP)
 # The shipped studies (studies/*.yaml) on 2 local Dask workers, their pages, and
 # docs/FINDINGS.md; a second `make study` resumes (finished points are kept).
 STUDIES ?= regression regression_refine path_to_gd sphere teacher parametrizations gridscale orthogonal \
-  wfr wfr_headtohead wfr_gridscale debias debias_fine pinning_sphere pinning_teacher path_to_gd_fast
+  wfr wfr_headtohead wfr_gridscale debias debias_fine pinning_sphere pinning_teacher path_to_gd_fast \
+  path_to_gd_fast_fine path_to_gd_fine
 STUDY_WORKERS ?= 2
 study: $(STAMP)
 	@for s in $(STUDIES); do \
@@ -54,7 +55,8 @@ study: $(STAMP)
 	    || exit 1; \
 	  $(BIN)/mfjko study runs/studies/$$s || exit 1; \
 	done
-	$(BIN)/python scripts/path_to_gd_table.py runs/studies/path_to_gd runs/studies/path_to_gd_fast \
+	$(BIN)/python scripts/path_to_gd_table.py runs/studies/path_to_gd runs/studies/path_to_gd_fine \
+	  runs/studies/path_to_gd_fast runs/studies/path_to_gd_fast_fine \
 	  > docs/findings/path_to_gd.md
 	$(BIN)/python scripts/debias_table.py runs/studies/debias runs/studies/debias_fine \
 	  > docs/findings/debias_sweep.md

@@ -32,7 +32,6 @@ from mfjko.errors import (
     RunStopped,
     SolverError,
 )
-from mfjko.runner.compile_cache import enable_compile_cache
 
 # The commands import the heavy parts (pydantic config, the runner and its solvers,
 # matplotlib's report, dask's sweeps) inside their functions: start-up cost, so that
@@ -151,6 +150,10 @@ def _version(value: bool) -> None:
 def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors"),
           version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="print the version and exit")):
+    # the compile cache's module sits in the runner package, whose import loads JAX and the
+    # solvers: imported here, after --version and --help have exited
+    from mfjko.runner.compile_cache import enable_compile_cache
+
     _State.debug = debug or bool(os.environ.get("MFJKO_DEBUG"))
     enable_compile_cache()
 

@@ -61,3 +61,34 @@ def test_what_changed_sets_published_regimes_against_a_rerun(tmp_path):
     assert ("| regression | 3 | GD-like 2, Langevin-like 9, neither 33, pinned 16 | "
             "Langevin-like 2, pinned 1 |") in text
     assert "| sphere | 24 | Langevin-like 3, neither 9, pinned 12 | (not rerun) |" in text
+
+
+def test_path_rates_fit_every_grid_of_a_path_across_studies(tmp_path):
+    """A path's coarse grids in one study and its fine end in another: one fit over all,
+    equal to the power law the gaps were drawn from; the brief states it."""
+    from mfjko.study.findings import _path_lines
+    from mfjko.study.findings_parts import path_points, path_rates
+
+    def write(name, sizes):
+        folder = tmp_path / name / "study"
+        folder.mkdir(parents=True)
+        delta = [7 / (n - 1) for n in sizes]
+        pd.DataFrame({"delta": delta, "tag.c": 0.18, "eps_over_delta2": 1.0,
+                      "gap_gd": [0.3 * d ** 0.6 for d in delta],
+                      "gap_langevin": [0.01 * d for d in delta],
+                      "langevin_gap_gd": [0.3 * d ** 0.6 for d in delta]}).to_csv(
+            folder / "points.csv", index=False)
+        (folder / "summary.json").write_text("{}")
+
+    write("path_to_gd", [17, 33, 65])
+    write("path_to_gd_fine", [129])
+    points = path_points([tmp_path / "path_to_gd", tmp_path / "path_to_gd_fine",
+                          tmp_path / "not_run"])
+    assert sorted(points["study"].unique()) == ["path_to_gd", "path_to_gd_fine"]
+    (gd,) = path_rates(points, ("gap_gd",))
+    assert gd["n"] == 4 and gd["grids"] == "17³–129³"
+    assert abs(gd["rate"] - 0.6) < 1e-12 and gd["ci_low"] > 0.59
+    assert gd["values"][0] > gd["values"][-1]
+    (line,) = [x for x in _path_lines(tmp_path) if "Path to GD" in x]
+    assert "(c = 0.18, ε/δ² = 1, τ ∝ δ, 4 grids, 17³–129³)" in line
+    assert "p = 0.60" in line

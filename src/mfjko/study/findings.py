@@ -16,9 +16,12 @@ import pandas as pd
 from mfjko.study import findings_changes, findings_gpu, findings_wfr
 from mfjko.study.analysis import fit_rate
 from mfjko.study.findings_parts import (
+    PATH_STUDIES,
     figure,
     load_study,
     num,
+    path_points,
+    path_rates,
     pct,
     phase_section,
     span,
@@ -177,16 +180,11 @@ def _brief(root: Path, boundary) -> str:
 def _path_lines(root: Path) -> list[str]:
     """The brief's lines on the two routes to GD: D → 0, and the debiased step."""
     lines = []
-    for name in ("path_to_gd", "path_to_gd_fast"):
-        path, _ = load_study(root, name)
-        if path is None:
-            continue
-        for r in path["rates"]:
-            if r["metric"] != "gap_gd":
-                continue
-            vals = r["values"]
-            lines.append(f"- **Path to GD** ({r['path']}, τ ∝ δ, {r['n']} grids): sup gap "
-                         f"to GD {pct(vals[-1])} → {pct(vals[0])}, {_rate_text(r)}")
+    points = path_points(root / name for name in PATH_STUDIES)
+    for r in path_rates(points, ("gap_gd",)) if points is not None else []:
+        vals = r["values"]
+        lines.append(f"- **Path to GD** ({r['path']}, τ ∝ δ, {r['n']} grids, {r['grids']}): "
+                     f"sup gap to GD {pct(vals[0])} → {pct(vals[-1])}, {_rate_text(r)}")
     for debias, step in ((False, "Standard step, T = 10"), (True, "Debiased step")):
         r = _debias_rate(root, debias)
         if r is None:

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mfjko.study.findings_parts import load_study, num, pct
+from mfjko.study.findings_parts import (
+    PATH_STUDIES,
+    load_study,
+    num,
+    path_points,
+    path_rates,
+    pct,
+)
 from mfjko.study.regime import drift_ratio_closed_form
 
 __all__ = ["PUBLISHED_BEFORE", "section"]
@@ -137,9 +144,9 @@ def _later_lines(root: Path) -> list[str]:
         "An independent check with mean-field references (issue 17) found 4.9 % from GD and "
         "0.17 % from Langevin at 128³, ε/δ² = 1, and 0.32 → 0.14 % from Langevin, ≈ 8 % from "
         "GD along D = 0.02 on 64³–181³: Langevin-like, not GD-like.")
-    path, _ = load_study(root, "path_to_gd")
-    if path is not None:
-        gd = [r for r in path["rates"] if r["metric"] == "gap_gd"]
+    points = path_points(root / name for name in PATH_STUDIES)
+    if points is not None:
+        gd = path_rates(points, ("gap_gd",))
         res = sum(r["ci_low"] > 0 for r in gd)
         text.append(f"- New: the path to GD (τ ∝ δ, ε/δ² fixed, so D ∝ δ → 0): the gap to GD "
                     f"falls at rates {', '.join(num(r['rate'], 2) for r in gd)} in δ, "

@@ -16,11 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from mfjko.study.analysis import fit_rate
 from mfjko.study.regime import REGIMES
 from mfjko.sweep.results import read_results
 
 __all__ = ["load_study", "pct", "num", "figure", "regime_table", "boundary_table", "span",
-           "phase_reading", "phase_section"]
+           "phase_reading", "phase_section", "PATH_STUDIES", "path_points", "path_rates"]
+
+#: The studies of the refinement paths to GD (τ ∝ δ, ε/δ² fixed): the CPU grids, and their
+#: 129³ ends in studies of their own (a sweep's point ids carry their index).
+PATH_STUDIES = ("path_to_gd", "path_to_gd_fine", "path_to_gd_fast", "path_to_gd_fast_fine")
 
 
 def load_study(root: Path, name: str):
@@ -30,6 +35,53 @@ def load_study(root: Path, name: str):
         return None, None
     return (json.loads((folder / "summary.json").read_text()),
             read_results(folder / "points.csv"))
+
+
+def path_points(folders) -> pd.DataFrame | None:
+    """The points of the path-to-GD studies in ``folders`` (those run), one table.
+
+    Args:
+      folders: study folders (runs/studies/<name>); a folder without a finished study is
+        skipped.
+
+    Returns:
+      Their points.csv rows with ``study`` (the folder's name) and ``c`` (``tag.c`` to two
+      decimals), or None when none was run.
+    """
+    frames = []
+    for folder in map(Path, folders):
+        table = folder / "study" / "points.csv"
+        if table.exists():
+            frames.append(read_results(table).assign(study=folder.name))
+    if not frames:
+        return None
+    points = pd.concat(frames, ignore_index=True)
+    points["c"] = points["tag.c"].astype(float).round(2)
+    return points
+
+
+def path_rates(points: pd.DataFrame,
+               metrics=("gap_gd", "gap_langevin", "langevin_gap_gd")) -> list[dict]:
+    """Per path (c, ε/δ²) and metric: the rate in δ fitted over every grid of the path.
+
+    Args:
+      points: :func:`path_points`' table.
+      metrics: the point columns to fit (sup gaps over the records).
+
+    Returns:
+      One dict per (path, metric), paths by increasing c then ε/δ²: :func:`fit_rate`'s keys
+      plus ``path`` ("c = 0.18, ε/δ² = 1"), ``metric``, ``values`` (coarsest grid first)
+      and ``grids`` ("17³–129³").
+    """
+    out = []
+    for (c, r), grp in points.groupby(["c", "eps_over_delta2"], sort=True):
+        grp = grp.sort_values("delta", ascending=False)
+        sizes = [round(7 / d) + 1 for d in grp["delta"]]
+        for metric in metrics:
+            out.append({**fit_rate(grp["delta"], grp[metric]), "path": f"c = {c:g}, ε/δ² = {r:g}",
+                        "metric": metric, "values": grp[metric].tolist(),
+                        "grids": f"{sizes[0]}³–{sizes[-1]}³"})
+    return out
 
 
 def pct(v) -> str:
