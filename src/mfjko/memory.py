@@ -22,7 +22,8 @@ from mfjko.runner.setup import dataset_for
 
 __all__ = ["BYTES_PER_POINT", "BYTES_PER_POINT_SAMPLE", "BASE_BYTES", "MEMORY_ENV",
            "MEMORY_FRACTION", "GridCost",
-           "grid_costs", "available_bytes", "check_memory", "format_bytes"]
+           "grid_costs", "seconds_per_point_step", "available_bytes", "check_memory",
+           "format_bytes"]
 
 #: peak bytes per JKO grid point besides its data terms (measured on 21³-61³ grids with
 #: n_train = 20 and 200: ≈ 1 KB + 32 B per training point; tests/test_memory.py)
@@ -31,7 +32,8 @@ BYTES_PER_POINT = 1024
 BYTES_PER_POINT_SAMPLE = 32
 #: peak resident memory of a run without its grids (Python, JAX, XLA programs, GD)
 BASE_BYTES = 700 * 2**20
-#: seconds per grid point and JKO step (a warm step at 64³ takes 0.74 s on a 2-core CPU)
+#: seconds per grid point and JKO step on grids of up to 32 points per axis; longer axes
+#: cost (n_max/32)² more per point (:func:`seconds_per_point_step`)
 SECONDS_PER_POINT_STEP = 3e-6
 #: environment variable: the memory (GB) a run may use, instead of MEMORY_FRACTION of RAM
 MEMORY_ENV = "MFJKO_MAX_MEMORY_GB"
@@ -98,9 +100,23 @@ def grid_costs(cfg: RunConfig, cache: dict | None = None) -> list[GridCost]:
         n *= len(g.scales) if g.scales else 1
         per = BYTES_PER_POINT + BYTES_PER_POINT_SAMPLE * _n_train(cfg, cache)
         extra = 16.0 * g.n_dirs**2 if g.kind == "sphere_line" else 0.0
-        out.append(GridCost(name, n, n * per + extra, n * steps(mc) * SECONDS_PER_POINT_STEP,
-                            per, False, shape))
+        longest = max(g.n_dirs, g.n_beta) if g.kind == "sphere_line" else max(g.sizes)
+        out.append(GridCost(name, n, n * per + extra,
+                            n * steps(mc) * seconds_per_point_step(longest), per, False, shape))
     return out
+
+
+def seconds_per_point_step(longest_axis: int) -> float:
+    """Rough seconds per grid point and JKO step on a 2-core CPU.
+
+    For a product grid whose longest axis has ``longest_axis`` points.
+    Each kernel application contracts every axis (n per point), the underflow-safe
+    log-sum-exp of fine grids at ε ≈ δ² takes n/GROUP logs per point, and the Sinkhorn
+    loop needs more iterations as δ shrinks: (n/32)² fits the warm steps measured on the
+    default problem along τ = 32/(n − 1), ε = δ² (49³: 0.9 s, 65³: 2.6–3.0 s, 97³: 22 s;
+    ``benchmarks/bench_lse.py``), where a constant per point was 30× short at 129³.
+    """
+    return SECONDS_PER_POINT_STEP * max(1.0, (longest_axis / 32) ** 2)
 
 
 def available_bytes() -> float:

@@ -205,6 +205,35 @@ def test_tiny_eps_takes_exact_fallback_and_matches_dense():
     assert rel_err(g.apply_lse(u, 100 * diam2), dense_lse(C, u, 100 * diam2)) < 1e-12
 
 
+def test_grouped_kernel_mode_is_exact_where_the_plain_one_underflows():
+    """Fine grid, ε = δ², u peaked (log of a narrow bump): rows far from the peak underflow
+    in the plain kernel mode; one stabilizer per group of inputs recovers them exactly,
+    and a u whose far groups could dominate is sent to the exact path."""
+    from mfjko.geometry import product as PR
+
+    g = G.cartesian_grid([(-3.5, 3.5), (-3.5, 3.5)], [97, 33])
+    eps = g.spacing ** 2
+    x = np.asarray(g.axes[0])
+    U = jnp.asarray(np.broadcast_to((-(x / 0.1) ** 2)[:, None], g.shape).copy())
+    cost0 = g.factors[0].cost / eps
+    kernel0 = jnp.exp(-cost0)
+    plain = jnp.log(kernel0 @ jnp.exp(U - U.max(axis=0))) + U.max(axis=0)
+    assert not bool(jnp.all(plain > math.log(PR.UNDERFLOW) + U.max()))  # underflows
+    exact = PR._axis_lse_exact(U, cost0, 0)
+    out, exact_needed = PR._axis_lse_grouped(U, kernel0, cost0, 0)
+    assert not bool(exact_needed)
+    assert rel_err(out, exact) < 1e-12
+    np.testing.assert_allclose(PR._axis_lse(U, kernel0, cost0, 0), exact, rtol=1e-13)
+    # a far group 2000 above the rest: its underflowed terms could matter, so exact
+    U_far = U.at[-1].set(2000.0)
+    _, exact_needed = PR._axis_lse_grouped(U_far, kernel0, cost0, 0)
+    assert bool(exact_needed)
+    np.testing.assert_allclose(PR._axis_lse(U_far, kernel0, cost0, 0),
+                               PR._axis_lse_exact(U_far, cost0, 0), rtol=1e-13)
+    u = U.reshape(-1)
+    assert rel_err(g.apply_lse(u, eps), dense_lse(g.cost_matrix(), u, eps)) < 1e-12
+
+
 def test_operator_vmaps_and_rejects_bad_eps():
     g = G.cartesian_grid([(-1.0, 1.0), (-1.0, 1.0)], [4, 5])
     U = jnp.stack([random_u(g.size, k) for k in range(3)])
