@@ -113,8 +113,9 @@ def seconds_per_point_step(longest_axis: int) -> float:
     Each kernel application contracts every axis (n per point), the underflow-safe
     log-sum-exp of fine grids at ε ≈ δ² takes n/GROUP logs per point, and the Sinkhorn
     loop needs more iterations as δ shrinks: (n/32)² fits the warm steps measured on the
-    default problem along τ = 32/(n − 1), ε = δ² (49³: 0.9 s, 65³: 2.6–3.0 s, 97³: 22 s;
-    ``benchmarks/bench_lse.py``), where a constant per point was 30× short at 129³.
+    default problem along τ = 32/(n − 1), ε = δ² (49³: 0.9 s, 65³: 2.6–3.0 s, 97³: 22–27 s,
+    129³: 117 s; ``benchmarks/README.md``, ``bench_lse.py``) within 1.6×, where a
+    constant per point was 30× short at 129³.
     """
     return SECONDS_PER_POINT_STEP * max(1.0, (longest_axis / 32) ** 2)
 

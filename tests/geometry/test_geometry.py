@@ -231,7 +231,16 @@ def test_grouped_kernel_mode_is_exact_where_the_plain_one_underflows():
     np.testing.assert_allclose(PR._axis_lse(U_far, kernel0, cost0, 0),
                                PR._axis_lse_exact(U_far, cost0, 0), rtol=1e-13)
     u = U.reshape(-1)
-    assert rel_err(g.apply_lse(u, eps), dense_lse(g.cost_matrix(), u, eps)) < 1e-12
+    ref = dense_lse(g.cost_matrix(), u, eps)
+    assert rel_err(g.apply_lse(u, eps), ref) < 1e-12
+    # the batching rule takes the same stages for a batch (shared and per-member kernels)
+    op = g.lse_operator(eps)
+    batch = jnp.stack([u, U_far.reshape(-1)])
+    ref_far = dense_lse(g.cost_matrix(), U_far.reshape(-1), eps)
+    out = jax.vmap(op)(batch)
+    assert rel_err(out[0], ref) < 1e-12 and rel_err(out[1], ref_far) < 1e-12
+    out = jax.vmap(lambda e, u: g.lse_operator(e)(u))(jnp.array([eps, eps]), batch[:1].repeat(2, 0))
+    assert rel_err(out[1], ref) < 1e-12
 
 
 def test_operator_vmaps_and_rejects_bad_eps():

@@ -234,7 +234,8 @@ def _lse_tensor(kernels, costs_over_eps, U):
 def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
     """:func:`_axis_lse` for a batch U (B, *shape) along grid axis ``axis``.
 
-    The kernel is (n, n) when ``shared``, else (B, n, n). One lax.cond for the whole batch.
+    The kernel is (n, n) when ``shared``, else (B, n, n). One lax.cond per stage (plain,
+    grouped, exact) for the whole batch.
     """
     a = axis + 1
     m = jnp.max(U, axis=a, keepdims=True)
@@ -246,11 +247,17 @@ def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
     W = jnp.moveaxis(W, 1, a)
     bad = ((W < UNDERFLOW) | ~jnp.isfinite(W)) & finite_line
     fast = jnp.log(W) + m_safe
-    if shared:
-        exact = lambda: jax.vmap(lambda u: _axis_lse_exact(u, cost_over_eps, axis))(U)
-    else:
-        exact = lambda: jax.vmap(lambda u, c: _axis_lse_exact(u, c, axis))(U, cost_over_eps)
-    return lax.cond(jnp.any(bad), exact, lambda: fast)
+    kernels = kernel if not shared else jnp.broadcast_to(kernel, (U.shape[0],) + kernel.shape)
+    costs = (cost_over_eps if not shared
+             else jnp.broadcast_to(cost_over_eps, (U.shape[0],) + cost_over_eps.shape))
+
+    def grouped():
+        out, needed = jax.vmap(lambda u, k, c: _axis_lse_grouped(u, k, c, axis))(
+            U, kernels, costs)
+        exact = lambda: jax.vmap(lambda u, c: _axis_lse_exact(u, c, axis))(U, costs)
+        return lax.cond(jnp.any(needed), exact, lambda: out)
+
+    return lax.cond(jnp.any(bad), grouped, lambda: fast)
 
 
 @functools.cache
