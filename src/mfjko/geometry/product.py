@@ -47,6 +47,9 @@ __all__ = [
 UNDERFLOW = 1e-280
 #: inputs per stabilizer group of the grouped kernel mode (:func:`_axis_lse_grouped`)
 GROUP = 16
+#: axes shorter than this skip the grouped stage (decided when tracing): there the exact
+#: log-sum-exp is cheap and a smaller program compiles faster
+GROUPED_MIN = 48
 #: what underflow may lose in a group is harmless below e^{−GROUP_LOSS} of the sum (4e-18
 #: relative, under float64's rounding of 1.1e-16)
 GROUP_LOSS = 40.0
@@ -205,8 +208,9 @@ def _axis_lse(U: Array, kernel: Array, cost_over_eps: Array, axis: int) -> Array
     ``UNDERFLOW``: a row far, in units of √ε, from where its line's u is largest; on fine
     grids at ε ≈ δ² most lines have such rows) the axis is recomputed with one stabilizer
     per group of :data:`GROUP` inputs (:func:`_axis_lse_grouped`, the same flops and G =
-    n/GROUP logs per point); only if that may have lost a term is the axis recomputed by
-    the exact broadcasted log-sum-exp (n exps per point). Each step is a ``lax.cond``
+    n/GROUP logs per point; axes of fewer than :data:`GROUPED_MIN` points skip it); only
+    if that may have lost a term is the axis recomputed by the exact broadcasted
+    log-sum-exp (n exps per point). Each step is a ``lax.cond``
     (under vmap both branches run).
     """
     m = jnp.max(U, axis=axis, keepdims=True)
@@ -222,6 +226,9 @@ def _axis_lse(U: Array, kernel: Array, cost_over_eps: Array, axis: int) -> Array
         return lax.cond(exact_needed, lambda: _axis_lse_exact(U, cost_over_eps, axis),
                         lambda: out)
 
+    if kernel.shape[-1] < GROUPED_MIN:
+        return lax.cond(jnp.any(bad), lambda: _axis_lse_exact(U, cost_over_eps, axis),
+                        lambda: fast)
     return lax.cond(jnp.any(bad), grouped, lambda: fast)
 
 
@@ -247,16 +254,21 @@ def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
     W = jnp.moveaxis(W, 1, a)
     bad = ((W < UNDERFLOW) | ~jnp.isfinite(W)) & finite_line
     fast = jnp.log(W) + m_safe
-    kernels = kernel if not shared else jnp.broadcast_to(kernel, (U.shape[0],) + kernel.shape)
-    costs = (cost_over_eps if not shared
-             else jnp.broadcast_to(cost_over_eps, (U.shape[0],) + cost_over_eps.shape))
-
     def grouped():
+        kernels = kernel if not shared else jnp.broadcast_to(kernel, (U.shape[0],)
+                                                             + kernel.shape)
+        costs = (cost_over_eps if not shared
+                 else jnp.broadcast_to(cost_over_eps, (U.shape[0],) + cost_over_eps.shape))
         out, needed = jax.vmap(lambda u, k, c: _axis_lse_grouped(u, k, c, axis))(
             U, kernels, costs)
-        exact = lambda: jax.vmap(lambda u, c: _axis_lse_exact(u, c, axis))(U, costs)
         return lax.cond(jnp.any(needed), exact, lambda: out)
 
+    if shared:
+        exact = lambda: jax.vmap(lambda u: _axis_lse_exact(u, cost_over_eps, axis))(U)
+    else:
+        exact = lambda: jax.vmap(lambda u, c: _axis_lse_exact(u, c, axis))(U, cost_over_eps)
+    if kernel.shape[-1] < GROUPED_MIN:
+        return lax.cond(jnp.any(bad), exact, lambda: fast)
     return lax.cond(jnp.any(bad), grouped, lambda: fast)
 
 
