@@ -53,8 +53,8 @@ GROUPED_MIN = 48
 #: what underflow may lose in a group is harmless below e^{−GROUP_LOSS} of the sum (4e-18
 #: relative, under float64's rounding of 1.1e-16)
 GROUP_LOSS = 40.0
-# log of the largest absolute error underflow leaves in a group's W_ig (terms and kernel
-# entries below the smallest normal float64, 2.2e-308)
+# log of the largest absolute error underflow leaves in a group's W_ig: 2·GROUP terms and
+# kernel entries, each below the smallest normal float64 (2.2e-308, rounded up)
 _LOG_LOST = math.log(2 * GROUP * 2.3e-308)
 
 class Factor(eqx.Module):
@@ -221,15 +221,14 @@ def _axis_lse(U: Array, kernel: Array, cost_over_eps: Array, axis: int) -> Array
     bad = ((W < UNDERFLOW) | ~jnp.isfinite(W)) & finite_line
     fast = jnp.log(W) + m_safe
 
+    exact = lambda: _axis_lse_exact(U, cost_over_eps, axis)  # noqa: E731
+
     def grouped():
         out, exact_needed = _axis_lse_grouped(U, kernel, cost_over_eps, axis)
-        return lax.cond(exact_needed, lambda: _axis_lse_exact(U, cost_over_eps, axis),
-                        lambda: out)
+        return lax.cond(exact_needed, exact, lambda: out)
 
-    if kernel.shape[-1] < GROUPED_MIN:
-        return lax.cond(jnp.any(bad), lambda: _axis_lse_exact(U, cost_over_eps, axis),
-                        lambda: fast)
-    return lax.cond(jnp.any(bad), grouped, lambda: fast)
+    slow = exact if kernel.shape[-1] < GROUPED_MIN else grouped
+    return lax.cond(jnp.any(bad), slow, lambda: fast)
 
 
 def _lse_tensor(kernels, costs_over_eps, U):
@@ -254,22 +253,20 @@ def _axis_lse_batch(U, kernel, cost_over_eps, axis: int, shared: bool):
     W = jnp.moveaxis(W, 1, a)
     bad = ((W < UNDERFLOW) | ~jnp.isfinite(W)) & finite_line
     fast = jnp.log(W) + m_safe
-    def grouped():
-        kernels = kernel if not shared else jnp.broadcast_to(kernel, (U.shape[0],)
-                                                             + kernel.shape)
-        costs = (cost_over_eps if not shared
-                 else jnp.broadcast_to(cost_over_eps, (U.shape[0],) + cost_over_eps.shape))
-        out, needed = jax.vmap(lambda u, k, c: _axis_lse_grouped(u, k, c, axis))(
-            U, kernels, costs)
-        return lax.cond(jnp.any(needed), exact, lambda: out)
-
     if shared:
         exact = lambda: jax.vmap(lambda u: _axis_lse_exact(u, cost_over_eps, axis))(U)
+        grouped_all = jax.vmap(lambda u: _axis_lse_grouped(u, kernel, cost_over_eps, axis))
     else:
         exact = lambda: jax.vmap(lambda u, c: _axis_lse_exact(u, c, axis))(U, cost_over_eps)
-    if kernel.shape[-1] < GROUPED_MIN:
-        return lax.cond(jnp.any(bad), exact, lambda: fast)
-    return lax.cond(jnp.any(bad), grouped, lambda: fast)
+        grouped_all = lambda u: jax.vmap(  # noqa: E731
+            lambda u, k, c: _axis_lse_grouped(u, k, c, axis))(u, kernel, cost_over_eps)
+
+    def grouped():
+        out, needed = grouped_all(U)
+        return lax.cond(jnp.any(needed), exact, lambda: out)
+
+    slow = exact if kernel.shape[-1] < GROUPED_MIN else grouped
+    return lax.cond(jnp.any(bad), slow, lambda: fast)
 
 
 @functools.cache

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from mfjko.study import findings_changes, findings_gpu, findings_wfr
-from mfjko.study.analysis import fit_rate
 from mfjko.study.findings_parts import (
     PATH_STUDIES,
     figure,
@@ -209,20 +208,15 @@ def _debias_rate(root: Path, debias: bool) -> dict | None:
     (when run); ``values`` from the coarsest grid to the finest. None when the debias study
     was not run.
     """
-    frames = [load_study(root, name)[1] for name in ("debias", "debias_fine")]
-    frames = [f for f in frames if f is not None]
-    if not frames:
+    points = path_points(root / name for name in ("debias", "debias_fine"))
+    if points is None:
         return None
-    pts = pd.concat(frames, ignore_index=True)
-    sel = pts[(pts["jko.debias"].astype(str).str.lower() == str(debias).lower())
-              & (pts["tag.c"] == 0.23) & (pts["eps_over_delta2"] == 1.0)]
-    sel = sel.sort_values("delta", ascending=False)
+    sel = points[(points["jko.debias"].astype(str).str.lower() == str(debias).lower())
+                 & (points["c"] == 0.23) & (points["eps_over_delta2"] == 1.0)]
     if len(sel) < 2:
         return None
-    sizes = [round(7 / d) + 1 for d in sel["delta"]]
-    return {**fit_rate(sel["delta"], sel["gap_gd"]), "values": sel["gap_gd"].tolist(),
-            "path": f"c = 0.23, ε/δ² = 1, debias = {str(debias).lower()}",
-            "grids": f"{sizes[0]}³–{sizes[-1]}³"}
+    (rate,) = path_rates(sel, ("gap_gd",))
+    return {**rate, "path": f"{rate['path']}, debias = {str(debias).lower()}"}
 
 
 def write_findings(root="runs/studies", out="docs/FINDINGS.md") -> Path:

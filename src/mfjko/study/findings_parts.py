@@ -38,7 +38,9 @@ def load_study(root: Path, name: str):
 
 
 def path_points(folders) -> pd.DataFrame | None:
-    """The points of the path-to-GD studies in ``folders`` (those run), one table.
+    """The points of the studies in ``folders`` (those run) as one table.
+
+    A refinement path's grids may be split over several studies (path_to_gd*, debias*).
 
     Args:
       folders: study folders (runs/studies/<name>); a folder without a finished study is
